@@ -1,0 +1,388 @@
+"""WebRTC ingest over WHIP (RFC 9725): browsers and softphones push one audio track.
+
+    POST   /whip[?stream_id=ID&key=value...]   Content-Type: application/sdp, body = offer
+           -> 201 Created, body = answer (all ICE candidates, no trickle),
+              Location: /whip/<session-id>
+    DELETE /whip/<session-id>                  -> 200, the stream is closed (its summary is published)
+
+Errors: 415 wrong content type, 400 malformed SDP or no audio to receive, 404
+unknown session, 409 stream id in use, 503 over `max_sessions` (or the hub is
+full). The adapter only translates: the first audio track's frames become mono
+float32 `AudioChunk`s at the negotiated codec's rate (Opus 48 kHz, G.711 8 kHz)
+and are pushed into a hub stream; every other track is drained (aiortc's track
+queues are unbounded). When the peer opens a data channel, the stream's events
+(hop results, `opened`, `closed`) are sent back on it as JSON text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+import structlog
+from aiohttp import web
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamError
+
+from daemon.config import WebRTCConfig
+from daemon.http import HttpServer
+from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.wire.frames import AudioChunk
+
+log = structlog.get_logger(__name__)
+
+WHIP_PATH = "/whip"
+SDP_CONTENT_TYPE = "application/sdp"
+TRANSPORT = "webrtc"
+MAX_STREAM_ID_CHARS = 128
+MAX_METADATA_ITEMS = 32
+# Events produced before the peer's data channel is open wait here; older ones are dropped.
+MAX_PENDING_EVENTS = 256
+CLOSE_FLUSH_TIMEOUT_S = 2.0
+_SDP_ERRORS = (ValueError, KeyError, IndexError, TypeError, InvalidAccessError, OperationError)
+_REJECTION_STATUS = {"stream_exists": 409, "too_many_streams": 503, "server_shutting_down": 503}
+
+
+class WhipRequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def frame_to_mono(resampler: av.AudioResampler, frame: av.AudioFrame) -> npt.NDArray[np.float32]:
+    """Any aiortc audio frame (s16 stereo Opus, s16 mono G.711) -> mono float32 at the resampler's rate."""
+    parts = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def negotiated_audio_rate_hz(answer_sdp: str, mid: str | None) -> int:
+    """Clock rate of the codec the peer will send on the audio m-section `mid` (first in the answer)."""
+    description = aiortc_sdp.SessionDescription.parse(answer_sdp)
+    for media in description.media:
+        if media.kind == "audio" and (mid is None or media.rtp.muxId == mid) and media.rtp.codecs:
+            return int(media.rtp.codecs[0].clockRate)
+    raise WhipRequestError(400, "no audio codec in common (the daemon accepts Opus, PCMU and PCMA)")
+
+
+def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WhipRequestError(400, "SDP offer is not UTF-8") from exc
+    if not text.lstrip().startswith("v=0"):
+        raise WhipRequestError(400, "SDP offer must start with 'v=0'")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(text)
+    except _SDP_ERRORS as exc:
+        raise WhipRequestError(400, f"malformed SDP offer: {exc!r}") from exc
+    sending_audio = [
+        m for m in description.media if m.kind == "audio" and m.direction in (None, "sendrecv", "sendonly")
+    ]
+    if not sending_audio:
+        raise WhipRequestError(400, "SDP offer has no audio m-section that sends (sendonly or sendrecv)")
+    return text, description
+
+
+def stream_request(query: Mapping[str, str], session_id: str) -> tuple[str, dict[str, str]]:
+    """Stream id (query `stream_id`, else the session id) and metadata (the other query parameters)."""
+    metadata = {k: v for k, v in query.items() if k != "stream_id"}
+    if len(metadata) > MAX_METADATA_ITEMS:
+        raise WhipRequestError(400, f"at most {MAX_METADATA_ITEMS} metadata query parameters")
+    stream_id = query.get("stream_id", session_id)
+    if not stream_id or len(stream_id) > MAX_STREAM_ID_CHARS or not stream_id.isprintable():
+        raise WhipRequestError(400, f"stream_id must be 1..{MAX_STREAM_ID_CHARS} printable characters")
+    return stream_id, metadata
+
+
+class WhipSession:
+    """One peer connection feeding one hub stream. Owns its tasks; `close()` is idempotent."""
+
+    def __init__(
+        self, session_id: str, pc: RTCPeerConnection, handle: StreamHandle, sample_rate_hz: int
+    ) -> None:
+        self.session_id = session_id
+        self.pc = pc
+        self.handle = handle
+        self.sample_rate_hz = sample_rate_hz
+        self.frames_pushed = 0
+        self.frames_discarded = 0  # frames of tracks the daemon does not use, drained and dropped
+        self.events_dropped = 0  # events lost before the data channel opened
+        self._channel: RTCDataChannel | None = None
+        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._media_tasks: set[asyncio.Task[None]] = set()
+        self._forwarder: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._log = log.bind(session_id=session_id, stream_id=handle.stream_id)
+        self.on_stream_ended: Callable[[WhipSession], None] | None = None
+
+    @property
+    def stream_id(self) -> str:
+        return self.handle.stream_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start(self, audio: MediaStreamTrack, others: list[MediaStreamTrack], forward_events: bool) -> None:
+        self._media_tasks.add(asyncio.create_task(self.run_audio(audio), name=f"whip-audio-{self.session_id}"))
+        for track in others:
+            self._media_tasks.add(asyncio.create_task(self.run_drain(track), name=f"whip-drain-{self.session_id}"))
+        if forward_events:
+            self._forwarder = asyncio.create_task(self.run_events(), name=f"whip-events-{self.session_id}")
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        if self._channel is not None:
+            self._log.info("whip_extra_datachannel_ignored", label=channel.label)
+            return
+        self._channel = channel
+        if channel.readyState == "open":
+            self._flush_pending()
+        else:
+            channel.on("open", self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        channel = self._channel
+        while channel is not None and channel.readyState == "open" and self._pending:
+            channel.send(self._pending.popleft())
+
+    def _send_event(self, event: Mapping[str, Any]) -> None:
+        text = json.dumps(event, separators=(",", ":"))
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            self._flush_pending()
+            channel.send(text)
+            return
+        if len(self._pending) == self._pending.maxlen:
+            self.events_dropped += 1
+        self._pending.append(text)
+
+    async def run_audio(self, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate_hz)
+        try:
+            while True:
+                frame = await track.recv()
+                samples = frame_to_mono(resampler, frame)
+                if samples.size:
+                    await self.handle.push(AudioChunk(samples))
+                    self.frames_pushed += 1
+        except MediaStreamError:
+            self._log.info("whip_audio_track_ended", frames=self.frames_pushed)
+
+    async def run_drain(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames_discarded += 1
+
+    async def run_events(self) -> None:
+        async for event in self.handle.events():
+            self._send_event(event)
+        if not self._closing and self.on_stream_ended is not None:
+            self.on_stream_ended(self)  # the daemon closed the stream (idle, error): end the call too
+
+    async def close(self, reason: str) -> None:
+        """Stop reading media, close the stream (its summary goes out), then the peer connection."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        current = asyncio.current_task()
+        media = [t for t in self._media_tasks if t is not current]
+        for task in media:
+            task.cancel()
+        await asyncio.gather(*media, return_exceptions=True)
+        try:
+            await self.handle.close(reason)
+            if self._forwarder is not None:
+                await self._wait_for_forwarder()
+                await self._wait_channel_drained()
+        finally:
+            if self._forwarder is not None and not self._forwarder.done():
+                self._forwarder.cancel()
+                await asyncio.gather(self._forwarder, return_exceptions=True)
+            await self.pc.close()
+            self._closed.set()
+            self._log.info(
+                "whip_session_closed",
+                reason=reason,
+                frames=self.frames_pushed,
+                frames_discarded=self.frames_discarded,
+                events_dropped=self.events_dropped,
+            )
+
+    async def _wait_for_forwarder(self) -> None:
+        assert self._forwarder is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._forwarder), CLOSE_FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            self._log.warning("whip_events_not_finished")
+
+    async def _wait_channel_drained(self) -> None:
+        # So the `closed` summary leaves before the transport goes away.
+        channel = self._channel
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_FLUSH_TIMEOUT_S
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount > 0:
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+
+
+class WhipIngest:
+    """The WHIP endpoint: registers its routes on an `HttpServer` and owns the sessions.
+
+    Without `server`, it runs its own on `config.host:config.port`; with one (shared
+    with the web console), the owner of that server starts and stops it.
+    """
+
+    def __init__(self, hub: StreamHub, config: WebRTCConfig, server: HttpServer | None = None) -> None:
+        self._hub = hub
+        self._config = config
+        self._owns_server = server is None
+        self.server = server if server is not None else HttpServer(config.host, config.port)
+        self._sessions: dict[str, WhipSession] = {}
+        self._setting_up = 0
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.add_routes(self.server.app)
+
+    @property
+    def sessions(self) -> Mapping[str, WhipSession]:
+        return self._sessions
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(WHIP_PATH, self.handle_offer)
+        app.router.add_delete(WHIP_PATH + "/{session_id}", self.handle_delete)
+
+    async def start(self) -> None:
+        if self._owns_server:
+            await self.server.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        sessions = list(self._sessions.values())
+        await asyncio.gather(*(s.close("shutdown") for s in sessions), return_exceptions=True)
+        background = list(self._background)
+        await asyncio.gather(*background, return_exceptions=True)
+        if self._owns_server:
+            await self.server.stop()
+
+    async def handle_offer(self, request: web.Request) -> web.Response:
+        try:
+            return await self._accept_offer(request)
+        except WhipRequestError as exc:
+            log.info("whip_offer_rejected", status=exc.status, reason=exc.message)
+            return web.Response(status=exc.status, text=exc.message + "\n")
+
+    async def _accept_offer(self, request: web.Request) -> web.Response:
+        if self._stopping:
+            raise WhipRequestError(503, "the daemon is shutting down")
+        if request.content_type != SDP_CONTENT_TYPE:
+            raise WhipRequestError(415, f"Content-Type must be {SDP_CONTENT_TYPE}")
+        offer_sdp, offer = parse_offer(await request.read())
+        if len(self._sessions) + self._setting_up >= self._config.max_sessions:
+            raise WhipRequestError(503, f"at most {self._config.max_sessions} WebRTC sessions")
+        session_id = uuid.uuid4().hex
+        stream_id, metadata = stream_request(request.query, session_id)
+        self._setting_up += 1
+        try:
+            session = await self._negotiate(session_id, stream_id, metadata, offer_sdp, offer)
+        finally:
+            self._setting_up -= 1
+        self._sessions[session_id] = session
+        location = f"{WHIP_PATH}/{session_id}"
+        log.info("whip_session_opened", session_id=session_id, stream_id=stream_id, rate=session.sample_rate_hz)
+        return web.Response(
+            status=201,
+            body=session.pc.localDescription.sdp.encode(),
+            headers={"Content-Type": SDP_CONTENT_TYPE, "Location": location, "ETag": f'"{session_id}"'},
+        )
+
+    async def _negotiate(
+        self,
+        session_id: str,
+        stream_id: str,
+        metadata: dict[str, str],
+        offer_sdp: str,
+        offer: aiortc_sdp.SessionDescription,
+    ) -> WhipSession:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        tracks: list[MediaStreamTrack] = []
+        channels: list[RTCDataChannel] = []
+        pc.on("track", tracks.append)
+        pc.on("datachannel", channels.append)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind != "audio":
+                    transceiver.direction = "inactive"  # never decode video we would only discard
+            await pc.setLocalDescription(await pc.createAnswer())
+            audio = next((t for t in tracks if t.kind == "audio"), None)
+            if audio is None:
+                raise WhipRequestError(400, "SDP offer has no audio track to receive")
+            audio_mid = next((tr.mid for tr in pc.getTransceivers() if tr.receiver.track is audio), None)
+            rate_hz = negotiated_audio_rate_hz(pc.localDescription.sdp, audio_mid)
+            spec = StreamSpec(stream_id=stream_id, sample_rate_hz=rate_hz, transport=TRANSPORT, metadata=metadata)
+            try:
+                handle = await self._hub.open(spec)
+            except StreamRejected as exc:
+                raise WhipRequestError(_REJECTION_STATUS.get(exc.code, 400), f"{exc.code}: {exc.message}") from exc
+        except _SDP_ERRORS + (InvalidStateError,) as exc:
+            await pc.close()
+            raise WhipRequestError(400, f"cannot answer the SDP offer: {exc}") from exc
+        except BaseException:
+            await pc.close()
+            raise
+        session = WhipSession(session_id, pc, handle, rate_hz)
+        session.on_stream_ended = lambda s: self._spawn(self._end(s, "error"))
+        has_application = any(m.kind == "application" for m in offer.media)
+        session.start(audio, [t for t in tracks if t is not audio], forward_events=has_application)
+        for channel in channels:
+            session.attach_channel(channel)
+        pc.remove_all_listeners("datachannel")
+        pc.on("datachannel", session.attach_channel)
+
+        def on_state_change() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._spawn(self._end(session, "error" if pc.connectionState == "failed" else "client"))
+
+        pc.on("connectionstatechange", on_state_change)
+        return session
+
+    async def handle_delete(self, request: web.Request) -> web.Response:
+        session = self._sessions.get(request.match_info["session_id"])
+        if session is None:
+            return web.Response(status=404, text="unknown WHIP session\n")
+        await self._end(session, "client")
+        return web.Response(status=200)
+
+    async def _end(self, session: WhipSession, reason: str) -> None:
+        try:
+            await session.close(reason)
+        finally:
+            self._sessions.pop(session.session_id, None)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
