@@ -1,0 +1,335 @@
+"""Daemon configuration: frozen dataclasses, loaded once from defaults < TOML file < env < CLI.
+
+Every setting is a field below with its help text; `configs/default.toml` lists them all
+with comments, and the `serve` CLI derives one `--section.key` flag per field from here.
+
+Environment variables override the file with one scheme: `SPOOFWATCH__<SECTION>__<KEY>`,
+e.g. `SPOOFWATCH__ZMQ__INGEST_ENDPOINT=tcp://0.0.0.0:5555`. Values of non-string settings
+are TOML literals (`3`, `0.5`, `true`, `["CPUExecutionProvider"]`); string settings take
+the raw text. Any invalid value fails at start with a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from daemon.errors import ConfigError
+
+ENV_PREFIX = "SPOOFWATCH__"
+DEFAULT_MODEL_PATH = "streaming_models/default_model/spoofwatch-default.onnx"
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = field(default=DEFAULT_MODEL_PATH, metadata=_help(
+        "exported detector: .onnx for the onnx backend, TorchScript .pt for torch; a relative "
+        "path is looked up in the working directory, then in the repository/package root"))
+    backend: Literal["onnx", "torch"] = field(default="onnx", metadata=_help(
+        "inference backend"))
+    providers: tuple[str, ...] = field(
+        default=("CUDAExecutionProvider", "CPUExecutionProvider"), metadata=_help(
+            "onnxruntime execution providers in order of preference; unavailable ones are skipped"))
+    intra_op_threads: int = field(default=1, metadata=_help(
+        "threads per inference call (0 = the runtime's default)"))
+    torch_device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help(
+        "device of the torch backend (auto = cuda when available)"))
+
+    def validate(self) -> None:
+        _require("model.path", bool(self.path), "must not be empty")
+        _require("model.providers", len(self.providers) > 0, "must name at least one provider")
+        _require("model.intra_op_threads", self.intra_op_threads >= 0, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch: int = field(default=64, metadata=_help(
+        "run a batch as soon as this many streams have a hop ready"))
+    max_wait_ms: float = field(default=20.0, metadata=_help(
+        "run a smaller batch when its oldest hop has waited this long"))
+
+    def validate(self) -> None:
+        _require("batching.max_batch", 1 <= self.max_batch <= 4096, "must be 1..4096")
+        _require("batching.max_wait_ms", 0 <= self.max_wait_ms <= 10_000, "must be 0..10000")
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    max_streams: int = field(default=1000, metadata=_help(
+        "open streams at once; more are rejected with too_many_streams"))
+    max_buffered_s: float = field(default=5.0, metadata=_help(
+        "cap on audio waiting to be scored per stream; over it the oldest is dropped and counted"))
+    idle_timeout_s: float = field(default=10.0, metadata=_help(
+        "close a stream (reason idle) when no audio arrived for this long"))
+    events_queue_size: int = field(default=256, metadata=_help(
+        "messages buffered per in-process event subscriber (WebRTC data channel); more are dropped"))
+    resample_quality: Literal["QQ", "LQ", "MQ", "HQ", "VHQ"] = field(default="HQ", metadata=_help(
+        "soxr quality of the per-stream resampler"))
+
+    def validate(self) -> None:
+        _require("streams.max_streams", self.max_streams >= 1, "must be >= 1")
+        _require("streams.max_buffered_s", 0.1 <= self.max_buffered_s <= 600, "must be 0.1..600")
+        _require("streams.idle_timeout_s", self.idle_timeout_s > 0, "must be > 0")
+        _require("streams.events_queue_size", self.events_queue_size >= 2, "must be >= 2")
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    policy: Literal["codec_as_bonafide", "codec_as_spoof"] = field(
+        default="codec_as_bonafide", metadata=_help(
+            "how neural-codec resynthesis counts: codec_as_bonafide reports it as `codec` "
+            "(genuine speech through a codec), codec_as_spoof counts p_codec as spoof evidence"))
+    window_hops: int = field(default=5, metadata=_help(
+        "moving-average window of the smoothed probabilities, in hops"))
+    min_hops: int = field(default=3, metadata=_help(
+        "hops before any decision other than undecided"))
+    spoof_enter: float = field(default=0.7, metadata=_help(
+        "smoothed spoof score at or above which the decision becomes spoof"))
+    spoof_exit: float = field(default=0.4, metadata=_help(
+        "smoothed spoof score below which a spoof decision is left (hysteresis); "
+        "between exit and enter the previous decision holds"))
+    codec_enter: float = field(default=0.7, metadata=_help(
+        "smoothed p_codec at or above which the decision becomes codec (codec_as_bonafide)"))
+    codec_exit: float = field(default=0.4, metadata=_help(
+        "smoothed p_codec below which a codec decision is left"))
+
+    def validate(self) -> None:
+        _require("decision.window_hops", self.window_hops >= 1, "must be >= 1")
+        _require("decision.min_hops", self.min_hops >= 1, "must be >= 1")
+        for name in ("spoof_enter", "spoof_exit", "codec_enter", "codec_exit"):
+            value = getattr(self, name)
+            _require(f"decision.{name}", 0.0 <= value <= 1.0, f"must be 0..1, got {value}")
+        _require("decision.spoof_exit", self.spoof_exit <= self.spoof_enter,
+                 "must be <= decision.spoof_enter")
+        _require("decision.codec_exit", self.codec_exit <= self.codec_enter,
+                 "must be <= decision.codec_enter")
+
+
+@dataclass(frozen=True)
+class ZmqConfig:
+    ingest_endpoint: str = field(default="tcp://127.0.0.1:5555", metadata=_help(
+        "ROUTER endpoint the clients connect to (port * = any free port, logged at start)"))
+    pub_endpoint: str = field(default="tcp://127.0.0.1:5556", metadata=_help(
+        "PUB endpoint of results and lifecycle events"))
+    pub_hwm: int = field(default=10000, metadata=_help(
+        "messages queued per subscriber; a full queue drops the message (counted), never blocks"))
+    pub_count_drops: bool = field(default=True, metadata=_help(
+        "count PUB drops (ZMQ_XPUB_NODROP): while one subscriber of a topic is full, that topic's "
+        "messages are dropped for all its subscribers; false = plain lossy PUB, drops uncounted"))
+    ingest_hwm: int = field(default=10000, metadata=_help(
+        "messages queued from all clients before the transport pushes back"))
+    max_message_bytes: int = field(default=1 << 20, metadata=_help(
+        "larger client messages drop the connection (1 s of 48 kHz stereo f32 is 384000 bytes)"))
+    enabled: bool = field(default=True, metadata=_help("run the ZeroMQ ingest"))
+
+    def validate(self) -> None:
+        for key in ("ingest_endpoint", "pub_endpoint"):
+            value = getattr(self, key)
+            _require(f"zmq.{key}", "://" in value, f"must be a ZeroMQ endpoint like tcp://HOST:PORT, got {value!r}")
+        _require("zmq.pub_hwm", self.pub_hwm >= 1, "must be >= 1")
+        _require("zmq.ingest_hwm", self.ingest_hwm >= 1, "must be >= 1")
+        _require("zmq.max_message_bytes", self.max_message_bytes >= 4096, "must be >= 4096")
+
+
+@dataclass(frozen=True)
+class WebRTCConfig:
+    enabled: bool = field(default=True, metadata=_help("run the WHIP (WebRTC) ingest"))
+    host: str = field(default="127.0.0.1", metadata=_help("WHIP HTTP listen address"))
+    port: int = field(default=8080, metadata=_help("WHIP HTTP port (0 = any free port)"))
+    max_sessions: int = field(default=100, metadata=_help("concurrent WHIP sessions"))
+
+    def validate(self) -> None:
+        _require("webrtc.port", 0 <= self.port <= 65535, "must be 0..65535")
+        _require("webrtc.max_sessions", self.max_sessions >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_help(
+        "lowest level logged"))
+    format: Literal["auto", "json", "console"] = field(default="auto", metadata=_help(
+        "auto = JSON lines unless stderr is a terminal"))
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    timeout_s: float = field(default=10.0, metadata=_help(
+        "on SIGTERM/SIGINT, how long draining may take before leftovers are cancelled"))
+
+    def validate(self) -> None:
+        _require("shutdown.timeout_s", self.timeout_s > 0, "must be > 0")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    webrtc: WebRTCConfig = field(default_factory=WebRTCConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+
+    def validate(self) -> None:
+        for section in dataclasses.fields(self):
+            check = getattr(getattr(self, section.name), "validate", None)
+            if check is not None:
+                check()
+
+
+def _require(key: str, ok: bool, reason: str) -> None:
+    if not ok:
+        raise ConfigError(key, reason)
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass, in file order."""
+    hints = typing.get_type_hints(DaemonConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(DaemonConfig)}
+
+
+def section_fields(section_cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """(field, resolved type) of one section."""
+    hints = typing.get_type_hints(section_cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(section_cls)]
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """Check `value` against the annotated type; lists become tuples, ints widen to floats."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    if isinstance(kind, types.UnionType):  # pragma: no cover - no optional settings yet
+        return value
+    raise ConfigError(key, f"unsupported setting type {kind!r}")
+
+
+def parse_text_value(text: str, kind: Any) -> Any:
+    """An env/CLI value: raw text for string settings, else a TOML literal."""
+    if kind is str:
+        return text
+    if kind is bool and text.lower() in ("1", "0", "yes", "no", "on", "off"):
+        return text.lower() in ("1", "yes", "on")
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word for a Literal setting; _coerce checks it
+
+
+def _field_kind(section: str, key: str, source: str) -> Any:
+    table = sections()
+    if section not in table:
+        raise ConfigError(section, f"unknown section (from {source}); known: {', '.join(table)}")
+    kinds = {f.name: kind for f, kind in section_fields(table[section])}
+    if key not in kinds:
+        raise ConfigError(f"{section}.{key}", f"unknown setting (from {source}); known: {', '.join(kinds)}")
+    return kinds[key]
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`SPOOFWATCH__SECTION__KEY=value` entries as {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(name, f"environment overrides are named {ENV_PREFIX}SECTION__KEY")
+        section, key = parts
+        kind = _field_kind(section, key, f"environment variable {name}")
+        out.setdefault(section, {})[key] = parse_text_value(text, kind)
+    return out
+
+
+def dotted_overrides(values: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """{"zmq.pub_hwm": "100"} (CLI flags) as {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for dotted, text in values.items():
+        section, _, key = dotted.partition(".")
+        kind = _field_kind(section, key, f"flag --{section}.{key.replace('_', '-')}")
+        out.setdefault(section, {})[key] = parse_text_value(text, kind)
+    return out
+
+
+def build_config(*layers: Mapping[str, Mapping[str, Any]]) -> DaemonConfig:
+    """Merge layers (later wins) over the defaults, type-check every value, validate."""
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if not isinstance(values, Mapping):
+                raise ConfigError(section, "must be a table of settings")
+            merged.setdefault(section, {}).update(values)
+    built: dict[str, Any] = {}
+    table = sections()
+    for section, values in merged.items():
+        if section not in table:
+            raise ConfigError(section, f"unknown section; known: {', '.join(table)}")
+    for section, cls in table.items():
+        values = merged.get(section, {})
+        kinds = {f.name: kind for f, kind in section_fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in kinds:
+                raise ConfigError(f"{section}.{key}", f"unknown setting; known: {', '.join(kinds)}")
+            kwargs[key] = _coerce(f"{section}.{key}", value, kinds[key])
+        built[section] = cls(**kwargs)
+    config = DaemonConfig(**built)
+    config.validate()
+    return config
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> DaemonConfig:
+    """Defaults < TOML file < environment < CLI flags; raises `ConfigError` on anything invalid."""
+    file_layer = read_toml(path) if path is not None else {}
+    env_layer = env_overrides(os.environ if environ is None else environ)
+    flag_layer = dotted_overrides(flags or {})
+    return build_config(file_layer, env_layer, flag_layer)

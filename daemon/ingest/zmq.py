@@ -1,0 +1,176 @@
+"""ZeroMQ ROUTER ingest (protocol v1, docs/protocol.md): translates messages into hub calls.
+
+One receive loop handles every client in arrival order, so each stream's audio is
+pushed in order. Nothing in the loop waits on inference: `push` only buffers, and a
+`close` (which drains the stream) runs in its own task that replies when done.
+A rejected message gets an error reply to its sender only and touches no other stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from daemon.config import ZmqConfig
+from daemon.errors import StreamClosedError
+from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.wire.frames import AudioChunk, AudioFormat
+from daemon.wire.pcm import PayloadError, decode_payload
+from daemon.wire.zmq_messages import (
+    AudioMessage,
+    ClosedReply,
+    CloseMessage,
+    OpenedReply,
+    OpenMessage,
+    PingMessage,
+    PongReply,
+    ProtocolError,
+    parse_request,
+)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _ClientStream:
+    owner: bytes  # ROUTER identity of the client that opened it
+    handle: StreamHandle
+    format: AudioFormat
+
+
+class ZmqIngest:
+    def __init__(self, hub: StreamHub, config: ZmqConfig, *, model_id: str = "", hop_ms: float = 0.0,
+                 context: zmq.asyncio.Context | None = None) -> None:
+        self._hub = hub
+        self._config = config
+        self._model_id = model_id
+        self._hop_ms = hop_ms
+        self._context = context or zmq.asyncio.Context.instance()
+        self._socket: zmq.asyncio.Socket | None = None
+        self._streams: dict[str, _ClientStream] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closers: set[asyncio.Task[Any]] = set()
+        self.endpoint = ""
+        self.replies_dropped = 0
+        self.messages_rejected = 0
+
+    async def start(self) -> None:
+        socket = self._context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.RCVHWM, self._config.ingest_hwm)
+        socket.setsockopt(zmq.SNDHWM, self._config.ingest_hwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, self._config.max_message_bytes)
+        socket.setsockopt(zmq.LINGER, 500)
+        socket.bind(self._config.ingest_endpoint)
+        self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = socket
+        self._task = asyncio.create_task(self.run_receive(), name="zmq-ingest")
+        log.info("zmq_ingest_listening", endpoint=self.endpoint)
+
+    async def stop(self) -> None:
+        """Stop accepting: end the receive loop, let pending close acks finish, close the socket."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._closers:
+            await asyncio.gather(*list(self._closers), return_exceptions=True)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def run_receive(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart(copy=True)
+            if len(frames) < 2:
+                continue  # no identity: cannot happen on ROUTER, nothing to answer
+            identity, body = frames[0], frames[1:]
+            try:
+                await self._handle(identity, body)
+            except ProtocolError as exc:
+                self.messages_rejected += 1
+                log.info("zmq_message_rejected", code=exc.code, reason=exc.message, stream_id=exc.stream_id)
+                await self._reply(identity, exc.reply().to_frames())
+
+    async def _handle(self, identity: bytes, body: Sequence[bytes]) -> None:
+        message = parse_request(body)
+        if isinstance(message, AudioMessage):
+            await self._on_audio(identity, message)
+        elif isinstance(message, OpenMessage):
+            await self._on_open(identity, message)
+        elif isinstance(message, CloseMessage):
+            self._on_close(identity, message)
+        elif isinstance(message, PingMessage):
+            await self._reply(identity, PongReply().to_frames())
+
+    def _owned(self, identity: bytes, stream_id: str, ref: str, seq: int | None = None) -> _ClientStream:
+        entry = self._streams.get(stream_id)
+        if entry is not None and getattr(entry.handle, "closed", False):
+            del self._streams[stream_id]  # closed by the daemon (idle, error)
+            entry = None
+        if entry is None:
+            raise ProtocolError("unknown_stream", f"stream {stream_id!r} is not open", stream_id=stream_id,
+                                ref=ref, seq=seq)
+        if entry.owner != identity:
+            raise ProtocolError("stream_owned_by_other", f"stream {stream_id!r} belongs to another connection",
+                                stream_id=stream_id, ref=ref, seq=seq)
+        return entry
+
+    async def _on_open(self, identity: bytes, message: OpenMessage) -> None:
+        self._forget_closed()
+        spec = StreamSpec(stream_id=message.stream_id, sample_rate_hz=message.format.sample_rate_hz,
+                          transport="zmq", metadata=dict(message.metadata))
+        try:
+            handle = await self._hub.open(spec)
+        except StreamRejected as exc:
+            code = exc.code
+            entry = self._streams.get(message.stream_id)
+            if code == "stream_exists" and entry is not None and entry.owner != identity:
+                code = "stream_owned_by_other"
+            raise ProtocolError(code, exc.message, stream_id=message.stream_id, ref="open") from None
+        self._streams[message.stream_id] = _ClientStream(identity, handle, message.format)
+        await self._reply(identity, OpenedReply(message.stream_id, self._model_id, self._hop_ms).to_frames())
+
+    async def _on_audio(self, identity: bytes, message: AudioMessage) -> None:
+        entry = self._owned(identity, message.stream_id, "audio", message.seq)
+        try:
+            samples = decode_payload(message.payload, entry.format)
+        except PayloadError as exc:
+            raise ProtocolError("bad_payload", str(exc), stream_id=message.stream_id, ref="audio",
+                                seq=message.seq) from None
+        try:
+            await entry.handle.push(AudioChunk(samples, message.seq))
+        except StreamClosedError:
+            self._streams.pop(message.stream_id, None)
+            raise ProtocolError("unknown_stream", f"stream {message.stream_id!r} was closed",
+                                stream_id=message.stream_id, ref="audio", seq=message.seq) from None
+
+    def _on_close(self, identity: bytes, message: CloseMessage) -> None:
+        entry = self._owned(identity, message.stream_id, "close")
+        del self._streams[message.stream_id]
+        task = asyncio.create_task(self._close_and_ack(identity, entry.handle), name=f"zmq-close:{message.stream_id}")
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    async def _close_and_ack(self, identity: bytes, handle: StreamHandle) -> None:
+        await handle.close("client")
+        await self._reply(identity, ClosedReply(handle.stream_id).to_frames())
+
+    def _forget_closed(self) -> None:
+        for stream_id in [k for k, v in self._streams.items() if getattr(v.handle, "closed", False)]:
+            del self._streams[stream_id]
+
+    async def _reply(self, identity: bytes, frames: list[bytes]) -> None:
+        if self._socket is None:
+            return
+        try:
+            await self._socket.send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.replies_dropped += 1
+

@@ -1,0 +1,54 @@
+"""From per-hop probabilities to a smoothed score and a decision with hysteresis.
+
+One `DecisionTracker` per stream (it holds the window and the current decision); the
+rules, with f = smoothed fake score and c = smoothed p_codec:
+
+- fewer than `min_hops` hops: `undecided`;
+- f = p_spoof_smooth under `codec_as_bonafide`, max(p_spoof_smooth, p_codec_smooth) under
+  `codec_as_spoof` (codec resynthesis counts as spoof evidence);
+- `spoof` is entered at f >= spoof_enter and kept while f >= spoof_exit;
+- otherwise, when f < spoof_exit: under `codec_as_bonafide`, `codec` (genuine speech that
+  went through a neural codec) is entered at c >= codec_enter and kept while c >= codec_exit,
+  else `bonafide`; under `codec_as_spoof`, `bonafide`;
+- in between (spoof_exit <= f < spoof_enter, not spoof) the previous bonafide/codec decision
+  holds, and a stream leaving spoof or never decided is `undecided`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from daemon.config import DecisionConfig
+
+
+class DecisionTracker:
+    def __init__(self, config: DecisionConfig) -> None:
+        self.config = config
+        self._spoof: deque[float] = deque(maxlen=config.window_hops)
+        self._codec: deque[float] = deque(maxlen=config.window_hops)
+        self.hops = 0
+        self.decision = "undecided"
+
+    def update(self, p_spoof: float, p_codec: float) -> tuple[float, float, str]:
+        """Add one hop; returns (p_spoof_smooth, p_codec_smooth, decision)."""
+        cfg = self.config
+        self._spoof.append(p_spoof)
+        self._codec.append(p_codec)
+        self.hops += 1
+        spoof_smooth = sum(self._spoof) / len(self._spoof)
+        codec_smooth = sum(self._codec) / len(self._codec)
+        if self.hops < cfg.min_hops:
+            return spoof_smooth, codec_smooth, self.decision
+        fake = spoof_smooth if cfg.policy == "codec_as_bonafide" else max(spoof_smooth, codec_smooth)
+        previous = self.decision
+        if fake >= cfg.spoof_enter or (previous == "spoof" and fake >= cfg.spoof_exit):
+            decision = "spoof"
+        elif fake >= cfg.spoof_exit:
+            decision = previous if previous in ("bonafide", "codec") else "undecided"
+        elif cfg.policy == "codec_as_bonafide" and (
+                codec_smooth >= cfg.codec_enter or (previous == "codec" and codec_smooth >= cfg.codec_exit)):
+            decision = "codec"
+        else:
+            decision = "bonafide"
+        self.decision = decision
+        return spoof_smooth, codec_smooth, decision

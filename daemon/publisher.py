@@ -1,0 +1,51 @@
+"""Results out: the ZeroMQ PUB socket, never blocking, every refused message counted.
+
+The socket sets ZMQ_XPUB_NODROP, so a subscriber whose queue (`pub_hwm` messages plus
+kernel buffers) is full makes the non-blocking send fail instead of libzmq dropping
+silently; the publisher counts that as a drop. The cost (libzmq semantics): while one
+subscriber of a topic is stuck, that topic's messages are dropped for all its subscribers.
+With `pub_count_drops = false` the socket is plain lossy PUB: each subscriber loses only
+its own overflow, and the daemon cannot count it (subscribers see gaps in `seq`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+import zmq
+
+from daemon.wire.results import encode_pub
+
+log = structlog.get_logger(__name__)
+
+
+class ResultPublisher:
+    def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, count_drops: bool = True,
+                 linger_ms: int = 1000) -> None:
+        # a plain (synchronous) socket: sends are non-blocking, so they never stall the loop
+        self._socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, hwm)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if count_drops:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self._socket.bind(endpoint)
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sent = 0
+        self.dropped = 0
+
+    def publish(self, message: Mapping[str, Any]) -> bool:
+        """Send one message; False when it was dropped (a subscriber's queue is full)."""
+        try:
+            self._socket.send_multipart(encode_pub(message), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        """Close; queued messages get up to `linger_ms` to leave."""
+        self._socket.close()
+        log.info("publisher_closed", sent=self.sent, dropped=self.dropped)
