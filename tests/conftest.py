@@ -20,3 +20,11 @@ def shared_data() -> Path:
     if not (path / "README.md").is_file():
         pytest.skip(f"shared data not found at {path} (set SPOOFWATCH_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WebRTC tests gather only 127.0.0.1 ICE candidates (aioice skips loopback by default)."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])

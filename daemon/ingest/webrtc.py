@@ -41,6 +41,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.mediastreams import MediaStreamError
 
 from daemon.config import WebRTCConfig
+from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.wire.frames import AudioChunk
@@ -55,7 +56,8 @@ MAX_METADATA_ITEMS = 32
 # Events produced before the peer's data channel is open wait here; older ones are dropped.
 MAX_PENDING_EVENTS = 256
 CLOSE_FLUSH_TIMEOUT_S = 2.0
-_SDP_ERRORS = (ValueError, KeyError, IndexError, TypeError, InvalidAccessError, OperationError)
+# aiortc's SDP parser reports some malformations with `assert`.
+_SDP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AssertionError, InvalidAccessError, OperationError)
 _REJECTION_STATUS = {"stream_exists": 409, "too_many_streams": 503, "server_shutting_down": 503}
 
 
@@ -72,6 +74,24 @@ def frame_to_mono(resampler: av.AudioResampler, frame: av.AudioFrame) -> npt.NDA
     if not parts:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+class FrameSequencer:
+    """Chunk sequence numbers from RTP timestamps: a jump (lost packets) skips as many numbers
+    as frames are missing, so the hub fills the gap with silence and counts it."""
+
+    def __init__(self) -> None:
+        self._next_sequence = 0
+        self._next_pts: int | None = None
+
+    def sequence_of(self, frame: av.AudioFrame) -> int:
+        pts, length = frame.pts, frame.samples
+        if pts is not None and self._next_pts is not None and length and pts >= self._next_pts + length:
+            self._next_sequence += round((pts - self._next_pts) / length)
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        self._next_pts = None if pts is None else pts + length
+        return sequence
 
 
 def negotiated_audio_rate_hz(answer_sdp: str, mid: str | None) -> int:
@@ -178,15 +198,21 @@ class WhipSession:
 
     async def run_audio(self, track: MediaStreamTrack) -> None:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate_hz)
+        sequencer = FrameSequencer()
         try:
             while True:
                 frame = await track.recv()
+                sequence = sequencer.sequence_of(frame)
                 samples = frame_to_mono(resampler, frame)
                 if samples.size:
-                    await self.handle.push(AudioChunk(samples))
+                    await self.handle.push(AudioChunk(samples, sequence))
                     self.frames_pushed += 1
         except MediaStreamError:
             self._log.info("whip_audio_track_ended", frames=self.frames_pushed)
+        except StreamClosedError:
+            self._log.info("whip_stream_closed_by_daemon", frames=self.frames_pushed)
+            if not self._closing and self.on_stream_ended is not None:
+                self.on_stream_ended(self)
 
     async def run_drain(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):

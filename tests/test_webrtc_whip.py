@@ -1,0 +1,192 @@
+"""WHIP ingest: HTTP error cases and track handling, against an in-memory hub (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from clients.whip import ArrayAudioTrack, whip_send
+from daemon.config import WebRTCConfig
+from daemon.ingest.hub import StreamRejected, StreamSpec
+from daemon.ingest.webrtc import WhipIngest
+from daemon.wire.frames import AudioChunk
+
+pytestmark = pytest.mark.usefixtures("loopback_ice")
+
+
+class RecordingHandle:
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        self.chunks: list[AudioChunk] = []
+        self.close_reason: str | None = None
+        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+
+    @property
+    def stream_id(self) -> str:
+        return self.spec.stream_id
+
+    async def push(self, chunk: AudioChunk) -> None:
+        self.chunks.append(chunk)
+        if len(self.chunks) % 10 == 0:
+            self._events.put_nowait({"type": "result", "stream_id": self.stream_id, "seq": len(self.chunks)})
+
+    async def close(self, reason: str = "client") -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+            summary = {"audio_s": sum(len(c.samples) for c in self.chunks) / self.spec.sample_rate_hz}
+            self._events.put_nowait({"type": "closed", "stream_id": self.stream_id, "summary": summary})
+
+    async def events(self) -> AsyncIterator[Mapping[str, Any]]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if event["type"] == "closed":
+                return
+
+
+class RecordingHub:
+    def __init__(self) -> None:
+        self.handles: dict[str, RecordingHandle] = {}
+
+    async def open(self, spec: StreamSpec) -> RecordingHandle:
+        if spec.stream_id in self.handles:
+            raise StreamRejected("stream_exists", f"stream {spec.stream_id!r} is open")
+        handle = self.handles[spec.stream_id] = RecordingHandle(spec)
+        return handle
+
+
+def tone(seconds: float, rate_hz: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    return (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+
+
+@pytest.fixture
+async def whip() -> AsyncIterator[tuple[WhipIngest, RecordingHub, str]]:
+    hub = RecordingHub()
+    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1))
+    await ingest.start()
+    try:
+        yield ingest, hub, f"http://127.0.0.1:{ingest.server.port}/whip"
+    finally:
+        await ingest.stop()
+
+
+async def post(url: str, body: str, content_type: str = "application/sdp") -> tuple[int, str, Mapping[str, str]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=body, headers={"Content-Type": content_type}) as response:
+            return response.status, await response.text(), dict(response.headers)
+
+
+async def audio_offer() -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ArrayAudioTrack(tone(0.5), 16000))
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_wrong_content_type_is_415(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    _, _, url = whip
+    status, text, _ = await post(url, "v=0\r\n", content_type="application/json")
+    assert status == 415
+    assert "application/sdp" in text
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("not sdp at all", "v=0"),
+        ("v=0\r\nm=audio banana\r\n", "malformed"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no audio"),
+    ],
+)
+async def test_malformed_sdp_is_400(whip: tuple[WhipIngest, RecordingHub, str], body: str, reason: str) -> None:
+    _, hub, url = whip
+    status, text, _ = await post(url, body)
+    assert status == 400
+    assert reason in text
+    assert hub.handles == {}
+
+
+async def test_delete_unknown_session_is_404(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    _, _, url = whip
+    async with aiohttp.ClientSession() as http, http.delete(url + "/nope") as response:
+        assert response.status == 404
+
+
+async def test_over_max_sessions_is_503_and_delete_frees_the_slot(
+    whip: tuple[WhipIngest, RecordingHub, str],
+) -> None:
+    ingest, hub, url = whip
+    first, offer = await audio_offer()
+    second, offer2 = await audio_offer()
+    try:
+        status, answer, headers = await post(url + "?stream_id=call-7&call_id=abc", offer)
+        assert status == 201
+        assert answer.startswith("v=0")
+        assert headers["Content-Type"] == "application/sdp"
+        location = headers["Location"]
+        assert location.startswith("/whip/")
+        assert hub.handles["call-7"].spec.metadata == {"call_id": "abc"}
+        assert hub.handles["call-7"].spec.transport == "webrtc"
+
+        status, text, _ = await post(url, offer2)
+        assert status == 503
+
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(f"http://127.0.0.1:{ingest.server.port}{location}") as response:
+                assert response.status == 200
+            async with http.delete(f"http://127.0.0.1:{ingest.server.port}{location}") as response:
+                assert response.status == 404
+        assert hub.handles["call-7"].close_reason == "client"
+        assert ingest.sessions == {}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_duplicate_stream_id_is_409(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    ingest, hub, url = whip
+    await hub.open(StreamSpec("taken", 8000, "zmq"))
+    pc, offer = await audio_offer()
+    try:
+        status, text, _ = await post(url + "?stream_id=taken", offer)
+        assert status == 409
+        assert "stream_exists" in text
+        assert ingest.sessions == {}
+    finally:
+        await pc.close()
+
+
+async def test_audio_arrives_and_an_unused_track_is_drained(
+    whip: tuple[WhipIngest, RecordingHub, str],
+) -> None:
+    ingest, hub, url = whip
+    seen: list[Any] = []
+
+    async def keep_session() -> None:
+        while not ingest.sessions:
+            await asyncio.sleep(0.01)
+        seen.extend(ingest.sessions.values())
+
+    watcher = asyncio.create_task(keep_session())
+    result = await whip_send(
+        url, tone(1.5), 16000, stream_id="two-tracks", codec="pcmu", tail_s=0.3,
+        extra_tracks=[ArrayAudioTrack(tone(1.5), 16000)],
+    )
+    await watcher
+    session = seen[0]
+    handle = hub.handles["two-tracks"]
+    assert handle.spec.sample_rate_hz == 8000  # PCMU negotiated
+    received_s = sum(len(c.samples) for c in handle.chunks) / 8000
+    assert 1.0 < received_s <= 1.6
+    assert all(c.samples.dtype == np.float32 and c.samples.ndim == 1 for c in handle.chunks)
+    assert session.frames_discarded > 40  # the second track's frames were read and dropped
+    assert handle.close_reason == "client"
+    assert result.summary is not None and result.summary["audio_s"] == pytest.approx(received_s)
+    assert result.results, "events reached the data channel"
