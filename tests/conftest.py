@@ -28,3 +28,21 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     import aioice.ice
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> tuple[Path, Path]:
+    """A tiny real streaming detector (ONNX + TorchScript twin), built with torch once and
+    cached under .cache/ keyed by the builder's source (daemon tests; see tests/tiny_models.py)."""
+    import hashlib
+
+    from tiny_models import build_tiny_model, tiny_metadata
+
+    source = (Path(__file__).parent / "tiny_models.py").read_bytes()
+    key = hashlib.sha256(source).hexdigest()[:16]
+    directory = REPO_ROOT / ".cache" / "test-models" / key
+    meta = tiny_metadata()
+    onnx_path, script_path = directory / f"{meta.model_id}.onnx", directory / f"{meta.model_id}.pt"
+    if not (onnx_path.is_file() and script_path.is_file()):
+        build_tiny_model(directory, meta)
+    return onnx_path, script_path

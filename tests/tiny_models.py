@@ -8,6 +8,7 @@ Built with torch (legacy exporter, dynamo=False); torch is imported only here.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from streaming_models.model_format import (
@@ -71,7 +72,8 @@ def build_tiny_model(directory: Path, metadata: ModelMetadata | None = None, fra
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.checker.check_model(graph)
     onnx.save(graph, str(onnx_path))
-    with torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13, still works
         scripted = torch.jit.trace(model, example)
-    torch.jit.save(scripted, str(script_path), _extra_files={METADATA_KEY: meta.to_json()})
+        torch.jit.save(scripted, str(script_path), _extra_files={METADATA_KEY: meta.to_json()})
     return onnx_path, script_path

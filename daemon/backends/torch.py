@@ -10,6 +10,7 @@ torch is imported lazily, so `serve` with the onnx backend never loads it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ class TorchBackend:
             torch.set_num_threads(intra_op_threads)
         extra = {METADATA_KEY: ""}
         try:
-            self._module: Any = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript: deprecated in 2.13, works
+                self._module: Any = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except RuntimeError as exc:
             raise BackendError(f"torch could not load {path} as TorchScript: {exc}") from exc
         if not extra[METADATA_KEY]:

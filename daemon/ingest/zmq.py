@@ -129,11 +129,7 @@ class ZmqIngest:
         try:
             handle = await self._hub.open(spec)
         except StreamRejected as exc:
-            code = exc.code
-            entry = self._streams.get(message.stream_id)
-            if code == "stream_exists" and entry is not None and entry.owner != identity:
-                code = "stream_owned_by_other"
-            raise ProtocolError(code, exc.message, stream_id=message.stream_id, ref="open") from None
+            raise ProtocolError(exc.code, exc.message, stream_id=message.stream_id, ref="open") from None
         self._streams[message.stream_id] = _ClientStream(identity, handle, message.format)
         await self._reply(identity, OpenedReply(message.stream_id, self._model_id, self._hop_ms).to_frames())
 

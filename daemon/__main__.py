@@ -1,0 +1,89 @@
+"""`spoofwatch serve [--config FILE] [--section.key VALUE ...]`: run the detection daemon.
+
+Flags are derived from the config dataclasses (one per setting, same help text), so
+the CLI, the TOML file and the environment (`SPOOFWATCH__SECTION__KEY`) never drift.
+Exit status: 0 after a graceful shutdown, 1 forced by a second signal, 2 invalid config,
+3 startup failed (no model, unreadable model, port in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import typing
+from pathlib import Path
+
+import structlog
+import zmq
+
+from daemon.config import DaemonConfig, load_config, section_fields, sections
+from daemon.errors import BackendError, ConfigError, ModelNotFoundError
+from daemon.logsetup import configure_logging
+from streaming_models.model_format import ModelFormatError
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+def _metavar(kind: object) -> str:
+    if typing.get_origin(kind) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(kind))) + "}"
+    if typing.get_origin(kind) is tuple:
+        return '["A","B"]'
+    return getattr(kind, "__name__", "VALUE").upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spoofwatch serve",
+        description="Run the detection daemon. Settings: defaults < --config FILE < environment "
+                    "SPOOFWATCH__SECTION__KEY < flags. See configs/default.toml for every setting.")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration and exit")
+    defaults = DaemonConfig()
+    for section, cls in sections().items():
+        group = parser.add_argument_group(f"[{section}]")
+        for spec, kind in section_fields(cls):
+            default = getattr(getattr(defaults, section), spec.name)
+            group.add_argument(f"--{section}.{spec.name.replace('_', '-')}", dest=f"{section}.{spec.name}",
+                               metavar=_metavar(kind), default=None,
+                               help=f"{spec.metadata.get('help', '')} (default: {default!r})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
+    try:
+        config = load_config(args.config, os.environ, flags)
+    except ConfigError as exc:
+        print(f"spoofwatch serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.print_config:
+        print(config)
+        return 0
+    configure_logging(config.logging.level, config.logging.format)
+    log = structlog.get_logger("daemon")
+    # imported here so `--help` and config errors stay fast
+    from daemon.app import Daemon, build_backend, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(config.model.path)
+        backend = build_backend(config, model_path)
+    except (ModelNotFoundError, BackendError, ModelFormatError) as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"spoofwatch serve: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    try:
+        return asyncio.run(Daemon(config, backend).run_until_signal())
+    except zmq.ZMQError as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"spoofwatch serve: cannot bind a ZeroMQ endpoint: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+
+
+if __name__ == "__main__":
+    sys.exit(main())

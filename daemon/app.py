@@ -1,0 +1,182 @@
+"""The composition root: builds every part from the config, owns the tasks, shuts down in order.
+
+Startup: backend -> publisher (PUB) -> batcher -> hub -> ingest adapters (ZeroMQ, WHIP).
+Shutdown (uvicorn style, on the first SIGTERM/SIGINT): stop accepting (adapters stop, the
+hub refuses new streams) -> drain (each open stream scores its pending full hops and
+publishes its `closed` summary, bounded by shutdown.timeout_s) -> stop the batcher and the
+reaper -> close the PUB socket (lingers so the summaries leave) -> exit 0. A second signal
+cancels the drain and exits at once with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from daemon.backends import load_backend
+from daemon.backends.base import Backend
+from daemon.batcher import Batcher
+from daemon.config import DaemonConfig
+from daemon.errors import ModelNotFoundError
+from daemon.hub import DaemonHub
+from daemon.ingest.base import IngestAdapter
+from daemon.ingest.zmq import ZmqIngest
+from daemon.publisher import ResultPublisher
+from streaming_models.model_format import ModelMetadata
+
+log = structlog.get_logger(__name__)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
+    """An absolute path as is; a relative one in the working directory, else the package root."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        if candidate.is_file():
+            return candidate
+        raise ModelNotFoundError(str(candidate))
+    bases = list(dict.fromkeys([(cwd or Path.cwd()).resolve(), PACKAGE_ROOT]))
+    for base in bases:
+        if (base / candidate).is_file():
+            return base / candidate
+    raise ModelNotFoundError(f"{candidate} (looked in {' and '.join(map(str, bases))})")
+
+
+def build_backend(config: DaemonConfig, model_path: Path) -> Backend:
+    if config.model.backend == "onnx":
+        return load_backend("onnx", model_path, providers=config.model.providers,
+                            intra_op_threads=config.model.intra_op_threads)
+    return load_backend("torch", model_path, device=config.model.torch_device,
+                        intra_op_threads=config.model.intra_op_threads)
+
+
+@dataclass
+class DaemonState:
+    """The daemon-wide mutable state, created by the app and passed down explicitly."""
+
+    config: DaemonConfig
+    metadata: ModelMetadata
+    shutting_down: bool = False
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.state = DaemonState(config, backend.metadata)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoofwatch-inference")
+        self._context = zmq.asyncio.Context()
+        self.publisher: ResultPublisher | None = None
+        self.batcher: Batcher | None = None
+        self.hub: DaemonHub | None = None
+        self.adapters: list[IngestAdapter] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        cfg = self.config
+        meta = self.backend.metadata
+        self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
+                                         count_drops=cfg.zmq.pub_count_drops)
+        self.state.endpoints["pub"] = self.publisher.endpoint
+        self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor)
+        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, cfg.decision)
+        self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
+                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper")]
+        if cfg.zmq.enabled:
+            zmq_ingest = ZmqIngest(self.hub, cfg.zmq, model_id=meta.model_id, hop_ms=meta.hop_ms,
+                                   context=self._context)
+            await zmq_ingest.start()
+            self.adapters.append(zmq_ingest)
+            self.state.endpoints["ingest"] = zmq_ingest.endpoint
+        if cfg.webrtc.enabled:
+            await self._start_webrtc()
+        log.info("daemon_ready", model_id=meta.model_id, sample_rate_hz=meta.sample_rate_hz,
+                 hop_samples=meta.hop_samples, **{f"{k}_endpoint": v for k, v in self.state.endpoints.items()})
+
+    async def _start_webrtc(self) -> None:
+        assert self.hub is not None
+        try:
+            module = importlib.import_module("daemon.ingest.webrtc")
+        except ImportError as exc:  # the WHIP adapter (or aiortc) is not installed/landed yet
+            log.warning("webrtc_ingest_unavailable", error=repr(exc))
+            return
+        adapter: IngestAdapter = module.WhipIngest(self.hub, self.config.webrtc)
+        await adapter.start()
+        self.adapters.append(adapter)
+        server = getattr(adapter, "server", None)
+        port = getattr(server, "port", self.config.webrtc.port)
+        self.state.endpoints["whip"] = f"http://{self.config.webrtc.host}:{port}/whip"
+
+    async def shutdown(self) -> None:
+        """Stop accepting, drain, then release everything. Safe to call once."""
+        assert self.hub is not None and self.batcher is not None and self.publisher is not None
+        self.state.shutting_down = True
+        log.info("shutdown_started", open_streams=len(self.hub.registry))
+        self.hub.stop_accepting()
+        try:
+            for adapter in reversed(self.adapters):
+                await adapter.stop()
+            try:
+                async with asyncio.timeout(self.config.shutdown.timeout_s):
+                    await self.hub.close_all("shutdown")
+            except TimeoutError:
+                log.warning("drain_timed_out", timeout_s=self.config.shutdown.timeout_s)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        assert self.hub is not None and self.batcher is not None and self.publisher is not None
+        await self.hub.cancel_tasks()
+        self.batcher.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.publisher.close()
+        self._context.term()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("shutdown_complete")
+
+    async def run_until_signal(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit status (0 graceful, 1 forced)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        forced = False
+        shutdown_task: asyncio.Task[None] | None = None
+
+        def on_signal(signum: int) -> None:
+            nonlocal forced
+            if not stop.is_set():
+                log.info("signal_received", signal=signal.Signals(signum).name, action="graceful shutdown")
+                stop.set()
+            elif shutdown_task is not None and not shutdown_task.done():
+                log.warning("signal_received", signal=signal.Signals(signum).name, action="forced exit")
+                forced = True
+                shutdown_task.cancel()
+
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await self.start()
+            await stop.wait()
+            shutdown_task = asyncio.create_task(self.shutdown(), name="shutdown")
+            try:
+                await shutdown_task
+            except asyncio.CancelledError:
+                if not forced:
+                    raise
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        return 1 if forced else 0

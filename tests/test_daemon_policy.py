@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from daemon.config import DecisionConfig
+from daemon.policy import DecisionTracker
+
+BASE = DecisionConfig(window_hops=1, min_hops=2, spoof_enter=0.7, spoof_exit=0.4, codec_enter=0.7, codec_exit=0.4)
+
+
+def _run(config: DecisionConfig, scores: list[tuple[float, float]]) -> list[str]:
+    tracker = DecisionTracker(config)
+    return [tracker.update(s, c)[2] for s, c in scores]
+
+
+def test_undecided_until_min_hops() -> None:
+    assert _run(BASE, [(0.9, 0.0), (0.9, 0.0), (0.9, 0.0)]) == ["undecided", "spoof", "spoof"]
+
+
+def test_spoof_hysteresis() -> None:
+    scores = [(0.1, 0), (0.1, 0), (0.8, 0), (0.5, 0), (0.41, 0), (0.39, 0), (0.6, 0), (0.71, 0)]
+    assert _run(BASE, scores) == [
+        "undecided", "bonafide", "spoof", "spoof", "spoof", "bonafide", "bonafide", "spoof"]
+
+
+def test_leaving_spoof_into_the_ambiguous_zone_is_undecided() -> None:
+    config = replace(BASE, spoof_exit=0.5)
+    assert _run(config, [(0.9, 0), (0.9, 0), (0.45, 0)])[-1] == "bonafide"
+    assert _run(config, [(0.55, 0), (0.55, 0)])[-1] == "undecided"
+
+
+def test_codec_as_bonafide_reports_codec_with_hysteresis() -> None:
+    scores = [(0.1, 0.9), (0.1, 0.9), (0.1, 0.5), (0.1, 0.3), (0.1, 0.5)]
+    assert _run(BASE, scores) == ["undecided", "codec", "codec", "bonafide", "bonafide"]
+
+
+def test_codec_as_spoof_counts_codec_as_spoof() -> None:
+    config = replace(BASE, policy="codec_as_spoof")
+    assert _run(config, [(0.1, 0.9), (0.1, 0.9), (0.1, 0.2)]) == ["undecided", "spoof", "bonafide"]
+
+
+def test_smoothing_is_a_moving_average_over_the_window() -> None:
+    tracker = DecisionTracker(replace(BASE, window_hops=3))
+    values = [tracker.update(p, 1 - p)[:2] for p in (0.0, 0.3, 0.6, 0.9)]
+    assert values[-1] == pytest.approx((0.6, 0.4))
+    assert values[1] == pytest.approx((0.15, 0.85))
+
+
+def test_smoothing_delays_the_decision() -> None:
+    config = replace(BASE, window_hops=4, min_hops=1)
+    decisions = _run(config, [(0.0, 0)] * 4 + [(1.0, 0)] * 4)
+    assert decisions[4] == "bonafide"  # one loud hop among three quiet ones: mean 0.25
+    assert decisions[6] == "spoof"  # mean 0.75

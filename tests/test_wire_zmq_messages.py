@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daemon.wire import results
+from daemon.wire.frames import AudioFormat
+from daemon.wire.pcm import PayloadError, decode_payload, encode_samples, payload_frames
+from daemon.wire.zmq_messages import (
+    AudioMessage,
+    ClosedReply,
+    CloseMessage,
+    ErrorReply,
+    OpenedReply,
+    OpenMessage,
+    PingMessage,
+    PongReply,
+    ProtocolError,
+    parse_reply,
+    parse_request,
+)
+
+
+def _frames(header: Any, *rest: bytes) -> list[bytes]:
+    return [json.dumps(header).encode(), *rest]
+
+
+def test_requests_round_trip() -> None:
+    messages = [
+        OpenMessage("call-42", AudioFormat("mulaw", 8000, 1), {"call_id": "x"}),
+        AudioMessage("call-42", 7, b"\x00" * 160),
+        CloseMessage("call-42"),
+        PingMessage(),
+    ]
+    for message in messages:
+        assert parse_request(message.to_frames()) == message
+
+
+def test_replies_round_trip() -> None:
+    for reply in (OpenedReply("a", "m", 200.0), ClosedReply("a"), PongReply(),
+                  ErrorReply("bad_json", "nope", None, "?", None), ErrorReply("bad_payload", "x", "a", "audio", 3)):
+        assert parse_reply(reply.to_frames()) == reply
+
+
+OPEN = {"v": 1, "type": "open", "stream_id": "s", "encoding": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1}
+
+
+@pytest.mark.parametrize("frames,code", [
+    ([b"{not json"], "bad_json"),
+    ([b"\xff\xfe"], "bad_json"),
+    (_frames([1, 2]), "bad_json"),
+    ([], "bad_json"),
+    (_frames({"type": "ping"}), "missing_field"),
+    (_frames({"v": 2, "type": "ping"}), "bad_version"),
+    (_frames({"v": 1}), "missing_field"),
+    (_frames({"v": 1, "type": "launch"}), "unknown_type"),
+    (_frames({**OPEN, "stream_id": None}), "bad_field"),
+    (_frames({k: v for k, v in OPEN.items() if k != "stream_id"}), "missing_field"),
+    (_frames({**OPEN, "stream_id": ""}), "bad_field"),
+    (_frames({**OPEN, "stream_id": "x" * 129}), "bad_field"),
+    (_frames({**OPEN, "encoding": "opus"}), "bad_field"),
+    (_frames({k: v for k, v in OPEN.items() if k != "encoding"}), "missing_field"),
+    (_frames({**OPEN, "sample_rate_hz": 4000}), "bad_field"),
+    (_frames({**OPEN, "sample_rate_hz": 16000.5}), "bad_field"),
+    (_frames({**OPEN, "channels": 3}), "bad_field"),
+    (_frames({**OPEN, "metadata": {"a": 1}}), "bad_field"),
+    (_frames({**OPEN, "metadata": "call"}), "bad_field"),
+    (_frames(OPEN, b"extra"), "bad_field"),
+    (_frames({"v": 1, "type": "audio", "stream_id": "s"}, b"\x00\x00"), "missing_field"),
+    (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": -1}, b"\x00\x00"), "bad_field"),
+    (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": "1"}, b"\x00\x00"), "bad_field"),
+    (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": True}, b"\x00\x00"), "bad_field"),
+    (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": 0}), "bad_payload"),
+    (_frames({"v": 1, "type": "close"}), "missing_field"),
+])
+def test_malformed_requests_get_their_reason_code(frames: list[bytes], code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(frames)
+    assert info.value.code == code
+    reply = parse_reply(info.value.reply().to_frames())
+    assert isinstance(reply, ErrorReply) and reply.code == code and reply.message
+
+
+def test_error_reply_names_stream_ref_and_seq() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": 4}))
+    reply = info.value.reply()
+    assert (reply.stream_id, reply.ref, reply.seq) == ("s", "audio", 4)
+
+
+@pytest.mark.parametrize("encoding", ["pcm_s16le", "pcm_f32le", "mulaw", "alaw"])
+def test_payload_decode_and_downmix(encoding: str) -> None:
+    fmt = AudioFormat(encoding, 8000, 2)  # type: ignore[arg-type]
+    t = np.arange(800) / 8000
+    left, right = 0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.sin(2 * np.pi * 440 * t)
+    payload = encode_samples(np.stack([left, right], axis=1), fmt)
+    mono = decode_payload(payload, fmt)
+    assert mono.dtype == np.float32 and mono.shape == (800,)
+    tolerance = 1e-4 if encoding.startswith("pcm") else 0.03
+    np.testing.assert_allclose(mono, (left + right) / 2, atol=tolerance)
+
+
+@pytest.mark.parametrize("fmt,length,needle", [
+    (AudioFormat("pcm_s16le", 16000), 321, "multiple of the frame size"),
+    (AudioFormat("pcm_s16le", 16000, 2), 642, "multiple of the frame size"),
+    (AudioFormat("mulaw", 8000), 79, "allowed 10 ms"),
+    (AudioFormat("mulaw", 8000), 8001, "allowed 10 ms"),
+    (AudioFormat("pcm_f32le", 48000, 2), 48001 * 8, "allowed 10 ms"),
+])
+def test_bad_payloads_are_rejected(fmt: AudioFormat, length: int, needle: str) -> None:
+    with pytest.raises(PayloadError, match=needle):
+        payload_frames(b"\x00" * length, fmt)
+
+
+def test_payload_bounds_are_inclusive() -> None:
+    fmt = AudioFormat("mulaw", 8000)
+    assert payload_frames(b"\x00" * 80, fmt) == 80
+    assert payload_frames(b"\x00" * 8000, fmt) == 8000
+
+
+def test_nan_f32_payload_is_rejected() -> None:
+    samples = np.zeros(160, dtype="<f4")
+    samples[3] = np.nan
+    with pytest.raises(PayloadError, match="NaN"):
+        decode_payload(samples.tobytes(), AudioFormat("pcm_f32le", 16000))
+
+
+def test_pub_messages_round_trip() -> None:
+    summary = results.StreamSummary(3, 0.6, 0.1, 0.2, 0.3, 0.4, "bonafide", 1, 160, 2, 0, 0)
+    closed = results.closed_event(stream_id="a", reason="idle", summary=summary)
+    frames = results.encode_pub(closed)
+    assert frames[0] == b"a"
+    assert results.decode_pub(frames) == closed
+    with pytest.raises(ValueError, match="close reason"):
+        results.closed_event(stream_id="a", reason="bored", summary=summary)
