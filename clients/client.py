@@ -1,0 +1,497 @@
+"""Python client of the daemon's ZeroMQ protocol (docs/protocol.md): async and sync.
+
+    async with AsyncDetectorClient() as client:
+        results = client.subscribe(["call-1"], until_closed=True)   # subscribe first (ZeroMQ slow joiner)
+        stream = await client.open_stream("call-1", encoding="mulaw", sample_rate_hz=8000)
+        await stream.send(samples, realtime=True)   # float32/int16 numpy, or payload bytes
+        await stream.close()
+        async for message in results: ...
+
+    with DetectorClient() as client:       # the same API, blocking; runs the async client on a thread
+        ...
+
+Messages are built and parsed by `daemon.wire.zmq_messages` and `daemon.wire.results`,
+never here. A daemon error reply raises `DaemonError` with its reason code: at once
+for open/close/ping, and on the stream's next `send`/`close` for rejected audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import zmq
+import zmq.asyncio
+
+from daemon.wire.frames import AudioFormat, Encoding
+from daemon.wire.pcm import MAX_PAYLOAD_S, MIN_PAYLOAD_S, encode_samples
+from daemon.wire.results import decode_pub
+from daemon.wire.zmq_messages import (
+    AudioMessage,
+    ClosedReply,
+    CloseMessage,
+    ErrorReply,
+    OpenedReply,
+    OpenMessage,
+    PingMessage,
+    PongReply,
+    Reply,
+    parse_reply,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_INGEST_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_RESULTS_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_FRAME_MS = 20
+T = TypeVar("T")
+
+
+class DaemonError(Exception):
+    """The daemon answered with an error reply; `code` is its stable reason code."""
+
+    def __init__(self, reply: ErrorReply) -> None:
+        where = f" (stream {reply.stream_id!r}, {reply.ref}" + (f" seq {reply.seq})" if reply.seq is not None else ")")
+        super().__init__(f"{reply.code}: {reply.message}{where if reply.stream_id else ''}")
+        self.code = reply.code
+        self.message = reply.message
+        self.stream_id = reply.stream_id
+        self.ref = reply.ref
+        self.seq = reply.seq
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    stream_id: str
+    model_id: str
+    hop_ms: float
+
+
+class AsyncStream:
+    """One open stream: cuts audio into `frame_ms` messages with increasing `seq` and sends them."""
+
+    def __init__(self, client: AsyncDetectorClient, info: StreamInfo, fmt: AudioFormat, frame_ms: int) -> None:
+        self.info = info
+        self.format = fmt
+        self.next_seq = 0
+        self.frame_bytes = fmt.bytes_per_frame * fmt.sample_rate_hz * frame_ms // 1000
+        self._frame_s = frame_ms / 1000
+        self._client = client
+        self._remainder = b""
+        self._clock_start: float | None = None
+        self._closed = False
+
+    @property
+    def stream_id(self) -> str:
+        return self.info.stream_id
+
+    def encode(self, audio: npt.ArrayLike | bytes) -> bytes:
+        """numpy float samples in [-1, 1] or int16 ([n] or [n, channels]) -> payload bytes; bytes pass through."""
+        if isinstance(audio, (bytes, bytearray, memoryview)):
+            return bytes(audio)
+        samples = np.asarray(audio)
+        if samples.dtype == np.int16:
+            samples = samples.astype(np.float32) / 32768.0
+        elif not np.issubdtype(samples.dtype, np.floating):
+            raise TypeError(f"audio must be float or int16 samples, or payload bytes; got {samples.dtype}")
+        return encode_samples(samples, self.format)
+
+    async def send(self, audio: npt.ArrayLike | bytes, *, realtime: bool = False) -> int:
+        """Send audio; returns the number of messages sent. A partial last frame waits for the
+        next call (or `close`). With `realtime`, frames leave at the pace of the audio clock."""
+        self._check_open()
+        data = self._remainder + self.encode(audio)
+        whole = len(data) - len(data) % self.frame_bytes
+        self._remainder = data[whole:]
+        sent = 0
+        for start in range(0, whole, self.frame_bytes):
+            if realtime:
+                await self._wait_for_slot()
+            await self._send_payload(data[start : start + self.frame_bytes])
+            sent += 1
+        return sent
+
+    async def close(self) -> None:
+        """Flush the partial frame (padded with silence when shorter than 10 ms), then close."""
+        if self._closed:
+            return
+        self._check_open()
+        if self._remainder:
+            payload = self._remainder
+            shortest = int(np.ceil(MIN_PAYLOAD_S * self.format.sample_rate_hz)) * self.format.bytes_per_frame
+            if len(payload) < shortest:
+                silence = np.zeros((shortest - len(payload)) // self.format.bytes_per_frame, dtype=np.float32)
+                if self.format.channels > 1:
+                    silence = np.repeat(silence[:, None], self.format.channels, axis=1)
+                payload += encode_samples(silence, self.format)
+            self._remainder = b""
+            await self._send_payload(payload)
+        self._closed = True
+        await self._client.close_stream(self.stream_id)
+
+    async def _send_payload(self, payload: bytes) -> None:
+        assert len(payload) <= MAX_PAYLOAD_S * self.format.sample_rate_hz * self.format.bytes_per_frame
+        self._client.raise_stream_error(self.stream_id)
+        await self._client.send_frames(AudioMessage(self.stream_id, self.next_seq, payload).to_frames())
+        self.next_seq += 1
+
+    async def _wait_for_slot(self) -> None:
+        now = time.monotonic()
+        if self._clock_start is None:
+            self._clock_start = now
+        due = self._clock_start + self.next_seq * self._frame_s
+        if due > now:
+            await asyncio.sleep(due - now)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"stream {self.stream_id!r} is closed")
+        self._client.raise_stream_error(self.stream_id)
+
+
+class ResultSubscription:
+    """Messages from the results PUB socket, as dicts, filtered to `stream_ids` (None = all).
+
+    Iteration raises `TimeoutError` after `timeout_s` without a message (None = wait forever)
+    and, with `until_closed`, ends once every named stream has published `closed`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_RESULTS_ENDPOINT,
+        stream_ids: Iterable[str] | None = None,
+        *,
+        timeout_s: float | None = None,
+        until_closed: bool = False,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self._owned_context = context is None
+        context = zmq.asyncio.Context() if context is None else context
+        self._context = context
+        self._wanted = set(stream_ids) if stream_ids is not None else None
+        if until_closed and not self._wanted:
+            raise ValueError("until_closed needs explicit stream_ids")
+        self._open = set(self._wanted or ())
+        self._until_closed = until_closed
+        self._timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
+        self._socket = context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for topic in self._wanted or {""}:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._socket.connect(endpoint)
+
+    def __aiter__(self) -> ResultSubscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            if self._until_closed and not self._open:
+                raise StopAsyncIteration
+            if self._socket.closed:
+                raise StopAsyncIteration
+            if not await self._socket.poll(self._timeout_ms, zmq.POLLIN):
+                raise TimeoutError(f"no result message within {self._timeout_ms} ms")
+            try:
+                message = decode_pub(await self._socket.recv_multipart())
+            except ValueError as exc:
+                log.warning("client_bad_pub_message", error=str(exc))
+                continue
+            stream_id = message.get("stream_id")
+            if self._wanted is not None and stream_id not in self._wanted:
+                continue  # topic filters match by prefix: "call-1" also receives "call-10"
+            if message.get("type") == "closed":
+                self._open.discard(str(stream_id))
+            return message
+
+    def close(self) -> None:
+        if self._socket.closed:
+            return
+        self._socket.close(linger=0)
+        if self._owned_context:
+            self._context.term()
+
+    async def __aenter__(self) -> ResultSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncDetectorClient:
+    """A DEALER connection to the daemon's ingest, plus result subscriptions."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_INGEST_ENDPOINT,
+        results_endpoint: str = DEFAULT_RESULTS_ENDPOINT,
+        *,
+        timeout_s: float = 5.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+    ) -> None:
+        if not 10 <= frame_ms <= 1000:
+            raise ValueError(f"frame_ms must be 10..1000, got {frame_ms}")
+        self.endpoint = endpoint
+        self.results_endpoint = results_endpoint
+        self.timeout_s = timeout_s
+        self.frame_ms = frame_ms
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 2000)  # let queued audio leave on close
+        self._socket.connect(endpoint)
+        self._waiters: dict[tuple[str, str], asyncio.Future[Reply]] = {}
+        self._pongs: deque[asyncio.Future[Reply]] = deque()
+        self._stream_errors: dict[str, DaemonError] = {}
+        self.unmatched_errors: list[DaemonError] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._subscriptions: list[ResultSubscription] = []
+
+    async def __aenter__(self) -> AsyncDetectorClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        for subscription in self._subscriptions:
+            subscription.close()
+        self._socket.close()
+        self._context.term()
+
+    def subscribe(
+        self, stream_ids: Iterable[str] | None = None, *, timeout_s: float | None = None, until_closed: bool = False
+    ) -> ResultSubscription:
+        """Start receiving results now; iterate the returned object. Subscribe before opening
+        streams: a ZeroMQ subscription takes a few ms to reach the daemon."""
+        subscription = ResultSubscription(
+            self.results_endpoint, stream_ids, timeout_s=timeout_s, until_closed=until_closed, context=self._context
+        )
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def ping(self) -> float:
+        """Round trip to the daemon in seconds."""
+        started = time.monotonic()
+        future = self._loop_future()
+        self._pongs.append(future)
+        await self.send_frames(PingMessage().to_frames())
+        await self._await_reply(future, "ping")
+        return time.monotonic() - started
+
+    async def open_stream(
+        self,
+        stream_id: str,
+        *,
+        encoding: Encoding = "pcm_s16le",
+        sample_rate_hz: int = 16000,
+        channels: int = 1,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AsyncStream:
+        fmt = AudioFormat(encoding, sample_rate_hz, channels)
+        reply = await self._request(("open", stream_id), OpenMessage(stream_id, fmt, dict(metadata or {})).to_frames())
+        assert isinstance(reply, OpenedReply)
+        return AsyncStream(self, StreamInfo(stream_id, reply.model_id, reply.hop_ms), fmt, self.frame_ms)
+
+    async def close_stream(self, stream_id: str) -> None:
+        await self._request(("close", stream_id), CloseMessage(stream_id).to_frames())
+        self._stream_errors.pop(stream_id, None)
+
+    async def send_frames(self, frames: list[bytes]) -> None:
+        self._ensure_reader()
+        await self._socket.send_multipart(frames)
+
+    def raise_stream_error(self, stream_id: str) -> None:
+        error = self._stream_errors.pop(stream_id, None)
+        if error is not None:
+            raise error
+
+    async def _request(self, key: tuple[str, str], frames: list[bytes]) -> Reply:
+        if key in self._waiters:
+            raise RuntimeError(f"a {key[0]} of stream {key[1]!r} is already in flight")
+        future = self._loop_future()
+        self._waiters[key] = future
+        try:
+            await self.send_frames(frames)
+            return await self._await_reply(future, f"{key[0]} of {key[1]!r}")
+        finally:
+            self._waiters.pop(key, None)
+
+    async def _await_reply(self, future: asyncio.Future[Reply], what: str) -> Reply:
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"no reply from the daemon at {self.endpoint} to {what} within {self.timeout_s} s") from None
+
+    def _loop_future(self) -> asyncio.Future[Reply]:
+        return asyncio.get_running_loop().create_future()
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self.run_reader(), name="detector-client-reader")
+
+    async def run_reader(self) -> None:
+        while True:
+            frames = await self._socket.recv_multipart()
+            try:
+                self._dispatch(parse_reply(frames))
+            except ValueError as exc:
+                log.warning("client_bad_reply", error=str(exc))
+
+    def _dispatch(self, reply: Reply) -> None:
+        if isinstance(reply, PongReply):
+            if self._pongs:
+                self._resolve(self._pongs.popleft(), reply)
+            return
+        if isinstance(reply, OpenedReply):
+            self._resolve(self._waiters.get(("open", reply.stream_id)), reply)
+            return
+        if isinstance(reply, ClosedReply):
+            self._resolve(self._waiters.get(("close", reply.stream_id)), reply)
+            return
+        error = DaemonError(reply)
+        waiter = self._waiters.get((reply.ref, reply.stream_id or ""))
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        elif reply.stream_id is not None and reply.ref == "audio":
+            self._stream_errors.setdefault(reply.stream_id, error)
+        else:
+            log.warning("client_unmatched_error", code=reply.code, message=reply.message)
+            self.unmatched_errors.append(error)
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[Reply] | None, reply: Reply) -> None:
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, so the sync client can drive the async one."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="detector-client", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class Stream:
+    """Blocking twin of `AsyncStream`."""
+
+    def __init__(self, runner: _LoopThread, stream: AsyncStream) -> None:
+        self._runner = runner
+        self._stream = stream
+
+    @property
+    def info(self) -> StreamInfo:
+        return self._stream.info
+
+    @property
+    def stream_id(self) -> str:
+        return self._stream.stream_id
+
+    def send(self, audio: npt.ArrayLike | bytes, *, realtime: bool = False) -> int:
+        return self._runner.run(self._stream.send(audio, realtime=realtime))
+
+    def close(self) -> None:
+        self._runner.run(self._stream.close())
+
+
+class DetectorClient:
+    """Blocking client with the same methods as `AsyncDetectorClient`."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_INGEST_ENDPOINT,
+        results_endpoint: str = DEFAULT_RESULTS_ENDPOINT,
+        *,
+        timeout_s: float = 5.0,
+        frame_ms: int = DEFAULT_FRAME_MS,
+    ) -> None:
+        self._runner = _LoopThread()
+
+        async def build() -> AsyncDetectorClient:
+            return AsyncDetectorClient(endpoint, results_endpoint, timeout_s=timeout_s, frame_ms=frame_ms)
+
+        self._client = self._runner.run(build())
+
+    def __enter__(self) -> DetectorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.run(self._client.close())
+        self._runner.stop()
+
+    def ping(self) -> float:
+        return self._runner.run(self._client.ping())
+
+    def open_stream(
+        self,
+        stream_id: str,
+        *,
+        encoding: Encoding = "pcm_s16le",
+        sample_rate_hz: int = 16000,
+        channels: int = 1,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Stream:
+        stream = self._runner.run(
+            self._client.open_stream(
+                stream_id, encoding=encoding, sample_rate_hz=sample_rate_hz, channels=channels, metadata=metadata
+            )
+        )
+        return Stream(self._runner, stream)
+
+    def subscribe(
+        self, stream_ids: Iterable[str] | None = None, *, timeout_s: float | None = None, until_closed: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Subscribes now (before the first `next`), then yields result dicts like the async version."""
+
+        async def build() -> ResultSubscription:
+            return self._client.subscribe(stream_ids, timeout_s=timeout_s, until_closed=until_closed)
+
+        return self._iterate(self._runner.run(build()))
+
+    def _iterate(self, subscription: ResultSubscription) -> Iterator[dict[str, Any]]:
+        async def next_message() -> dict[str, Any] | None:
+            try:
+                return await subscription.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (message := self._runner.run(next_message())) is not None:
+                yield message
+        finally:
+            if not self._runner.loop.is_closed():
+                self._runner.loop.call_soon_threadsafe(subscription.close)
+
+
+__all__ = [
+    "AsyncDetectorClient",
+    "AsyncStream",
+    "DaemonError",
+    "DetectorClient",
+    "ResultSubscription",
+    "Stream",
+    "StreamInfo",
+]

@@ -1,0 +1,1 @@
+"""`spoofwatch` subcommands that talk to a running daemon (each exposes `main(argv) -> int`)."""
