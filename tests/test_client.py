@@ -1,0 +1,106 @@
+"""The client library against the real daemon (subprocess, tiny ONNX model, loopback ZeroMQ)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients.client import AsyncDetectorClient, AsyncStream, DaemonError, DetectorClient
+from running_daemon import RunningDaemon, daemon_process, free_port
+
+SETTLE_S = 0.2  # a ZeroMQ subscription needs a moment to reach the PUB socket
+
+
+@pytest.fixture(scope="module")
+def daemon(tiny_model: tuple[Path, Path]) -> Iterator[RunningDaemon]:
+    with daemon_process(tiny_model[0]) as running:
+        yield running
+
+
+def speechlike(seconds: float, rate_hz: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+async def test_async_round_trip(daemon: RunningDaemon) -> None:
+    async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client:
+        assert await client.ping() < 1.0
+        results = client.subscribe(["rt-1"], timeout_s=10, until_closed=True)
+        await asyncio.sleep(SETTLE_S)
+        stream = await client.open_stream("rt-1", encoding="mulaw", sample_rate_hz=8000, metadata={"call_id": "42"})
+        assert stream.info.model_id == "tiny-gru"
+        assert stream.info.hop_ms == pytest.approx(100.0)
+        audio = speechlike(1.5, 8000)
+        assert await stream.send(audio[:5000]) == 31  # 20 ms = 160 samples; 40 samples wait for the next call
+        assert await stream.send(audio[5000:]) == 44
+        await stream.close()
+        messages = [m async for m in results]
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "opened" and kinds[-1] == "closed"
+    hops = [m for m in messages if m["type"] == "result"]
+    assert [m["seq"] for m in hops] == list(range(15))  # 1.5 s in 100 ms hops
+    assert all(m["metadata"] == {"call_id": "42"} for m in hops)
+    assert all(0.0 <= m["p_spoof"] <= 1.0 and m["latency_ms"] >= 0 for m in hops)
+    summary = messages[-1]["summary"]
+    assert messages[-1]["reason"] == "client"
+    assert summary["hops"] == 15 and summary["audio_s"] == pytest.approx(1.5)
+    assert summary["gaps_filled"] == 0 and summary["duplicates_dropped"] == 0
+
+
+async def test_bytes_payloads_and_partial_tail(daemon: RunningDaemon) -> None:
+    async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client:
+        results = client.subscribe(["rt-bytes"], timeout_s=10, until_closed=True)
+        await asyncio.sleep(SETTLE_S)
+        stream = await client.open_stream("rt-bytes", encoding="pcm_s16le", sample_rate_hz=16000)
+        pcm = (speechlike(1.0, 16000) * 32767).astype("<i2").tobytes()
+        for start in range(0, len(pcm), 1234):  # odd sizes, not even whole samples
+            await stream.send(pcm[start : start + 1234])
+        await stream.send(np.zeros(50, dtype=np.int16))  # int16 samples, a 3 ms tail
+        await stream.close()
+        assert stream.next_seq == 51  # 50 whole 20 ms frames + the padded tail
+        summary = [m async for m in results][-1]["summary"]
+    assert summary["hops"] == 10
+
+
+async def test_daemon_errors_raise_typed_exceptions(daemon: RunningDaemon) -> None:
+    async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as owner, \
+            AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as intruder:
+        stream = await owner.open_stream("owned", sample_rate_hz=8000)
+        with pytest.raises(DaemonError) as duplicate:
+            await intruder.open_stream("owned", sample_rate_hz=8000)
+        assert duplicate.value.code == "stream_exists" and duplicate.value.ref == "open"
+
+        foreign = AsyncStream(intruder, stream.info, stream.format, frame_ms=20)
+        await foreign.send(np.zeros(160, dtype=np.float32))  # rejected asynchronously...
+        await asyncio.sleep(0.3)
+        with pytest.raises(DaemonError) as rejected:  # ...and raised on the stream's next call
+            await foreign.send(np.zeros(160, dtype=np.float32))
+        assert rejected.value.code == "stream_owned_by_other" and rejected.value.seq == 0
+
+        with pytest.raises(DaemonError) as unknown:
+            await owner.close_stream("never-opened")
+        assert unknown.value.code == "unknown_stream"
+        await stream.close()
+
+
+async def test_no_daemon_times_out_with_the_endpoint_in_the_message() -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    async with AsyncDetectorClient(endpoint, timeout_s=0.3) as client:
+        with pytest.raises(TimeoutError, match=endpoint):
+            await client.ping()
+
+
+def test_sync_client_round_trip(daemon: RunningDaemon) -> None:
+    with DetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client:
+        results = client.subscribe(["sync-1"], timeout_s=10, until_closed=True)
+        stream = client.open_stream("sync-1", encoding="alaw", sample_rate_hz=8000)
+        stream.send(speechlike(0.5, 8000))
+        stream.close()
+        messages = list(results)
+    assert messages[-1]["type"] == "closed"
+    assert messages[-1]["summary"]["hops"] == 5
+    assert [m["seq"] for m in messages if m["type"] == "result"] == list(range(5))
