@@ -44,10 +44,10 @@ import zmq.asyncio
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from daemon.wire.frames import AudioFormat  # noqa: E402
-from daemon.wire.pcm import encode_samples  # noqa: E402
-from daemon.wire.results import decode_pub  # noqa: E402
-from daemon.wire.zmq_messages import (  # noqa: E402
+from daemon.wire.frames import AudioFormat
+from daemon.wire.pcm import encode_samples
+from daemon.wire.results import decode_pub
+from daemon.wire.zmq_messages import (
     AudioMessage,
     CloseMessage,
     ErrorReply,
@@ -219,8 +219,8 @@ async def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_
         elif message["type"] == "closed":
             summaries[stream_id] = message["summary"]
     sender.join(timeout=30)
-    report = receiver.recv() if receiver.poll(5) else {"send_times": None, "errors": ["sender sent no report"],
-                                                     "error_count": 1, "hop_ms": 0.0}
+    report: dict[str, Any] = receiver.recv() if receiver.poll(5) else {
+        "send_times": None, "errors": ["sender sent no report"], "error_count": 1, "hop_ms": 0.0}
     sub.close(linger=0)
     context.term()
 

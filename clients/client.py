@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -188,7 +188,7 @@ class ResultSubscription:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
 
-    def __aiter__(self) -> ResultSubscription:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
@@ -197,7 +197,7 @@ class ResultSubscription:
                 raise StopAsyncIteration
             if self._socket.closed:
                 raise StopAsyncIteration
-            if not await self._socket.poll(self._timeout_ms, zmq.POLLIN):
+            if not await self._socket.poll(self._timeout_ms):
                 raise TimeoutError(f"no result message within {self._timeout_ms} ms")
             try:
                 message = decode_pub(await self._socket.recv_multipart())
@@ -218,7 +218,7 @@ class ResultSubscription:
         if self._owned_context:
             self._context.term()
 
-    async def __aenter__(self) -> ResultSubscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -253,7 +253,7 @@ class AsyncDetectorClient:
         self._reader: asyncio.Task[None] | None = None
         self._subscriptions: list[ResultSubscription] = []
 
-    async def __aenter__(self) -> AsyncDetectorClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -432,7 +432,7 @@ class DetectorClient:
 
         self._client = self._runner.run(build())
 
-    def __enter__(self) -> DetectorClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

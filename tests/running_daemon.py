@@ -65,20 +65,21 @@ def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, 
         "--webrtc.enabled", "true" if webrtc else "false", "--webrtc.port", str(whip_port),
         "--logging.level", "warning", *extra,
     ]
-    log_file = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
+    with tempfile.TemporaryFile() as log_file:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         try:
-            wait_for_pong(ingest, process)
-        except RuntimeError as exc:
-            log_file.seek(0)
-            raise RuntimeError(f"{exc}; daemon output:\n{log_file.read().decode(errors='replace')[-3000:]}") from None
-        yield RunningDaemon(ingest, results, f"http://127.0.0.1:{whip_port}/whip" if webrtc else None, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
+            try:
+                wait_for_pong(ingest, process)
+            except RuntimeError as exc:
+                log_file.seek(0)
+                output = log_file.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}; daemon output:\n{output}") from None
+            whip_url = f"http://127.0.0.1:{whip_port}/whip" if webrtc else None
+            yield RunningDaemon(ingest, results, whip_url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

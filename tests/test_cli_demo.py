@@ -13,7 +13,7 @@ def test_demo_without_model_explains(tmp_path: Path) -> None:
     missing = tmp_path / "nope.onnx"
     result = subprocess.run(
         [sys.executable, "-m", "clients.cli", "demo", "--model", str(missing)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 1
     assert f"the model {missing} does not exist" in result.stderr

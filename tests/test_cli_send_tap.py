@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from running_daemon import REPO_ROOT, RunningDaemon, daemon_process
 
 from clients.client import DetectorClient
-from running_daemon import REPO_ROOT, RunningDaemon, daemon_process
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_send_with_tap_json(daemon: RunningDaemon, wav: Path) -> None:
             spoofwatch("send", str(wav), "--stream-id", "cli-1", "--encoding", "mulaw", "--rate", "8000",
                        "--meta", "call_id=7", "--endpoint", daemon.ingest_endpoint,
                        "--results-endpoint", daemon.results_endpoint),
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
         )
         assert send.returncode == 0, send.stderr
         out, err = tap.communicate(timeout=30)
@@ -66,7 +66,7 @@ def test_send_json_lines(daemon: RunningDaemon, wav: Path) -> None:
     send = subprocess.run(
         spoofwatch("send", str(wav), "--json", "--endpoint", daemon.ingest_endpoint,
                    "--results-endpoint", daemon.results_endpoint),
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
     assert send.returncode == 0, send.stderr
     messages = [json.loads(line) for line in send.stdout.splitlines()]
@@ -78,7 +78,7 @@ def test_send_reports_unreadable_file_and_refusals(daemon: RunningDaemon, tmp_pa
     bad.write_text("hello")
     result = subprocess.run(
         spoofwatch("send", str(bad), "--endpoint", daemon.ingest_endpoint), cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 1
     assert f"cannot read {bad}" in result.stderr
@@ -88,8 +88,16 @@ def test_send_reports_unreadable_file_and_refusals(daemon: RunningDaemon, tmp_pa
         result = subprocess.run(
             spoofwatch("send", str(wav), "--stream-id", "taken", "--endpoint", daemon.ingest_endpoint,
                        "--results-endpoint", daemon.results_endpoint),
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
         )
         taken.close()
     assert result.returncode == 1
     assert "the daemon refused: stream_exists" in result.stderr
+
+
+def test_mic_without_portaudio_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clients.commands import send
+
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if PortAudio were absent
+    with pytest.raises(send.SendError, match="libportaudio2"):
+        send.import_sounddevice()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from running_daemon import RunningDaemon, daemon_process, free_port
 
 from clients.client import AsyncDetectorClient, AsyncStream, DaemonError, DetectorClient
-from running_daemon import RunningDaemon, daemon_process, free_port
 
 SETTLE_S = 0.2  # a ZeroMQ subscription needs a moment to reach the PUB socket
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from running_daemon import free_port
 
 from clients.whip import whip_send
 from daemon.app import Daemon, build_backend
 from daemon.config import build_config
 from daemon.wire.results import decode_pub
-from running_daemon import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 

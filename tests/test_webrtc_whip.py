@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clients.whip import ArrayAudioTrack, whip_send
 from daemon.config import WebRTCConfig
@@ -78,9 +78,9 @@ async def whip() -> AsyncIterator[tuple[WhipIngest, RecordingHub, str]]:
 
 
 async def post(url: str, body: str, content_type: str = "application/sdp") -> tuple[int, str, Mapping[str, str]]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url, data=body, headers={"Content-Type": content_type}) as response:
-            return response.status, await response.text(), dict(response.headers)
+    headers = {"Content-Type": content_type}
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+        return response.status, await response.text(), dict(response.headers)
 
 
 async def audio_offer() -> tuple[RTCPeerConnection, str]:
@@ -137,6 +137,7 @@ async def test_over_max_sessions_is_503_and_delete_frees_the_slot(
 
         status, text, _ = await post(url, offer2)
         assert status == 503
+        assert "at most 1 WebRTC sessions" in text
 
         async with aiohttp.ClientSession() as http:
             async with http.delete(f"http://127.0.0.1:{ingest.server.port}{location}") as response:
@@ -190,3 +191,46 @@ async def test_audio_arrives_and_an_unused_track_is_drained(
     assert handle.close_reason == "client"
     assert result.summary is not None and result.summary["audio_s"] == pytest.approx(received_s)
     assert result.results, "events reached the data channel"
+
+
+async def connected_session(url: str, query: str = "") -> tuple[RTCPeerConnection, ArrayAudioTrack]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = ArrayAudioTrack(tone(30.0), 16000)
+    pc.addTrack(track)
+    await pc.setLocalDescription(await pc.createOffer())
+    status, answer, _ = await post(url + query, pc.localDescription.sdp)
+    assert status == 201
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return pc, track
+
+
+async def wait_until(predicate: Any, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_peer_closing_ends_the_stream(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    ingest, hub, url = whip
+    pc, _ = await connected_session(url, "?stream_id=hangup")
+    handle = hub.handles["hangup"]
+    await wait_until(lambda: len(handle.chunks) > 10, 5.0)
+    await pc.close()  # no DELETE: the peer just goes away
+    await wait_until(lambda: handle.close_reason is not None, 5.0)
+    await wait_until(lambda: not ingest.sessions, 5.0)
+
+
+async def test_stop_closes_every_session(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    ingest, hub, url = whip
+    pc, _ = await connected_session(url, "?stream_id=busy")
+    try:
+        await wait_until(lambda: len(hub.handles["busy"].chunks) > 5, 5.0)
+        await ingest.stop()
+        assert hub.handles["busy"].close_reason == "shutdown"
+        assert ingest.sessions == {}
+        with pytest.raises(aiohttp.ClientConnectionError):  # its own HTTP server is gone too
+            await post(url, "v=0\r\n")
+    finally:
+        await pc.close()

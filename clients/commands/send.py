@@ -22,7 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from clients.client import AsyncDetectorClient, DaemonError, ResultSubscription
-from clients.commands.options import DEFAULT_WHIP_URL, add_ingest_endpoint, add_results_endpoint, parse_metadata
+from clients.commands.options import (
+    DEFAULT_WHIP_URL,
+    add_ingest_endpoint,
+    add_results_endpoint,
+    parse_metadata,
+)
 from clients.meter import Meter
 from daemon.wire.frames import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
@@ -165,10 +170,18 @@ async def stream_microphone(send: Any, rate_hz: int, seconds: float | None) -> N
     sounddevice = import_sounddevice()
     loop = asyncio.get_running_loop()
     blocks: asyncio.Queue[npt.NDArray[np.float32]] = asyncio.Queue(maxsize=500)
+    dropped = 0
 
     def on_block(indata: Any, frames: int, when: Any, status: Any) -> None:
         block = np.array(indata[:, 0], dtype=np.float32)
-        loop.call_soon_threadsafe(lambda: blocks.full() or blocks.put_nowait(block))
+        loop.call_soon_threadsafe(enqueue, block)
+
+    def enqueue(block: npt.NDArray[np.float32]) -> None:
+        nonlocal dropped
+        if blocks.full():  # the sender fell behind: drop the block rather than grow without bound
+            dropped += 1
+        else:
+            blocks.put_nowait(block)
 
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
@@ -187,6 +200,10 @@ async def stream_microphone(send: Any, rate_hz: int, seconds: float | None) -> N
         raise SendError(f"microphone error: {exc}") from exc
     except asyncio.CancelledError:
         pass
+    finally:
+        if dropped:
+            print(f"warning: {dropped} microphone blocks of {MIC_BLOCK_MS} ms dropped (sending fell behind)",
+                  file=sys.stderr)
 
 
 async def send_webrtc(args: argparse.Namespace, stream_id: str, metadata: dict[str, str]) -> int:

@@ -202,6 +202,8 @@ class WhipSession:
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
                 sequence = sequencer.sequence_of(frame)
                 samples = frame_to_mono(resampler, frame)
                 if samples.size:
