@@ -31,6 +31,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from yarl import URL
 
 FRAME_MS = 20
 Codec = Literal["opus", "pcmu"]
@@ -164,7 +165,7 @@ async def whip_send(
                 body = await response.text()
                 if response.status != 201:
                     raise WhipError(response.status, body.strip())
-                location = str(response.url.join(aiohttp.client.URL(response.headers["Location"])))
+                location = str(response.url.join(URL(response.headers["Location"])))
             result = WhipResult(location=location, events=events)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
             await track.finished.wait()
