@@ -1,0 +1,264 @@
+"""Build a corpus from a recipe: check every input, plan, render in a process pool, write the manifest.
+
+Resumable: each finished job leaves a record (`records/JOB.json`, written after its
+audio, atomically), and a rerun skips jobs whose record and files exist. The
+manifest and summary are rewritten atomically from the records at the end, in plan
+order, so an interrupted-then-resumed build gives the same manifest as one run.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from tqdm import tqdm
+
+from streaming_models.data.generators import (
+    GeneratorUnavailable,
+    Voice,
+    is_text_to_speech,
+    make_generator,
+)
+from streaming_models.data.manifest import CorpusItem, write_manifest
+from streaming_models.data.plan import Job, Planner
+from streaming_models.data.recipe import Recipe
+from streaming_models.data.render import (
+    GeneratorFactory,
+    RenderConfig,
+    Renderer,
+    TransformFactory,
+    registry_transform,
+)
+from streaming_models.data.sources import (
+    DEFAULT_DEBIAN_CACHE,
+    REPO_ROOT,
+    SourceUnavailable,
+    Utterance,
+    load_source,
+)
+from streaming_models.data.summary import summarize, write_summary
+
+log = structlog.get_logger(__name__)
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or finish; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_dir: Path
+    workers: int = 2
+    cache_dir: Path = REPO_ROOT / ".cache" / "engines"
+    debian_cache_dir: Path = DEFAULT_DEBIAN_CACHE
+    shared_dir: Path | None = None
+    progress: bool = True
+    stop_after_jobs: int | None = None  # render at most this many new jobs, then stop (an interruption)
+    transform_factory: TransformFactory = registry_transform
+    generator_factory: GeneratorFactory = make_generator
+
+
+@dataclass
+class BuildReport:
+    planned_jobs: int
+    skipped_jobs: int  # already complete from an earlier run
+    rendered_jobs: int
+    failures: dict[str, str] = field(default_factory=dict)
+    complete: bool = False
+    seconds: float = 0.0
+    manifest: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# One renderer per worker process (its engines stay loaded between jobs); set by the pool initializer.
+_WORKER_RENDERER: Renderer | None = None
+
+
+def _init_worker(config: RenderConfig) -> None:
+    global _WORKER_RENDERER
+    # One core per worker: engines must not each spin up threads for every core.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    _WORKER_RENDERER = Renderer(config)
+
+
+RenderResult = tuple[str, list[dict[str, Any]] | None, str | None, float]  # job id, items, error, seconds
+
+
+def _render_in_worker(job: Job) -> RenderResult:
+    assert _WORKER_RENDERER is not None
+    return _render_safely(_WORKER_RENDERER, job)
+
+
+def _render_safely(renderer: Renderer, job: Job) -> RenderResult:
+    started = time.perf_counter()
+    try:
+        items = renderer.run(job)
+    except Exception as exc:  # noqa: BLE001 - one bad item is reported with its id, the build goes on
+        return job.job_id, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+    return job.job_id, [json.loads(item.to_json()) for item in items], None, time.perf_counter() - started
+
+
+class CorpusBuilder:
+    def __init__(self, recipe: Recipe, options: BuildOptions) -> None:
+        self.recipe = recipe
+        self.options = options
+        self.out_dir = Path(options.out_dir)
+
+    # ---- before any audio ------------------------------------------------------------------
+    def preflight(self) -> tuple[dict[str, list[Utterance]], dict[str, list[Voice]]]:
+        """Load every source and check every engine and transform; list all problems at once."""
+        problems: list[str] = []
+        pools: dict[str, list[Utterance]] = {}
+        wanted_sources = {b.source for b in self.recipe.bonafide}
+        wanted_sources |= {p for c in self.recipe.copy_synthesis for p in c.parents}
+        for name in sorted(wanted_sources):
+            try:
+                pools[name] = load_source(name, self.options.shared_dir, self.options.debian_cache_dir)
+            except (SourceUnavailable, ValueError) as exc:
+                problems.append(f"source {name}: {exc}")
+        voices: dict[str, list[Voice]] = {}
+        for family in self.recipe.families():
+            try:
+                generator = self.options.generator_factory(family, self.options.cache_dir)
+                generator.check_available()
+            except (GeneratorUnavailable, ValueError) as exc:
+                problems.append(f"generator {family}: {exc}")
+                continue
+            if is_text_to_speech(generator):
+                voices[family] = generator.voices()  # type: ignore[union-attr]
+        for spec in self.recipe.transform_specs():
+            try:
+                self.options.transform_factory(spec).check_available()
+            except Exception as exc:  # noqa: BLE001 - the transform package defines its own error types
+                problems.append(f"transform {spec}: {type(exc).__name__}: {exc}")
+        for spec in self.recipe.neural_codec.transforms:
+            if not any(p.startswith(f"transform {spec}:") for p in problems):
+                kind = self.options.transform_factory(spec).kind
+                if kind != "neural":
+                    problems.append(f"neural_codec.transforms has {spec!r} of kind {kind!r}, not 'neural'")
+        if problems:
+            raise BuildError("cannot build the corpus:\n  - " + "\n  - ".join(problems))
+        return pools, voices
+
+    def plan(self, pools: dict[str, list[Utterance]], voices: dict[str, list[Voice]]) -> list[Job]:
+        planner = Planner(self.recipe)
+        jobs = planner.bonafide_jobs(pools) + planner.tts_jobs(voices) + planner.copy_jobs(pools)
+        ids = [o.item_id for j in jobs for o in j.outputs]
+        if len(set(ids)) != len(ids):
+            raise BuildError("the plan has duplicate item ids (a source listed twice?)")
+        return jobs
+
+    # ---- records ---------------------------------------------------------------------------
+    def _record_path(self, job_id: str) -> Path:
+        return self.out_dir / "records" / f"{job_id}.json"
+
+    def _load_record(self, job_id: str) -> tuple[list[CorpusItem], float] | None:
+        path = self._record_path(job_id)
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        items = [CorpusItem.from_dict(d) for d in raw["items"]]
+        if all((self.out_dir / i.path).is_file() for i in items):
+            return items, float(raw.get("seconds", 0.0))
+        return None
+
+    def _write_record(self, job_id: str, items: list[dict[str, Any]], seconds: float) -> None:
+        path = self._record_path(job_id)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"items": items, "seconds": round(seconds, 3)}, sort_keys=True,
+                                  ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+
+    def _check_out_dir(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "records").mkdir(exist_ok=True)
+        stamp = self.out_dir / "recipe.json"
+        fingerprint = self.recipe.fingerprint()
+        if stamp.is_file():
+            previous = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
+            if previous != fingerprint:
+                raise BuildError(
+                    f"{self.out_dir} holds a build of another recipe (fingerprint {previous}, this one "
+                    f"{fingerprint}); choose another --out or delete that folder"
+                )
+        else:
+            stamp.write_text(json.dumps({"name": self.recipe.name, "fingerprint": fingerprint}) + "\n")
+
+    # ---- the build ---------------------------------------------------------------------------
+    def build(self) -> BuildReport:
+        started = time.monotonic()
+        pools, voices = self.preflight()
+        jobs = self.plan(pools, voices)
+        self._check_out_dir()
+        todo = [j for j in jobs if self._load_record(j.job_id) is None]
+        report = BuildReport(planned_jobs=len(jobs), skipped_jobs=len(jobs) - len(todo), rendered_jobs=0)
+        if self.options.stop_after_jobs is not None:
+            todo = todo[: self.options.stop_after_jobs]
+        planned_h = sum(j.planned_s for j in jobs) / 3600
+        log.info("corpus_plan", recipe=self.recipe.name, jobs=len(jobs), to_render=len(todo),
+                 planned_base_hours=round(planned_h, 2), workers=self.options.workers)
+        config = RenderConfig(
+            out_dir=self.out_dir, seed=self.recipe.seed, cache_dir=Path(self.options.cache_dir),
+            max_item_s=self.recipe.max_item_s, level_dbfs=self.recipe.level_dbfs,
+            transform_factory=self.options.transform_factory, generator_factory=self.options.generator_factory,
+        )
+        bar = tqdm(total=len(todo), desc=f"corpus {self.recipe.name}", unit="job", disable=not self.options.progress)
+        for job_id, items, error, seconds in self._render_all(todo, config):
+            if error is not None:
+                report.failures[job_id] = error
+                log.warning("corpus_job_failed", job=job_id, error=error)
+            else:
+                assert items is not None
+                self._write_record(job_id, items, seconds)
+                report.rendered_jobs += 1
+            bar.update(1)
+        bar.close()
+        report.seconds = round(time.monotonic() - started, 1)
+        return self._finish(jobs, report)
+
+    def _render_all(self, todo: list[Job], config: RenderConfig) -> Any:
+        if self.options.workers <= 1 or len(todo) <= 1:
+            renderer = Renderer(config)
+            for job in todo:
+                yield _render_safely(renderer, job)
+            return
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(self.options.workers, initializer=_init_worker, initargs=(config,)) as pool:
+            yield from pool.imap_unordered(_render_in_worker, todo, chunksize=1)
+
+    def _finish(self, jobs: list[Job], report: BuildReport) -> BuildReport:
+        items: list[CorpusItem] = []
+        missing = 0
+        # Worker seconds per generator over seconds of base audio: a real-time factor that includes
+        # the codec and channel transforms of the job's outputs and any engine loading.
+        work_s: dict[str, float] = {}
+        audio_s: dict[str, float] = {}
+        for job in jobs:
+            record = self._load_record(job.job_id)
+            if record is None:
+                missing += 1
+                continue
+            items.extend(record[0])
+            work_s[job.generator] = work_s.get(job.generator, 0.0) + record[1]
+            audio_s[job.generator] = audio_s.get(job.generator, 0.0) + record[0][0].duration_s
+        report.complete = missing == 0
+        if not report.complete:
+            log.warning("corpus_incomplete", missing_jobs=missing, failures=len(report.failures))
+            return report
+        report.manifest = self.out_dir / "manifest.jsonl"
+        write_manifest(report.manifest, items)
+        report.summary = summarize(items, self.recipe.neural_codec.transforms, {
+            "recipe": self.recipe.name, "seed": self.recipe.seed, "fingerprint": self.recipe.fingerprint(),
+            "build_seconds": report.seconds, "workers": self.options.workers,
+            "worker_seconds_per_audio_second": {g: round(work_s[g] / max(audio_s[g], 1e-9), 4) for g in sorted(work_s)},
+        })
+        write_summary(self.out_dir, report.summary)
+        log.info("corpus_written", manifest=str(report.manifest), items=len(items), hours=report.summary["hours"])
+        return report

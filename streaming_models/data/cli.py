@@ -1,0 +1,81 @@
+"""`spoofwatch data ...`: build the codec-aware corpus, or only check that a recipe can be built.
+
+    spoofwatch data build --recipe configs/data/default.toml --out corpus/default
+    spoofwatch data build --small --out corpus/small
+    spoofwatch data check --recipe configs/data/default.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilder
+from streaming_models.data.recipe import RecipeError, load_recipe
+from streaming_models.data.sources import DEFAULT_DEBIAN_CACHE, REPO_ROOT
+
+SMALL_RECIPE = REPO_ROOT / "configs" / "data" / "small.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spoofwatch data", description="build the codec-aware training corpus")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in (("build", "build (or resume) a corpus"), ("check", "check sources and engines only")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--recipe", type=Path, help="recipe TOML (configs/data/*.toml)")
+        p.add_argument("--small", action="store_true", help=f"use {SMALL_RECIPE.relative_to(REPO_ROOT)}")
+        p.add_argument("--shared-data", type=Path, default=None,
+                       help="shared data folder (default: $SPOOFWATCH_SHARED_DATA or ../shared/data)")
+        p.add_argument("--debian-cache", type=Path, default=DEFAULT_DEBIAN_CACHE,
+                       help="where fetched Debian speech packages are kept")
+        p.add_argument("--engine-cache", type=Path, default=REPO_ROOT / ".cache" / "engines",
+                       help="where engines unpack their model files")
+        if name == "build":
+            p.add_argument("--out", type=Path, required=True, help="output folder (resumes if it exists)")
+            p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.small and args.recipe is not None and args.recipe.resolve() != SMALL_RECIPE.resolve():
+        print("spoofwatch data: give --small or --recipe, not both", file=sys.stderr)
+        return 2
+    recipe_path = SMALL_RECIPE if args.small else args.recipe
+    if recipe_path is None:
+        print("spoofwatch data: --recipe FILE or --small is required", file=sys.stderr)
+        return 2
+    if args.command == "build" and args.workers < 1:
+        print("spoofwatch data: --workers must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        recipe = load_recipe(recipe_path)
+        options = BuildOptions(
+            out_dir=args.out if args.command == "build" else Path("."),
+            workers=args.workers if args.command == "build" else 1,
+            cache_dir=args.engine_cache, debian_cache_dir=args.debian_cache, shared_dir=args.shared_data,
+            progress=not getattr(args, "no_progress", True),
+        )
+        builder = CorpusBuilder(recipe, options)
+        if args.command == "check":
+            pools, voices = builder.preflight()
+            jobs = builder.plan(pools, voices)
+            hours = sum(j.planned_s for j in jobs) / 3600
+            print(f"recipe {recipe.name}: sources, engines and transforms available; "
+                  f"{len(jobs)} jobs, about {hours:.2f} h of base audio before codec copies")
+            return 0
+        report = builder.build()
+    except (RecipeError, BuildError) as exc:
+        print(f"spoofwatch data: {exc}", file=sys.stderr)
+        return 1
+    for job_id, error in sorted(report.failures.items()):
+        print(f"FAILED {job_id}: {error}", file=sys.stderr)
+    if not report.complete:
+        print(f"spoofwatch data: incomplete ({len(report.failures)} failed jobs); rerun the same command "
+              f"to retry them", file=sys.stderr)
+        return 1
+    print(f"wrote {report.manifest} ({report.summary['items']} items, {report.summary['hours']} h) in "
+          f"{report.seconds:.0f} s; {report.skipped_jobs} jobs reused from an earlier run")
+    return 0

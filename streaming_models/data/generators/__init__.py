@@ -1,0 +1,56 @@
+"""Spoof generator families, by name. Engines are imported only when a family is made."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from streaming_models.data.generators.base import (
+    CopySynthesis,
+    GenerationError,
+    Generator,
+    GeneratorUnavailable,
+    TextToSpeech,
+    Voice,
+)
+
+# family -> (module, class, takes a cache dir)
+_FAMILIES: dict[str, tuple[str, str, bool]] = {
+    "espeak": ("espeak", "EspeakTTS", False),
+    "flite": ("flite", "FliteTTS", False),
+    "festival": ("festival", "FestivalTTS", False),
+    "kokoro": ("kokoro", "KokoroTTS", True),
+    "world": ("world", "WorldVocoder", False),
+    "griffinlim": ("griffinlim", "GriffinLimVocoder", False),
+}
+
+
+def list_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def make_generator(family: str, cache_dir: Path) -> Generator:
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown generator family {family!r}; known: {list_families()}")
+    module_name, class_name, takes_cache = _FAMILIES[family]
+    module = importlib.import_module(f"streaming_models.data.generators.{module_name}")
+    cls = getattr(module, class_name)
+    generator: Generator = cls(Path(cache_dir)) if takes_cache else cls()
+    return generator
+
+
+def is_text_to_speech(generator: Generator) -> bool:
+    return hasattr(generator, "synthesize")
+
+
+__all__ = [
+    "CopySynthesis",
+    "GenerationError",
+    "Generator",
+    "GeneratorUnavailable",
+    "TextToSpeech",
+    "Voice",
+    "is_text_to_speech",
+    "list_families",
+    "make_generator",
+]

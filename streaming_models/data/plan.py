@@ -1,0 +1,166 @@
+"""Turn a recipe into a deterministic list of jobs, before any audio is made.
+
+A job renders one base utterance (a bonafide recording, a TTS sentence or a
+copy-synthesis of a bonafide recording) and writes one or more outputs: the item
+itself, optionally through a channel chain, and optionally a neural-codec copy
+(itself optionally through a channel chain). Every random choice is drawn here
+from the recipe seed, so the same recipe always plans the same corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from streaming_models.data import texts
+from streaming_models.data.generators import Voice
+from streaming_models.data.manifest import Source, Split
+from streaming_models.data.recipe import Recipe
+from streaming_models.data.sources import Utterance
+
+JobKind = Literal["bonafide", "tts", "copy"]
+_SPLIT_SALT = "spoofwatch-split-v1"  # fixed, so that every recipe puts a speaker in the same split
+_CHARS_PER_SECOND = 14.0  # rough speaking rate, only to plan TTS hours before synthesis
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    item_id: str
+    transforms: tuple[str, ...]  # applied in order: optional neural codec first, then the channel chain
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    kind: JobKind
+    source: Source
+    generator: str  # "human" for bonafide, else the family
+    speaker: str
+    language: str
+    split: Split
+    corpus: str
+    outputs: tuple[OutputSpec, ...]
+    audio_path: str | None = None  # bonafide recording, or the parent of a copy-synthesis
+    parent: str | None = None
+    text: str | None = None
+    voice: Voice | None = None
+    planned_s: float = 0.0
+
+
+def stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def job_rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, stable_hash(key)])
+
+
+def split_for_speaker(speaker: str, dev_fraction: float) -> Split:
+    digest = hashlib.sha256(f"{_SPLIT_SALT}:{speaker}".encode()).digest()
+    return "dev" if int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction else "train"
+
+
+def utterance_split(utt: Utterance, dev_fraction: float) -> Split:
+    return utt.fixed_split or split_for_speaker(utt.speaker, dev_fraction)
+
+
+def slug(spec: str) -> str:
+    return spec.replace("@", "-").replace(".", "p").replace("/", "-")
+
+
+class Planner:
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+
+    def _outputs(self, item_id: str, source: Source) -> tuple[OutputSpec, ...]:
+        recipe = self.recipe
+        rng = job_rng(recipe.seed, f"outputs:{item_id}")  # per item, so editing one section moves no other
+        chains = recipe.channel.chains
+
+        def channel() -> tuple[str, ...]:
+            if chains and rng.random() < recipe.channel.fraction:
+                return tuple(chains[int(rng.integers(len(chains)))])
+            return ()
+
+        outputs = [OutputSpec(item_id, channel())]
+        fraction = recipe.neural_codec.bonafide_fraction if source == "bonafide" else recipe.neural_codec.spoof_fraction
+        codecs = recipe.neural_codec.transforms
+        if codecs and rng.random() < fraction:
+            codec = codecs[int(rng.integers(len(codecs)))]
+            outputs.append(OutputSpec(f"{item_id}~{slug(codec)}", (codec, *channel())))
+        return tuple(outputs)
+
+    def bonafide_jobs(self, pools: dict[str, list[Utterance]]) -> list[Job]:
+        jobs: list[Job] = []
+        for spec in self.recipe.bonafide:
+            pool = list(pools[spec.source])
+            order = np.random.default_rng([self.recipe.seed, stable_hash(f"bonafide:{spec.source}")]).permutation(len(pool))
+            total_s = 0.0
+            limit = len(order) if spec.max_items is None else min(spec.max_items, len(order))
+            for index in order[:limit]:
+                if spec.hours is not None and total_s >= spec.hours * 3600:
+                    break
+                utt = pool[int(index)]
+                dur = min(utt.duration_s, self.recipe.max_item_s)
+                total_s += dur
+                jobs.append(Job(
+                    job_id=utt.utt_id, kind="bonafide", source="bonafide", generator="human",
+                    speaker=utt.speaker, language=utt.language, split=utterance_split(utt, self.recipe.dev_fraction),
+                    corpus=utt.corpus, outputs=self._outputs(utt.utt_id, "bonafide"), audio_path=str(utt.path),
+                    planned_s=dur,
+                ))
+        return jobs
+
+    def tts_jobs(self, voices_by_family: dict[str, list[Voice]]) -> list[Job]:
+        jobs: list[Job] = []
+        for spec in self.recipe.tts:
+            voices = [v for v in voices_by_family[spec.family]
+                      if (not spec.voices or v.voice_id in spec.voices)
+                      and (not spec.languages or v.language in spec.languages)
+                      and v.language in texts.languages()]
+            if not voices:
+                raise ValueError(f"tts {spec.family}: no voice matches voices={spec.voices} languages={spec.languages}")
+            rng = np.random.default_rng([self.recipe.seed, stable_hash(f"tts:{spec.family}")])
+            total_s, index = 0.0, 0
+            while total_s < spec.hours * 3600:
+                voice = voices[int(rng.integers(len(voices)))]
+                pool = texts.sentences(voice.language)
+                count = int(rng.integers(spec.sentences_per_item[0], spec.sentences_per_item[1] + 1))
+                text = " ".join(pool[int(i)] for i in rng.choice(len(pool), size=min(count, len(pool)), replace=False))
+                planned = 0.4 + len(text) / _CHARS_PER_SECOND
+                total_s += planned
+                job_id = f"{spec.family}-{index:06d}"
+                index += 1
+                speaker = f"{spec.family}/{voice.voice_id}"
+                jobs.append(Job(
+                    job_id=job_id, kind="tts", source="spoof", generator=spec.family, speaker=speaker,
+                    language=voice.language, split=split_for_speaker(speaker, self.recipe.dev_fraction),
+                    corpus="spoofwatch-tts", outputs=self._outputs(job_id, "spoof"), text=text, voice=voice,
+                    planned_s=planned,
+                ))
+        return jobs
+
+    def copy_jobs(self, pools: dict[str, list[Utterance]]) -> list[Job]:
+        jobs: list[Job] = []
+        for spec in self.recipe.copy_synthesis:
+            pool = [u for name in spec.parents for u in pools[name]]
+            order = np.random.default_rng([self.recipe.seed, stable_hash(f"copy:{spec.family}")]).permutation(len(pool))
+            total_s = 0.0
+            for index in order:
+                if total_s >= spec.hours * 3600:
+                    break
+                utt = pool[int(index)]
+                dur = min(utt.duration_s, self.recipe.max_item_s)
+                total_s += dur
+                job_id = f"{spec.family}-{utt.utt_id}"
+                jobs.append(Job(
+                    job_id=job_id, kind="copy", source="spoof", generator=spec.family, speaker=utt.speaker,
+                    language=utt.language, split=utterance_split(utt, self.recipe.dev_fraction),
+                    corpus="spoofwatch-copysynth", outputs=self._outputs(job_id, "spoof"), audio_path=str(utt.path),
+                    parent=utt.utt_id, planned_s=dur,
+                ))
+        return jobs

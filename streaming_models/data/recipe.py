@@ -1,0 +1,180 @@
+"""Corpus recipes: a TOML file that says which sources, generators, codecs and channels, and how much.
+
+The recipe is read once into frozen dataclasses and validated here, so the builder
+never meets a malformed value after hours of work. See configs/data/*.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class RecipeError(ValueError):
+    """The recipe file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class BonafideSpec:
+    source: str  # a name from sources.source_names()
+    hours: float | None = None  # stop once this much audio is selected (None: no hour limit)
+    max_items: int | None = None
+
+
+@dataclass(frozen=True)
+class TtsSpec:
+    family: str
+    hours: float
+    voices: tuple[str, ...] = ()  # engine voice ids to use; empty: all the engine offers
+    languages: tuple[str, ...] = ()  # restrict to these text languages; empty: all the voices speak
+    sentences_per_item: tuple[int, int] = (1, 2)  # inclusive range
+
+
+@dataclass(frozen=True)
+class CopySynthesisSpec:
+    family: str
+    hours: float
+    parents: tuple[str, ...] = ("librispeech",)  # bonafide sources whose utterances are re-rendered
+
+
+@dataclass(frozen=True)
+class NeuralCodecSpec:
+    transforms: tuple[str, ...] = ()  # transform specs of kind "neural", e.g. "lyra@6k"
+    bonafide_fraction: float = 0.0  # share of bonafide items that also get a neural-codec copy
+    spoof_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    fraction: float = 0.0  # share of every class's items that go through one of the chains
+    chains: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    seed: int
+    bonafide: tuple[BonafideSpec, ...]
+    tts: tuple[TtsSpec, ...] = ()
+    copy_synthesis: tuple[CopySynthesisSpec, ...] = ()
+    neural_codec: NeuralCodecSpec = field(default_factory=NeuralCodecSpec)
+    channel: ChannelSpec = field(default_factory=ChannelSpec)
+    dev_fraction: float = 0.15  # share of speakers (and TTS voices) held out as dev
+    max_item_s: float = 20.0  # longer source utterances are cut to this
+    level_dbfs: tuple[float, float] = (-32.0, -18.0)  # every item's RMS is drawn from this range
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def families(self) -> list[str]:
+        return sorted({t.family for t in self.tts} | {c.family for c in self.copy_synthesis})
+
+    def transform_specs(self) -> list[str]:
+        specs = set(self.neural_codec.transforms)
+        for chain in self.channel.chains:
+            specs.update(chain)
+        return sorted(specs)
+
+
+def _fraction(value: object, where: str) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise RecipeError(f"{where} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _positive(value: object, where: str) -> float:
+    if not isinstance(value, (int, float)) or float(value) <= 0:
+        raise RecipeError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _check_keys(table: dict[str, object], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise RecipeError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
+    _check_keys(raw, {"name", "seed", "bonafide", "tts", "copy_synthesis", "neural_codec", "channel",
+                      "dev_fraction", "max_item_s", "level_dbfs"}, where)
+    seed = raw.get("seed")
+    if not isinstance(seed, int):
+        raise RecipeError(f"{where}: seed must be an integer")
+    bonafide = []
+    for i, entry in enumerate(raw.get("bonafide", [])):  # type: ignore[union-attr]
+        at = f"{where}: bonafide[{i}]"
+        _check_keys(entry, {"source", "hours", "max_items"}, at)
+        if "source" not in entry:
+            raise RecipeError(f"{at}: source is required")
+        hours = _positive(entry["hours"], f"{at}.hours") if "hours" in entry else None
+        max_items = int(_positive(entry["max_items"], f"{at}.max_items")) if "max_items" in entry else None
+        bonafide.append(BonafideSpec(str(entry["source"]), hours, max_items))
+    if not bonafide:
+        raise RecipeError(f"{where}: at least one [[bonafide]] source is required")
+    tts = []
+    for i, entry in enumerate(raw.get("tts", [])):  # type: ignore[union-attr]
+        at = f"{where}: tts[{i}]"
+        _check_keys(entry, {"family", "hours", "voices", "languages", "sentences_per_item"}, at)
+        span = entry.get("sentences_per_item", [1, 2])
+        if not (isinstance(span, list) and len(span) == 2 and 1 <= span[0] <= span[1]):
+            raise RecipeError(f"{at}.sentences_per_item must be [low, high] with 1 <= low <= high")
+        tts.append(TtsSpec(str(entry["family"]), _positive(entry.get("hours"), f"{at}.hours"),
+                           _strings(entry.get("voices", []), f"{at}.voices"),
+                           _strings(entry.get("languages", []), f"{at}.languages"), (int(span[0]), int(span[1]))))
+    copies = []
+    for i, entry in enumerate(raw.get("copy_synthesis", [])):  # type: ignore[union-attr]
+        at = f"{where}: copy_synthesis[{i}]"
+        _check_keys(entry, {"family", "hours", "parents"}, at)
+        copies.append(CopySynthesisSpec(str(entry["family"]), _positive(entry.get("hours"), f"{at}.hours"),
+                                        _strings(entry.get("parents", ["librispeech"]), f"{at}.parents")))
+    nc_raw = raw.get("neural_codec", {})
+    _check_keys(nc_raw, {"transforms", "bonafide_fraction", "spoof_fraction"}, f"{where}: neural_codec")  # type: ignore[arg-type]
+    neural = NeuralCodecSpec(
+        _strings(nc_raw.get("transforms", []), f"{where}: neural_codec.transforms"),  # type: ignore[union-attr]
+        _fraction(nc_raw.get("bonafide_fraction", 0.0), f"{where}: neural_codec.bonafide_fraction"),  # type: ignore[union-attr]
+        _fraction(nc_raw.get("spoof_fraction", 0.0), f"{where}: neural_codec.spoof_fraction"),  # type: ignore[union-attr]
+    )
+    if (neural.bonafide_fraction or neural.spoof_fraction) and not neural.transforms:
+        raise RecipeError(f"{where}: neural_codec fractions are set but neural_codec.transforms is empty")
+    ch_raw = raw.get("channel", {})
+    _check_keys(ch_raw, {"fraction", "chains"}, f"{where}: channel")  # type: ignore[arg-type]
+    chains = tuple(_strings(c, f"{where}: channel.chains[{i}]") for i, c in enumerate(ch_raw.get("chains", [])))  # type: ignore[union-attr]
+    channel = ChannelSpec(_fraction(ch_raw.get("fraction", 0.0), f"{where}: channel.fraction"), chains)  # type: ignore[union-attr]
+    if channel.fraction and not channel.chains:
+        raise RecipeError(f"{where}: channel.fraction is set but channel.chains is empty")
+    level = raw.get("level_dbfs", [-32.0, -18.0])
+    if not (isinstance(level, list) and len(level) == 2 and level[0] <= level[1] < 0):
+        raise RecipeError(f"{where}: level_dbfs must be [low, high] dBFS with low <= high < 0")
+    return Recipe(
+        name=str(raw.get("name", "unnamed")),
+        seed=seed,
+        bonafide=tuple(bonafide),
+        tts=tuple(tts),
+        copy_synthesis=tuple(copies),
+        neural_codec=neural,
+        channel=channel,
+        dev_fraction=_fraction(raw.get("dev_fraction", 0.15), f"{where}: dev_fraction"),
+        max_item_s=_positive(raw.get("max_item_s", 20.0), f"{where}: max_item_s"),
+        level_dbfs=(float(level[0]), float(level[1])),
+    )
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"recipe not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: {exc}") from exc
+    return parse_recipe(raw, str(path))

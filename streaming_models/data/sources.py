@@ -1,0 +1,217 @@
+"""Bonafide speech sources: shared-data corpora and Debian speech packages.
+
+Each source lists `Utterance`s (path, speaker, language, native rate, duration).
+Speaker ids carry the source prefix so that two corpora never share an id by
+accident, except where one voice really spans packages (Allison speaks the
+English and the Spanish Asterisk prompts, so both carry `asterisk/Allison`).
+LibriSpeech test-other is pinned to the `test` split: its speakers never train.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import structlog
+
+from streaming_models.data.manifest import Split
+
+log = structlog.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DEBIAN_CACHE = REPO_ROOT / ".cache" / "debian-speech"
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class SourceUnavailable(RuntimeError):
+    """A bonafide source is missing; the message says where it was looked for and how to get it."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    path: Path
+    speaker: str
+    language: str
+    corpus: str
+    sample_rate_hz: int
+    duration_s: float
+    fixed_split: Split | None = None  # set where the rules of use pin a split (LibriSpeech test-other)
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _info(path: Path) -> tuple[int, float]:
+    info = sf.info(str(path))
+    return int(info.samplerate), float(info.duration)
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise SourceUnavailable(
+            f"{what} not found at {path}: set SPOOFWATCH_SHARED_DATA to the shared data folder "
+            f"(see ../shared/data/README.md)"
+        )
+    return path
+
+
+def librispeech_train(shared: Path) -> list[Utterance]:
+    root = _require_dir(shared / "speech" / "librispeech-subset" / "train-clean-100", "LibriSpeech train-clean-100")
+    out = []
+    for path in sorted(root.rglob("*.flac")):
+        sr, dur = _info(path)
+        out.append(Utterance(f"librispeech-{path.stem}", path, f"librispeech/{path.stem.split('-')[0]}", "en",
+                             "librispeech", sr, dur))
+    return out
+
+
+def librispeech_test_other(shared: Path) -> list[Utterance]:
+    root = _require_dir(shared / "speech" / "librispeech-subset" / "test-other", "LibriSpeech test-other")
+    out = []
+    for path in sorted(root.rglob("*.flac")):
+        sr, dur = _info(path)
+        out.append(Utterance(f"librispeech-{path.stem}", path, f"librispeech/{path.stem.split('-')[0]}", "en",
+                             "librispeech", sr, dur, fixed_split="test"))
+    return out
+
+
+def fsdd(shared: Path) -> list[Utterance]:
+    root = _require_dir(shared / "speech" / "fsdd", "free-spoken-digit-dataset")
+    out = []
+    for path in sorted(root.glob("*.wav")):
+        _digit, name, _ = path.stem.split("_")
+        sr, dur = _info(path)
+        out.append(Utterance(f"fsdd-{path.stem}", path, f"fsdd/{name}", "en", "fsdd", sr, dur))
+    return out
+
+
+# ---- Debian speech packages --------------------------------------------------------------------
+
+def fetch_debian_package(name: str, cache_dir: Path) -> Path:
+    """`apt-get download NAME` + `dpkg-deb -x` into cache_dir/NAME (no root needed); reused once complete."""
+    target = Path(cache_dir) / name
+    marker = target / ".complete"
+    if marker.is_file():
+        return target
+    for tool, package in (("apt-get", "apt"), ("dpkg-deb", "dpkg")):
+        if shutil.which(tool) is None:
+            raise SourceUnavailable(f"`{tool}` (Debian package {package}) is needed to fetch the speech package {name}")
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=cache_dir) as tmp:
+        done = subprocess.run(["apt-get", "download", name], cwd=tmp, capture_output=True, text=True, check=False)
+        debs = sorted(Path(tmp).glob("*.deb"))
+        if done.returncode != 0 or not debs:
+            raise SourceUnavailable(
+                f"could not fetch the Debian package {name} (`apt-get download {name}` said: "
+                f"{done.stderr.strip()[-300:]}); run `apt-get update` or drop it from the recipe"
+            )
+        extract = Path(tmp) / "root"
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extract)], check=True, capture_output=True)
+        if target.exists():
+            shutil.rmtree(target)
+        extract.replace(target)
+    marker.write_text("ok\n")
+    log.info("debian_package_fetched", package=name, path=str(target))
+    return target
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in _AUDIO_SUFFIXES and p.is_file())
+
+
+def _asterisk(package: str, cache_dir: Path) -> list[Utterance]:
+    root = fetch_debian_package(package, cache_dir)
+    out = []
+    for path in _audio_files(root / "usr" / "share" / "asterisk" / "sounds"):
+        voice_dir = path.relative_to(root / "usr" / "share" / "asterisk" / "sounds").parts[0]
+        lang, _region, _gender, voice = voice_dir.split("_", 3)
+        sr, dur = _info(path)
+        stem = "-".join(path.relative_to(root / "usr" / "share" / "asterisk" / "sounds" / voice_dir).with_suffix("").parts)
+        out.append(Utterance(f"{package}-{stem}", path, f"asterisk/{voice}", lang, package, sr, dur))
+    return out
+
+
+def _fillets(package: str, cache_dir: Path) -> list[Utterance]:
+    root = fetch_debian_package(package, cache_dir)
+    language = package.rsplit("-", 1)[1]
+    out = []
+    for path in _audio_files(root / "usr" / "share" / "games" / "fillets-ng" / "sound"):
+        level = path.parent.parent.name
+        tokens = path.stem.split("-")
+        # The two fish (m = small, v = big) are the same two actors in every level; others are per level.
+        role = tokens[1] if len(tokens) > 1 and tokens[1] in ("m", "v") else f"{level}-{tokens[1] if len(tokens) > 1 else 'x'}"
+        sr, dur = _info(path)
+        out.append(Utterance(f"{package}-{level}-{path.stem}", path, f"fillets-{language}/{role}", language,
+                             package, sr, dur))
+    return out
+
+
+def _klettres(package: str, cache_dir: Path) -> list[Utterance]:
+    root = fetch_debian_package(package, cache_dir)
+    out = []
+    base = root / "usr" / "share" / "klettres"
+    for path in _audio_files(base):
+        lang_dir = path.relative_to(base).parts[0]
+        sr, dur = _info(path)
+        stem = "-".join(path.relative_to(base).with_suffix("").parts)
+        out.append(Utterance(f"klettres-{stem}", path, f"klettres/{lang_dir}", lang_dir.split("_")[0].lower(),
+                             package, sr, dur))
+    return out
+
+
+def _pocketsphinx(package: str, cache_dir: Path) -> list[Utterance]:
+    root = fetch_debian_package(package, cache_dir)
+    out = []
+    base = root / "usr" / "share" / "pocketsphinx" / "test" / "data"
+    for path in sorted(base.rglob("*.wav")):
+        sr, dur = _info(path)
+        out.append(Utterance(f"pocketsphinx-{path.parent.name}-{path.stem}", path, f"pocketsphinx/{path.parent.name}",
+                             "en", package, sr, dur))
+    return out
+
+
+# codec2-examples is left out on purpose: most of its clips are codec2 or HTS outputs, not genuine speech.
+_DEBIAN_READERS: dict[str, Callable[[str, Path], list[Utterance]]] = {
+    "asterisk-core-sounds-en-wav": _asterisk,
+    "asterisk-core-sounds-es-wav": _asterisk,
+    "asterisk-core-sounds-fr-wav": _asterisk,
+    "asterisk-core-sounds-it-wav": _asterisk,
+    "asterisk-core-sounds-ru-wav": _asterisk,
+    "asterisk-prompt-it-menardi-wav": _asterisk,
+    "fillets-ng-data-cs": _fillets,
+    "fillets-ng-data-nl": _fillets,
+    "klettres-data": _klettres,
+    "pocketsphinx-testdata": _pocketsphinx,
+}
+
+_SHARED_READERS: dict[str, Callable[[Path], list[Utterance]]] = {
+    "librispeech": librispeech_train,
+    "librispeech-test-other": librispeech_test_other,
+    "fsdd": fsdd,
+}
+
+
+def source_names() -> list[str]:
+    return sorted(_SHARED_READERS) + [f"debian:{name}" for name in sorted(_DEBIAN_READERS)]
+
+
+def load_source(name: str, shared_dir: Path | None = None, debian_cache_dir: Path | None = None) -> list[Utterance]:
+    """All utterances of one source, sorted by id; raises SourceUnavailable naming what is missing."""
+    if name in _SHARED_READERS:
+        utterances = _SHARED_READERS[name](Path(shared_dir) if shared_dir else shared_data_dir())
+    elif name.startswith("debian:") and name.removeprefix("debian:") in _DEBIAN_READERS:
+        package = name.removeprefix("debian:")
+        utterances = _DEBIAN_READERS[package](package, Path(debian_cache_dir or DEFAULT_DEBIAN_CACHE))
+    else:
+        raise ValueError(f"unknown bonafide source {name!r}; known: {source_names()}")
+    if not utterances:
+        raise SourceUnavailable(f"bonafide source {name!r} has no audio files")
+    return sorted(utterances, key=lambda u: u.utt_id)

@@ -1,0 +1,82 @@
+"""Bonafide sources: shared-data corpora, Debian speech packages (parsed from a fake tree), errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streaming_models.data.plan import split_for_speaker, utterance_split
+from streaming_models.data.sources import (
+    SourceUnavailable,
+    fetch_debian_package,
+    load_source,
+    source_names,
+)
+
+
+def test_librispeech_train_and_test_other(shared_data: Path) -> None:
+    train = load_source("librispeech", shared_data)
+    test = load_source("librispeech-test-other", shared_data)
+    assert len(train) == 251 and len({u.speaker for u in train}) == 251
+    assert len(test) == 100 and len({u.speaker for u in test}) == 10
+    assert all(u.fixed_split == "test" and utterance_split(u, 0.5) == "test" for u in test)
+    assert not {u.speaker for u in test} & {u.speaker for u in train}
+    assert all(u.sample_rate_hz == 16000 and u.language == "en" and u.duration_s > 1 for u in train)
+
+
+def test_fsdd_speakers(shared_data: Path) -> None:
+    fsdd = load_source("fsdd", shared_data)
+    assert len(fsdd) == 3000
+    assert {u.speaker for u in fsdd} == {f"fsdd/{n}" for n in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")}
+    assert {u.sample_rate_hz for u in fsdd} == {8000}
+
+
+def test_missing_shared_data_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="SPOOFWATCH_SHARED_DATA"):
+        load_source("librispeech", tmp_path)
+    with pytest.raises(ValueError, match="unknown bonafide source"):
+        load_source("nosuch", tmp_path)
+
+
+def _tone(path: Path, sr: int = 8000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.2 * np.sin(np.arange(sr // 2) * 0.1), sr)
+
+
+def test_debian_packages_parse_speakers_and_languages(tmp_path: Path) -> None:
+    """Readers on a tree laid out as the extracted packages are (a finished fetch is reused)."""
+    sounds = tmp_path / "asterisk-core-sounds-es-wav" / "usr" / "share" / "asterisk" / "sounds"
+    _tone(sounds / "es_MX_f_Allison" / "digits" / "1.wav")
+    _tone(sounds / "es_MX_f_Allison" / "hello.wav")
+    fillets = tmp_path / "fillets-ng-data-nl" / "usr" / "share" / "games" / "fillets-ng" / "sound"
+    _tone(fillets / "city" / "nl" / "vit-m-hlava.ogg", 22050)
+    _tone(fillets / "city" / "nl" / "vit-hs-klid1.ogg", 22050)
+    _tone(tmp_path / "klettres-data" / "usr" / "share" / "klettres" / "en_GB" / "alpha" / "a.ogg", 22050)
+    for name in ("asterisk-core-sounds-es-wav", "fillets-ng-data-nl", "klettres-data"):
+        (tmp_path / name / ".complete").write_text("ok\n")
+    asterisk = load_source("debian:asterisk-core-sounds-es-wav", debian_cache_dir=tmp_path)
+    assert [(u.speaker, u.language) for u in asterisk] == [("asterisk/Allison", "es")] * 2
+    assert len({u.utt_id for u in asterisk}) == 2
+    fish = load_source("debian:fillets-ng-data-nl", debian_cache_dir=tmp_path)
+    assert {u.speaker for u in fish} == {"fillets-nl/m", "fillets-nl/city-hs"}
+    assert {u.language for u in fish} == {"nl"}
+    letters = load_source("debian:klettres-data", debian_cache_dir=tmp_path)
+    assert [(u.speaker, u.language) for u in letters] == [("klettres/en_GB", "en")]
+
+
+def test_debian_fetch_without_apt_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SourceUnavailable, match="apt-get"):
+        fetch_debian_package("klettres-data", tmp_path / "cache")
+
+
+def test_source_names_and_split_hash() -> None:
+    names = source_names()
+    assert "librispeech" in names and "debian:asterisk-core-sounds-en-wav" in names
+    assert "debian:codec2-examples" not in names  # codec2/HTS outputs, not genuine speech
+    splits = [split_for_speaker(f"spk{i}", 0.2) for i in range(2000)]
+    assert 0.17 < splits.count("dev") / len(splits) < 0.23
+    assert split_for_speaker("spk1", 0.2) == split_for_speaker("spk1", 0.2)
