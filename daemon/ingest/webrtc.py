@@ -337,6 +337,9 @@ class WhipIngest:
             session = await self._negotiate(session_id, stream_id, metadata, offer_sdp, offer)
         finally:
             self._setting_up -= 1
+        if self._stopping:  # stop() began while this offer was being negotiated
+            await session.close("shutdown")
+            raise WhipRequestError(503, "the daemon is shutting down")
         self._sessions[session_id] = session
         location = f"{WHIP_PATH}/{session_id}"
         log.info("whip_session_opened", session_id=session_id, stream_id=stream_id, rate=session.sample_rate_hz)
