@@ -168,6 +168,11 @@ def test_import_cli_writes_a_readable_manifest(tmp_path: Path, capsys: pytest.Ca
     assert items[0].duration_s == pytest.approx(0.5)
     assert "2 items" in capsys.readouterr().out
     assert main_import(["--format", "labels-csv", "--root", str(tmp_path / "none"), "--out", str(out)]) == 1
+    from streaming_models.data.cli import main as data_main  # `spoofwatch data import` dispatches here
+
+    again = tmp_path / "again.jsonl"
+    assert data_main(["import", "--format", "labels-csv", "--root", str(tmp_path / "clips"), "--out", str(again)]) == 0
+    assert list(read_manifest(again)) == items
 
 
 def test_codec_name_table() -> None:

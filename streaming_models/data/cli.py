@@ -3,6 +3,7 @@
     spoofwatch data build --recipe configs/data/default.toml --out corpus/default
     spoofwatch data build --small --out corpus/small
     spoofwatch data check --recipe configs/data/default.toml
+    spoofwatch data import --format asvspoof5|codecfake|labels-csv --root DIR --out manifest.jsonl
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["import"]:  # public-corpus import lives with the loaders (streaming_models/data/loaders)
+        from streaming_models.data.loaders.cli import main_import
+
+        return main_import(argv[1:])
     args = _parser().parse_args(argv)
     if args.small and args.recipe is not None and args.recipe.resolve() != SMALL_RECIPE.resolve():
         print("spoofwatch data: give --small or --recipe, not both", file=sys.stderr)
