@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from streaming_models.data.cli import main as data_main
 from streaming_models.data.labels import codec_target, spoof_target
 from streaming_models.data.loaders import LoaderError, check_files, load_corpus, probe
 from streaming_models.data.loaders.cli import main_import
@@ -168,9 +169,8 @@ def test_import_cli_writes_a_readable_manifest(tmp_path: Path, capsys: pytest.Ca
     assert items[0].duration_s == pytest.approx(0.5)
     assert "2 items" in capsys.readouterr().out
     assert main_import(["--format", "labels-csv", "--root", str(tmp_path / "none"), "--out", str(out)]) == 1
-    from streaming_models.data.cli import main as data_main  # `spoofwatch data import` dispatches here
-
     again = tmp_path / "again.jsonl"
+    # what `spoofwatch data import` runs
     assert data_main(["import", "--format", "labels-csv", "--root", str(tmp_path / "clips"), "--out", str(again)]) == 0
     assert list(read_manifest(again)) == items
 
