@@ -154,6 +154,125 @@ class WebRTCConfig:
         _require("webrtc.max_sessions", self.max_sessions >= 1, "must be >= 1")
 
 
+def _check_path(key: str, value: str) -> None:
+    _require(key, value.startswith("/") and " " not in value and len(value) > 1,
+             f"must be an absolute URL path like /twilio, got {value!r}")
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout_s: float = field(default=2.0, metadata=_help(
+        "timeout of one webhook POST (connect + answer)"))
+    max_attempts: int = field(default=3, metadata=_help(
+        "POSTs per notification before it is given up (timeouts, connection errors, 5xx, 429 are retried)"))
+    backoff_initial_s: float = field(default=0.5, metadata=_help(
+        "wait before the first retry; doubled for each further retry"))
+    backoff_max_s: float = field(default=5.0, metadata=_help("longest wait between retries"))
+    queue_size: int = field(default=32, metadata=_help(
+        "notifications waiting per call; more are dropped (counted)"))
+    max_concurrent_requests: int = field(default=64, metadata=_help(
+        "webhook POSTs in flight at once, all calls together"))
+    allowed_url_prefixes: tuple[str, ...] = field(default=(), metadata=_help(
+        "a webhook URL taken from call metadata (see the adapters' webhook_parameter) is used only "
+        "when it starts with one of these, e.g. [\"https://hooks.example.com/\"]; empty = never"))
+
+    def validate(self) -> None:
+        _require("webhooks.timeout_s", 0 < self.timeout_s <= 60, "must be 0..60 (exclusive of 0)")
+        _require("webhooks.max_attempts", 1 <= self.max_attempts <= 10, "must be 1..10")
+        _require("webhooks.backoff_initial_s", self.backoff_initial_s >= 0, "must be >= 0")
+        _require("webhooks.backoff_max_s", self.backoff_max_s >= self.backoff_initial_s,
+                 "must be >= webhooks.backoff_initial_s")
+        _require("webhooks.queue_size", self.queue_size >= 1, "must be >= 1")
+        _require("webhooks.max_concurrent_requests", self.max_concurrent_requests >= 1, "must be >= 1")
+        for prefix in self.allowed_url_prefixes:
+            _require("webhooks.allowed_url_prefixes", prefix.startswith(("http://", "https://")),
+                     f"entries must start with http:// or https://, got {prefix!r}")
+
+
+@dataclass(frozen=True)
+class AudioSocketConfig:
+    enabled: bool = field(default=False, metadata=_help(
+        "run the Asterisk AudioSocket ingest (TCP; docs/integrations.md)"))
+    host: str = field(default="127.0.0.1", metadata=_help("AudioSocket listen address"))
+    port: int = field(default=9019, metadata=_help("AudioSocket TCP port (0 = any free port)"))
+    max_connections: int = field(default=500, metadata=_help("concurrent AudioSocket calls"))
+    read_timeout_s: float = field(default=10.0, metadata=_help(
+        "close a call's connection when no message arrived for this long"))
+    webhook_url: str = field(default="", metadata=_help(
+        "POST each AudioSocket call's decision changes here (empty = no webhook)"))
+
+    def validate(self) -> None:
+        _require("audiosocket.port", 0 <= self.port <= 65535, "must be 0..65535")
+        _require("audiosocket.max_connections", self.max_connections >= 1, "must be >= 1")
+        _require("audiosocket.read_timeout_s", self.read_timeout_s > 0, "must be > 0")
+        _require("audiosocket.webhook_url", self.webhook_url == "" or
+                 self.webhook_url.startswith(("http://", "https://")), "must be an http(s) URL or empty")
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    enabled: bool = field(default=False, metadata=_help(
+        "run the Twilio Media Streams ingest (WebSocket on the HTTP server at webrtc.host:webrtc.port; "
+        "Telnyx and SignalWire speak the same protocol)"))
+    path: str = field(default="/twilio", metadata=_help("WebSocket URL path"))
+    max_connections: int = field(default=500, metadata=_help("concurrent media-stream WebSockets"))
+    webhook_url: str = field(default="", metadata=_help(
+        "POST each call's decision changes here (empty = no webhook)"))
+    webhook_parameter: str = field(default="", metadata=_help(
+        "name of a <Stream> customParameter whose value is a per-call webhook URL (used only when it "
+        "matches webhooks.allowed_url_prefixes); empty = ignore call-supplied URLs"))
+
+    def validate(self) -> None:
+        _check_path("twilio.path", self.path)
+        _require("twilio.max_connections", self.max_connections >= 1, "must be >= 1")
+        _require("twilio.webhook_url", self.webhook_url == "" or
+                 self.webhook_url.startswith(("http://", "https://")), "must be an http(s) URL or empty")
+
+
+@dataclass(frozen=True)
+class AudioForkConfig:
+    enabled: bool = field(default=False, metadata=_help(
+        "run the FreeSWITCH mod_audio_fork / jambonz listen ingest (WebSocket on the HTTP server "
+        "at webrtc.host:webrtc.port)"))
+    path: str = field(default="/audiofork", metadata=_help("WebSocket URL path"))
+    default_sample_rate_hz: int = field(default=8000, metadata=_help(
+        "rate of the L16 frames when neither the JSON preamble (sampleRate) nor the URL (?sample_rate=) says"))
+    max_connections: int = field(default=500, metadata=_help("concurrent audio-fork WebSockets"))
+    webhook_url: str = field(default="", metadata=_help(
+        "POST each call's decision changes here (empty = no webhook)"))
+    webhook_parameter: str = field(default="", metadata=_help(
+        "key of the JSON preamble whose value is a per-call webhook URL (used only when it matches "
+        "webhooks.allowed_url_prefixes); empty = ignore call-supplied URLs"))
+
+    def validate(self) -> None:
+        _check_path("audiofork.path", self.path)
+        _require("audiofork.default_sample_rate_hz", 8000 <= self.default_sample_rate_hz <= 48000,
+                 "must be 8000..48000")
+        _require("audiofork.max_connections", self.max_connections >= 1, "must be >= 1")
+        _require("audiofork.webhook_url", self.webhook_url == "" or
+                 self.webhook_url.startswith(("http://", "https://")), "must be an http(s) URL or empty")
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    enabled: bool = field(default=True, metadata=_help(
+        "serve the live web console at /console/ on the HTTP server (webrtc.host:webrtc.port), "
+        "which runs when webrtc, twilio or audiofork is enabled"))
+    max_clients: int = field(default=16, metadata=_help("browsers connected to the live feed at once"))
+    client_queue_size: int = field(default=500, metadata=_help(
+        "events buffered per browser; a slower browser loses events (counted), never stalls the daemon"))
+    history_points: int = field(default=600, metadata=_help(
+        "results kept per stream for a browser that connects mid-call"))
+    max_tracked_streams: int = field(default=200, metadata=_help(
+        "streams the console remembers (the oldest closed ones are forgotten first)"))
+
+    def validate(self) -> None:
+        _require("console.max_clients", self.max_clients >= 1, "must be >= 1")
+        _require("console.client_queue_size", self.client_queue_size >= 10, "must be >= 10")
+        _require("console.history_points", self.history_points >= 1, "must be >= 1")
+        _require("console.max_tracked_streams", self.max_tracked_streams >= 1, "must be >= 1")
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_help(
@@ -179,6 +298,11 @@ class DaemonConfig:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
     webrtc: WebRTCConfig = field(default_factory=WebRTCConfig)
+    audiosocket: AudioSocketConfig = field(default_factory=AudioSocketConfig)
+    twilio: TwilioConfig = field(default_factory=TwilioConfig)
+    audiofork: AudioForkConfig = field(default_factory=AudioForkConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 
