@@ -1,0 +1,154 @@
+"""What the WebSocket telephony adapters (Twilio Media Streams, mod_audio_fork/jambonz) share:
+a route on the daemon's one HTTP server, a connection limit, an owned task per connection,
+and one way to end a connection that broke its protocol (close code + logged reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import WSCloseCode, web
+
+from daemon.errors import StreamClosedError
+from daemon.http import HttpServer
+from daemon.ingest.hub import StreamRejected
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_METADATA_ITEMS = 32
+MAX_METADATA_VALUE_CHARS = 256
+
+
+class ProtocolViolation(Exception):
+    """The peer broke its protocol: the connection is closed with `close_code` and this reason."""
+
+    def __init__(self, reason: str, close_code: int = WSCloseCode.POLICY_VIOLATION) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.close_code = close_code
+
+
+def string_metadata(items: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Call metadata as the hub wants it: string keys and values, bounded in count and size.
+    Nested values are skipped (results echo the metadata; keep them flat and small)."""
+    out: dict[str, str] = {}
+    for key, value in items.items():
+        if len(out) >= MAX_METADATA_ITEMS:
+            break
+        if isinstance(value, (dict, list)) or value is None:
+            continue
+        out[f"{prefix}{key}"[:64]] = str(value)[:MAX_METADATA_VALUE_CHARS]
+    return out
+
+
+class WebSocketConnection:
+    """One accepted WebSocket. Subclasses implement `on_text`/`on_binary` and `close_streams`."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, transport: str) -> None:
+        self.ws = ws
+        self.request = request
+        self.log = log.bind(transport=transport, peer=request.remote)
+        self.shutting_down = False  # set by the adapter's stop(): the streams end as `shutdown`
+
+    async def on_text(self, text: str) -> None:
+        raise ProtocolViolation("text messages are not part of this protocol", WSCloseCode.UNSUPPORTED_DATA)
+
+    async def on_binary(self, data: bytes) -> None:
+        raise ProtocolViolation("binary messages are not part of this protocol", WSCloseCode.UNSUPPORTED_DATA)
+
+    async def close_streams(self, reason: str) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Read until the peer closes or breaks the protocol; always closes this connection's streams."""
+        reason = "client"
+        try:
+            async for message in self.ws:
+                if message.type == web.WSMsgType.TEXT:
+                    await self.on_text(message.data)
+                elif message.type == web.WSMsgType.BINARY:
+                    await self.on_binary(message.data)
+                elif message.type == web.WSMsgType.ERROR:
+                    self.log.info("ws_transport_error", error=repr(self.ws.exception()))
+                    break
+            if self.shutting_down:
+                reason = "shutdown"
+            elif self.ws.close_code not in (None, WSCloseCode.OK, WSCloseCode.GOING_AWAY):
+                self.log.info("ws_closed_by_peer", code=self.ws.close_code)
+        except ProtocolViolation as exc:
+            reason = "error"
+            self.log.warning("ws_protocol_error", reason=exc.reason)
+            await self.ws.close(code=exc.close_code, message=exc.reason[:120].encode())
+        except StreamRejected as exc:
+            reason = "error"
+            self.log.warning("ws_stream_rejected", code=exc.code, reason=exc.message)
+            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=f"{exc.code}: {exc.message}"[:120].encode())
+        except StreamClosedError:
+            self.log.info("ws_stream_closed_by_daemon")
+            await self.ws.close(code=WSCloseCode.OK, message=b"stream closed by the daemon")
+        except asyncio.CancelledError:
+            reason = "shutdown"
+            raise
+        finally:
+            await self.close_streams(reason)
+
+
+class WebSocketIngest:
+    """Base of a WebSocket adapter: registers `path` on the shared `HttpServer` (whose owner starts it)."""
+
+    transport = "websocket"
+    subprotocols: tuple[str, ...] = ()
+
+    def __init__(self, server: HttpServer, path: str, max_connections: int) -> None:
+        self.server = server
+        self.path = path
+        self._max_connections = max_connections
+        self._connections: dict[asyncio.Task[Any], WebSocketConnection] = {}
+        self._stopping = False
+        self.connections_refused = 0
+        server.app.router.add_get(path, self.handle)
+
+    def connect(self, ws: web.WebSocketResponse, request: web.Request) -> WebSocketConnection:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        log.info("ws_ingest_ready", transport=self.transport, path=self.path)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return web.Response(status=503, text="the daemon is shutting down\n")
+        if len(self._connections) >= self._max_connections:
+            self.connections_refused += 1
+            log.warning("ws_refused", transport=self.transport, reason=f"at most {self._max_connections} connections")
+            return web.Response(status=503, text=f"at most {self._max_connections} {self.transport} connections\n")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, protocols=self.subprotocols)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=426, text=f"{self.path} expects a WebSocket upgrade\n")
+        await ws.prepare(request)
+        task = asyncio.current_task()
+        assert task is not None
+        connection = self._connections[task] = self.connect(ws, request)
+        try:
+            await connection.run()
+        finally:
+            self._connections.pop(task, None)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def stop(self) -> None:
+        """Close every connection (going away); their streams close with reason `shutdown`."""
+        self._stopping = True
+        for connection in list(self._connections.values()):
+            connection.shutting_down = True
+            await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"daemon shutting down")
+        tasks = list(self._connections)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
