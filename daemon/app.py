@@ -26,11 +26,17 @@ from daemon.backends import load_backend
 from daemon.backends.base import Backend
 from daemon.batcher import Batcher
 from daemon.config import DaemonConfig
+from daemon.console import WebConsole
 from daemon.errors import ModelNotFoundError
+from daemon.http import HttpServer
 from daemon.hub import DaemonHub
+from daemon.ingest.audiofork import AudioForkIngest
+from daemon.ingest.audiosocket import AudioSocketIngest
 from daemon.ingest.base import IngestAdapter
+from daemon.ingest.twilio import TwilioIngest
 from daemon.ingest.zmq import ZmqIngest
 from daemon.publisher import ResultPublisher
+from daemon.webhooks import WebhookSender
 from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
@@ -99,24 +105,56 @@ class Daemon:
             await zmq_ingest.start()
             self.adapters.append(zmq_ingest)
             self.state.endpoints["ingest"] = zmq_ingest.endpoint
-        if cfg.webrtc.enabled:
-            await self._start_webrtc()
+        await self._start_front_doors()
         log.info("daemon_ready", model_id=meta.model_id, sample_rate_hz=meta.sample_rate_hz,
                  hop_samples=meta.hop_samples, **{f"{k}_endpoint": v for k, v in self.state.endpoints.items()})
 
-    async def _start_webrtc(self) -> None:
+    async def _start_front_doors(self) -> None:
+        """WHIP, the WebSocket telephony adapters and the web console share one HTTP server (at
+        webrtc.host:webrtc.port); AudioSocket listens on its own TCP port. Adapters are stopped in
+        reverse order, so the HTTP server stops after its features and webhooks after every ingest."""
+        cfg = self.config
+        assert self.hub is not None and self.publisher is not None
+        telephony = (cfg.audiosocket, cfg.twilio, cfg.audiofork)
+        webhooks: WebhookSender | None = None
+        if any(s.enabled and (s.webhook_url or getattr(s, "webhook_parameter", "")) for s in telephony):
+            webhooks = WebhookSender(cfg.webhooks)
+            await webhooks.start()
+            self.adapters.append(webhooks)
+        if cfg.webrtc.enabled or cfg.twilio.enabled or cfg.audiofork.enabled:  # the console rides along
+            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port)
+            self.adapters.append(http)
+            features: list[IngestAdapter] = []
+            if cfg.webrtc.enabled:
+                features += self._whip_ingest(http)
+            if cfg.twilio.enabled:
+                features.append(TwilioIngest(self.hub, cfg.twilio, http, webhooks))
+            if cfg.audiofork.enabled:
+                features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks))
+            if cfg.console.enabled:
+                features.append(WebConsole(cfg.console, http, self.publisher.endpoint, self._context))
+            await http.start()
+            for feature in features:
+                await feature.start()
+                self.adapters.append(feature)
+            base = f"http://{cfg.webrtc.host}:{http.port}"
+            self.state.endpoints["http"] = base
+            if cfg.webrtc.enabled:
+                self.state.endpoints["whip"] = f"{base}/whip"
+        if cfg.audiosocket.enabled:
+            audiosocket = AudioSocketIngest(self.hub, cfg.audiosocket, webhooks)
+            await audiosocket.start()
+            self.adapters.append(audiosocket)
+            self.state.endpoints["audiosocket"] = f"tcp://{cfg.audiosocket.host}:{audiosocket.port}"
+
+    def _whip_ingest(self, http: HttpServer) -> list[IngestAdapter]:
         assert self.hub is not None
         try:
             module = importlib.import_module("daemon.ingest.webrtc")
-        except ImportError as exc:  # the WHIP adapter (or aiortc) is not installed/landed yet
+        except ImportError as exc:  # aiortc is not installed
             log.warning("webrtc_ingest_unavailable", error=repr(exc))
-            return
-        adapter: IngestAdapter = module.WhipIngest(self.hub, self.config.webrtc)
-        await adapter.start()
-        self.adapters.append(adapter)
-        server = getattr(adapter, "server", None)
-        port = getattr(server, "port", self.config.webrtc.port)
-        self.state.endpoints["whip"] = f"http://{self.config.webrtc.host}:{port}/whip"
+            return []
+        return [module.WhipIngest(self.hub, self.config.webrtc, server=http)]
 
     async def shutdown(self) -> None:
         """Stop accepting, drain, then release everything. Safe to call once."""
