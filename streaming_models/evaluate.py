@@ -1,0 +1,258 @@
+"""Evaluate an exported model through the daemon's own streaming path.
+
+    spoofwatch evaluate --model model.onnx --labels ../shared/data/dev-eval/labels.csv [--json]
+    spoofwatch evaluate --model model.onnx --labels corpus/medium/manifest.jsonl --split dev
+
+Each file is cut into hops by `daemon.streams.iter_file_hops` (the daemon's StreamBuffer:
+same resampler, same hop boundaries, final partial hop unscored) and scored by
+`daemon.backends.onnx.OnnxBackend`; many files run at once across the batch dimension,
+each row carrying its own state, as the daemon's batcher does.
+
+Reported per head (spoof, codec): EER and ASVspoof 5 minDCF (metrics.py) on the score at
+the end of each clip; the same after 0.5, 1, 2 and 4 s of audio; breakdowns per system,
+codec and corpus; and, at the operating threshold (model metadata, else 0.5), the flag
+rate, the false-alarm rate and the time to detection (first hop at or above threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import structlog
+from tqdm import tqdm
+
+from daemon.backends.onnx import OnnxBackend
+from daemon.errors import DaemonError
+from daemon.streams import iter_file_hops
+from streaming_models.data.labels import POLICIES, check_policy, targets
+from streaming_models.data.manifest import ManifestError, read_manifest, resolve_audio_path
+from streaming_models.logs import log_to_stderr
+from streaming_models.metrics import eer, min_dcf
+
+log = structlog.get_logger(__name__)
+
+HEADS = ("spoof", "codec")
+CHECKPOINTS_S = (0.5, 1.0, 2.0, 4.0)
+CSV_COLUMNS = ("path", "label", "codec", "system", "corpus")
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    path: Path
+    spoof: int  # target of the spoof head
+    codec: int  # target of the codec head
+    system: str
+    codec_name: str
+    corpus: str
+
+
+def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)} (need {','.join(CSV_COLUMNS)})")
+        items = []
+        for lineno, row in enumerate(reader, 2):
+            if row["label"] not in ("bonafide", "spoof") or row["codec"] not in ("none", "neural", "telephony"):
+                raise ValueError(f"{path}:{lineno}: label must be bonafide|spoof and codec none|neural|telephony")
+            items.append(EvalItem(root / row["path"], int(row["label"] == "spoof"), int(row["codec"] == "neural"),
+                                  row["system"], row["codec"], row["corpus"]))
+    return items
+
+
+def read_labels_manifest(path: Path, root: Path | None, policy: str, split: str | None) -> list[EvalItem]:
+    pol = check_policy(policy if policy in POLICIES else "codec_as_bonafide")
+    items = []
+    for item in read_manifest(path):
+        if split and item.split != split:
+            continue
+        audio = Path(item.path) if Path(item.path).is_absolute() or root is None else root / item.path
+        spoof, codec = targets(item, pol)
+        items.append(EvalItem(audio if root else resolve_audio_path(path, item), spoof, codec,
+                              item.generator, item.codec_family, item.corpus))
+    return items
+
+
+def stream_scores(backend: OnnxBackend, items: Sequence[EvalItem], batch_size: int) -> list[np.ndarray]:
+    """Per file: probabilities [hops, 2] after each hop, scored `batch_size` files at a time."""
+    meta = backend.metadata
+    results: list[np.ndarray] = [np.zeros((0, 2), np.float32) for _ in items]
+    for lo in tqdm(range(0, len(items), batch_size), desc="scoring", unit="batch", leave=False):
+        group = list(range(lo, min(lo + batch_size, len(items))))
+        hops = []
+        for i in group:
+            audio, rate = sf.read(str(items[i].path), dtype="float32", always_2d=True)
+            hops.append(list(iter_file_hops(audio.mean(axis=1), rate, meta.sample_rate_hz, meta.hop_samples)))
+        states = backend.initial_states(len(group))
+        longest = max((len(h) for h in hops), default=0)
+        outs = [np.zeros((len(h), 2), np.float32) for h in hops]
+        for t in range(longest):
+            # Rows whose file has ended keep running on silence; their outputs are ignored.
+            batch = np.stack([h[t] if t < len(h) else np.zeros(meta.hop_samples, np.float32) for h in hops])
+            probs, states = backend.run(batch, states)
+            for row, h in enumerate(hops):
+                if t < len(h):
+                    outs[row][t] = probs[row]
+        for i, out in zip(group, outs, strict=True):
+            results[i] = out
+    return results
+
+
+def score_at(scores: np.ndarray, seconds: float | None, hop_s: float) -> np.ndarray:
+    """The score after `seconds` of audio (None: the clip's end); short clips give their last hop."""
+    if seconds is None:
+        return scores[-1]
+    return scores[min(len(scores), max(1, round(seconds / hop_s))) - 1]
+
+
+def detection_summary(items: Sequence[EvalItem], scores: Sequence[np.ndarray], head: int, threshold: float,
+                      hop_s: float) -> dict[str, Any]:
+    """Flag rates and time to detection at `threshold`, for positives and negatives of one head."""
+    out: dict[str, Any] = {"threshold": threshold}
+    for name, want in (("positive", 1), ("negative", 0)):
+        rows = [s[:, head] for it, s in zip(items, scores, strict=True)
+                if (it.spoof if head == 0 else it.codec) == want]
+        if not rows:
+            continue
+        first = [int(np.argmax(r >= threshold)) if (r >= threshold).any() else -1 for r in rows]
+        times = np.array([(f + 1) * hop_s for f in first if f >= 0])
+        out[name] = {
+            "n": len(rows),
+            "flagged_at_end": float(np.mean([r[-1] >= threshold for r in rows])),
+            "flagged_any_hop": float(np.mean([f >= 0 for f in first])),
+            "flagged_within_1s": float(np.mean([0 <= f and (f + 1) * hop_s <= 1.0 + 1e-9 for f in first])),
+            "median_time_to_flag_s": float(np.median(times)) if times.size else None,
+        }
+    return out
+
+
+def head_metrics(labels: np.ndarray, finals: np.ndarray) -> dict[str, float] | None:
+    if not 0 < labels.sum() < len(labels):
+        return None
+    return {"eer": eer(finals, labels)[0], "min_dcf": min_dcf(finals, labels)[0], "n": len(labels)}
+
+
+def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: float,
+              thresholds: dict[str, float]) -> dict[str, Any]:
+    kept = [(it, s) for it, s in zip(items, scores, strict=True) if len(s)]
+    items = [it for it, _ in kept]
+    scores = [s for _, s in kept]
+    report: dict[str, Any] = {"files": len(items), "heads": {}, "breakdown": {}}
+    for col, head in enumerate(HEADS):
+        labels = np.array([it.spoof if head == "spoof" else it.codec for it in items])
+        finals = np.array([score_at(s, None, hop_s)[col] for s in scores])
+        entry: dict[str, Any] = {"overall": head_metrics(labels, finals), "after_s": {}}
+        for t in CHECKPOINTS_S:
+            entry["after_s"][str(t)] = head_metrics(labels, np.array([score_at(s, t, hop_s)[col] for s in scores]))
+        entry["detection"] = detection_summary(items, scores, col, thresholds[head], hop_s)
+        report["heads"][head] = entry
+    for key in ("corpus", "system", "codec_name"):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, it in enumerate(items):
+            groups[getattr(it, key)].append(i)
+        table = {}
+        for name, idx in sorted(groups.items()):
+            row: dict[str, Any] = {"n": len(idx), "bonafide": sum(1 - items[i].spoof for i in idx),
+                                   "neural_codec": sum(items[i].codec for i in idx)}
+            for col, head in enumerate(HEADS):
+                labels = np.array([items[i].spoof if head == "spoof" else items[i].codec for i in idx])
+                finals = np.array([scores[i][-1, col] for i in idx])
+                row[f"p_{head}_mean"] = float(finals.mean())
+                row[f"{head}_flagged"] = float((finals >= thresholds[head]).mean())
+                metrics = head_metrics(labels, finals)
+                row[f"{head}_eer"] = metrics["eer"] if metrics else None
+            table[name] = row
+        report["breakdown"][key.removesuffix("_name")] = table
+    return report
+
+
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [(f"model {report['model_id']}  ({report['labels']}, {report['files']} files scored, "
+              f"hop {report['hop_ms']:.0f} ms)"), ""]
+    lines.append(f"{'head':6} {'EER':>7} {'minDCF':>7} | EER after " + " ".join(f"{t:>5}s" for t in CHECKPOINTS_S))
+    for head, entry in report["heads"].items():
+        o = entry["overall"]
+        after = " ".join(_pct(m["eer"] if m else None) for m in entry["after_s"].values())
+        dcf = f"{o['min_dcf']:.3f}" if o else "-"
+        lines.append(f"{head:6} {_pct(o['eer'] if o else None):>7} {dcf:>7} | {'':9} {after}")
+    lines.append("")
+    for head, entry in report["heads"].items():
+        d = entry["detection"]
+        for name in ("positive", "negative"):
+            if name in d:
+                s = d[name]
+                med = "-" if s["median_time_to_flag_s"] is None else f"{s['median_time_to_flag_s']:.1f}s"
+                lines.append(f"{head} threshold {d['threshold']:.3f} {name:8}: n={s['n']:4d}  flagged at end "
+                             f"{_pct(s['flagged_at_end'])}  any hop {_pct(s['flagged_any_hop'])}  within 1 s "
+                             f"{_pct(s['flagged_within_1s'])}  median time to flag {med}")
+    for key, table in report["breakdown"].items():
+        lines += ["", (f"by {key}: {'n':>5} {'bona':>5} {'codec':>5}  {'p_spoof':>7} {'flag':>6} {'EER':>6}  "
+                       f"{'p_codec':>7} {'flag':>6} {'EER':>6}")]
+        for name, r in table.items():
+            lines.append(f"  {name[:28]:28} {r['n']:5d} {r['bonafide']:5d} {r['neural_codec']:5d}  "
+                         f"{r['p_spoof_mean']:7.3f} {_pct(r['spoof_flagged'])} {_pct(r['spoof_eer'])}  "
+                         f"{r['p_codec_mean']:7.3f} {_pct(r['codec_flagged'])} {_pct(r['codec_eer'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="spoofwatch evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, type=Path, help="exported ONNX model")
+    parser.add_argument("--labels", required=True, type=Path,
+                        help="labels.csv (path,label,codec,system,corpus) or a manifest .jsonl")
+    parser.add_argument("--root", type=Path, help="audio root (default: the labels file's folder)")
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="manifest split to score (default: all)")
+    parser.add_argument("--batch", type=int, default=64, help="files scored at once across the batch")
+    parser.add_argument("--threshold-spoof", type=float, help="operating threshold (default: model metadata)")
+    parser.add_argument("--threshold-codec", type=float, help="operating threshold (default: model metadata)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    log_to_stderr()
+    try:
+        backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
+        meta = backend.metadata
+        root = args.root or args.labels.parent
+        if args.labels.suffix == ".csv":
+            items = read_labels_csv(args.labels, root)
+        else:
+            items = read_labels_manifest(args.labels, args.root, meta.label_policy, args.split)
+        if not items:
+            raise ValueError(f"{args.labels}: no items to evaluate")
+        missing = [str(it.path) for it in items if not it.path.is_file()]
+        if missing:
+            raise ValueError(f"{len(missing)} audio files not found, e.g. {missing[0]} (use --root)")
+        scores = stream_scores(backend, items, max(1, args.batch))
+    except (OSError, ValueError, ManifestError, DaemonError) as exc:
+        print(f"spoofwatch evaluate: {exc}", file=sys.stderr)
+        return 2
+    thresholds = {
+        "spoof": args.threshold_spoof if args.threshold_spoof is not None
+        else float(meta.extra.get("threshold_spoof", 0.5)),
+        "codec": args.threshold_codec if args.threshold_codec is not None
+        else float(meta.extra.get("threshold_codec", 0.5)),
+    }
+    report = summarize(items, scores, meta.hop_ms / 1000.0, thresholds)
+    report.update(model_id=meta.model_id, labels=str(args.labels), hop_ms=meta.hop_ms,
+                  label_policy=meta.label_policy,
+                  unscored_shorter_than_one_hop=sum(1 for s in scores if not len(s)))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,173 @@
+"""Export a training checkpoint to one ONNX file that follows model_format.py.
+
+    spoofwatch export --checkpoint runs/x/best.pt --out model.onnx
+
+The graph takes one hop of audio plus every state and returns the hop's logits plus the
+new states. The legacy TorchScript exporter is used on purpose (`dynamo=False`): the
+dynamo exporter fixes the GRU's sequence length. After writing, the file is checked
+with `onnx.checker` and run in onnxruntime against PyTorch over a multi-hop stream;
+any difference above 1e-4 fails the export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import structlog
+import torch
+from torch import nn
+
+from streaming_models.logs import log_to_stderr
+from streaming_models.model import StreamingDetector, load_checkpoint
+from streaming_models.model_format import (
+    AUDIO_INPUT,
+    LOGITS_OUTPUT,
+    METADATA_KEY,
+    ModelMetadata,
+    StateSpec,
+)
+
+log = structlog.get_logger(__name__)
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+MODEL_VERSION = "0.1.0"
+
+
+class OneHop(nn.Module):
+    """(audio [B, hop], *states) -> (logits [B, heads], *new states): the exported signature."""
+
+    def __init__(self, model: StreamingDetector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, new_states = self.model(audio, list(states))  # logits [B, 1, heads]
+        return (logits[:, 0], *new_states)
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def build_metadata(model: StreamingDetector, ckpt: dict[str, Any]) -> ModelMetadata:
+    c = model.config
+    states = tuple(StateSpec(f"{name}_in", f"{name}_out", shape)
+                   for name, shape in model.state_shapes().items())
+    corpus_hash = str(ckpt.get("corpus_hash", "unknown"))
+    extra: dict[str, Any] = {
+        "features": c.features,
+        "parameters": model.num_parameters(),
+        "train_step": int(ckpt.get("step", 0)),
+        "manifest": str(ckpt.get("manifest", "")),
+        "model_args": c.to_dict(),
+    }
+    extra.update({f"threshold_{head}": float(t) for head, t in ckpt.get("thresholds", {}).items()})
+    extra.update({f"dev_{k}": float(v) for k, v in ckpt.get("dev_metrics", {}).items()})
+    meta = ModelMetadata(
+        model_id=f"spoofwatch-{c.features}-{corpus_hash[:8]}-s{int(ckpt.get('step', 0))}",
+        sample_rate_hz=c.sample_rate_hz,
+        hop_samples=c.hop_samples,
+        states=states,
+        heads=c.heads,
+        label_policy=str(ckpt.get("policy", "unknown")),
+        corpus_hash=corpus_hash,
+        version=MODEL_VERSION,
+        extra=extra,
+    )
+    meta.validate()
+    return meta
+
+
+def export_onnx(model: StreamingDetector, meta: ModelMetadata, out: Path) -> None:
+    wrapper = OneHop(model).eval()  # export restores the wrapper's mode afterwards: keep it eval
+    batch = 2
+    audio = torch.zeros(batch, model.config.hop_samples)
+    states = model.initial_states(batch)
+    input_names = [AUDIO_INPUT, *(s.input_name for s in meta.states)]
+    output_names = [LOGITS_OUTPUT, *(s.output_name for s in meta.states)]
+    dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(wrapper, (audio, *states), str(out), input_names=input_names,
+                      output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+                      dynamo=False)
+    proto = onnx.load(str(out))
+    # Slicing leaves the state outputs' sizes symbolic; declare them, so consumers (and the
+    # checker's shape inference) see the same fixed per-stream shapes as on the inputs.
+    fixed = {LOGITS_OUTPUT: (len(meta.heads),), **{s.output_name: s.shape for s in meta.states}}
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        for dim, size in zip(dims[1:], fixed[output.name], strict=True):
+            dim.dim_value = size
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(out))
+
+
+def parity_max_diff(model: StreamingDetector, onnx_path: Path, hops: int = 12, batch: int = 3,
+                    seed: int = 0) -> float:
+    """Largest |ONNX - PyTorch| over logits and states, feeding `hops` hops one by one."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    meta = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    gen = torch.Generator().manual_seed(seed)
+    # Speech-like level plus a burst of silence, so log floors and loud frames both occur.
+    audio = 0.1 * torch.randn(batch, hops * meta.hop_samples, generator=gen)
+    audio[:, meta.hop_samples: 2 * meta.hop_samples] = 0.0
+    torch_states = model.initial_states(batch)
+    onnx_states = {s.input_name: t.numpy() for s, t in zip(meta.states, torch_states, strict=True)}
+    worst = 0.0
+    with torch.no_grad():
+        for i in range(hops):
+            chunk = audio[:, i * meta.hop_samples: (i + 1) * meta.hop_samples]
+            logits, torch_states = model(chunk, torch_states)
+            outs = session.run(None, {AUDIO_INPUT: np.ascontiguousarray(chunk.numpy()), **onnx_states})
+            worst = max(worst, float(np.abs(outs[0] - logits[:, 0].numpy()).max()))
+            for spec, mine, theirs in zip(meta.states, torch_states, outs[1:], strict=True):
+                worst = max(worst, float(np.abs(mine.numpy() - theirs).max()))
+            onnx_states = {s.input_name: o for s, o in zip(meta.states, outs[1:], strict=True)}
+    return worst
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> ModelMetadata:
+    model, ckpt = load_checkpoint(str(checkpoint))
+    meta = build_metadata(model, ckpt)
+    export_onnx(model, meta, out)
+    diff = parity_max_diff(model, out)
+    if diff > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX/PyTorch parity failed: max diff {diff:.3g} > {PARITY_TOLERANCE}")
+    log.info("exported", out=str(out), model_id=meta.model_id, parity_max_diff=diff,
+             size_bytes=out.stat().st_size)
+    return meta
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="spoofwatch export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (.pt)")
+    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    args = parser.parse_args(argv)
+    log_to_stderr()
+    if not args.checkpoint.is_file():
+        parser.error(f"checkpoint {args.checkpoint} does not exist")
+    try:
+        meta = export_checkpoint(args.checkpoint, args.out)
+    except (ValueError, RuntimeError) as exc:
+        print(f"spoofwatch export: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"out": str(args.out), "model_id": meta.model_id,
+                      "size_bytes": args.out.stat().st_size}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

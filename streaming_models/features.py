@@ -1,0 +1,136 @@
+"""Spectral front-end computed inside the model, so the ONNX graph needs only raw audio.
+
+The STFT is a strided convolution with a fixed real-DFT basis (cos and sin rows of a
+Hann-windowed DFT): it exports to plain ONNX Conv, runs fast in onnxruntime at any
+batch size, and needs no STFT operator. Three feature kinds share it:
+
+- `logpow`: log power of every linear-frequency bin (n_fft/2 + 1 bins). Keeps the fine
+  spectral structure and the high band where vocoder and codec artefacts live.
+- `lfcc`:   linear-spaced triangular filterbank -> log -> DCT (the ASVspoof LFCC baseline).
+- `logmel`: mel triangular filterbank -> log (the speech-recognition default).
+
+docs/model-card.md records the measured comparison that picked the default.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+FeatureKind = Literal["logpow", "lfcc", "logmel"]
+FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
+LOG_FLOOR = 1e-7  # power floor: digital silence gives a finite log
+
+
+def dft_basis(window_samples: int) -> torch.Tensor:
+    """[2 * bins, 1, window] conv kernel: Hann-windowed cos rows then sin rows."""
+    bins = window_samples // 2 + 1
+    n = torch.arange(window_samples, dtype=torch.float64)
+    k = torch.arange(bins, dtype=torch.float64)
+    window = torch.hann_window(window_samples, periodic=True, dtype=torch.float64)
+    angle = 2 * math.pi * k[:, None] * n[None, :] / window_samples  # [bins, window]
+    basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # [2*bins, window]
+    return basis.to(torch.float32).unsqueeze(1)
+
+
+def triangular_filterbank(edges_hz: torch.Tensor, bins: int, sample_rate_hz: int) -> torch.Tensor:
+    """[filters, bins] triangles between consecutive edge frequencies (len(edges) = filters + 2)."""
+    freqs = torch.linspace(0, sample_rate_hz / 2, bins, dtype=torch.float64)
+    lo, mid, hi = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (freqs[None, :] - lo) / (mid - lo)
+    falling = (hi - freqs[None, :]) / (hi - mid)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32)
+
+
+def linear_filterbank(filters: int, bins: int, sample_rate_hz: int) -> torch.Tensor:
+    edges = torch.linspace(0, sample_rate_hz / 2, filters + 2, dtype=torch.float64)
+    return triangular_filterbank(edges, bins, sample_rate_hz)
+
+
+def mel_filterbank(filters: int, bins: int, sample_rate_hz: int) -> torch.Tensor:
+    def to_mel(hz: float) -> float:
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+    mels = torch.linspace(0, to_mel(sample_rate_hz / 2), filters + 2, dtype=torch.float64)
+    edges = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    return triangular_filterbank(edges, bins, sample_rate_hz)
+
+
+def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
+    """[n_out, n_in] orthonormal DCT-II."""
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    m = torch.cos(math.pi / n_in * (n + 0.5) * k) * math.sqrt(2.0 / n_in)
+    m[0] /= math.sqrt(2.0)
+    return m.to(torch.float32)
+
+
+def feature_dim(kind: str, window_samples: int, n_filters: int, n_ceps: int) -> int:
+    if kind == "logpow":
+        return window_samples // 2 + 1
+    if kind == "lfcc":
+        return n_ceps
+    if kind == "logmel":
+        return n_filters
+    raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
+
+
+class SpectralFrontEnd(nn.Module):
+    """Audio with `window - frame_hop` samples of left context -> normalized features per frame.
+
+    Input [B, context + n * frame_hop] gives n frames: the caller carries the context.
+    """
+
+    basis: torch.Tensor
+    filterbank: torch.Tensor
+    dct: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, kind: str, sample_rate_hz: int, window_samples: int, frame_hop_samples: int,
+                 n_filters: int, n_ceps: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.frame_hop_samples = frame_hop_samples
+        self.out_dim = feature_dim(kind, window_samples, n_filters, n_ceps)
+        bins = window_samples // 2 + 1
+        self.bins = bins
+        self.register_buffer("basis", dft_basis(window_samples), persistent=False)
+        if kind == "logpow":
+            proj = torch.empty(0)
+        elif kind == "lfcc":
+            proj = linear_filterbank(n_filters, bins, sample_rate_hz)
+        else:
+            proj = mel_filterbank(n_filters, bins, sample_rate_hz)
+        self.register_buffer("filterbank", proj, persistent=False)  # [filters, bins]
+        self.register_buffer("dct", dct_matrix(n_ceps, n_filters) if kind == "lfcc" else torch.empty(0),
+                             persistent=False)
+        # Per-feature standardization, fitted on training audio before training starts (train.py).
+        self.register_buffer("mean", torch.zeros(self.out_dim))
+        self.register_buffer("std", torch.ones(self.out_dim))
+
+    def raw(self, audio: torch.Tensor) -> torch.Tensor:
+        """Un-normalized features: [B, samples] -> [B, F, frames]."""
+        spec = nn.functional.conv1d(audio.unsqueeze(1), self.basis, stride=self.frame_hop_samples)
+        # spec: [B, 2*bins, frames] (real rows, then imaginary rows)
+        power = spec[:, : self.bins] ** 2 + spec[:, self.bins:] ** 2  # [B, bins, frames]
+        if self.kind != "logpow":
+            power = torch.einsum("fk,bkt->bft", self.filterbank, power)  # [B, filters, frames]
+        feats = torch.log(power + LOG_FLOOR)
+        if self.kind == "lfcc":
+            feats = torch.einsum("cf,bft->bct", self.dct, feats)  # [B, ceps, frames]
+        return feats
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        feats = self.raw(audio)  # [B, F, frames]
+        return (feats - self.mean[:, None]) / self.std[:, None]
+
+    @torch.no_grad()
+    def fit_normalization(self, audio: torch.Tensor) -> None:
+        """Set mean/std per feature from a batch of training audio [B, samples]."""
+        feats = self.raw(audio).transpose(1, 2).reshape(-1, self.out_dim)  # [B*frames, F]
+        self.mean.copy_(feats.mean(0))
+        self.std.copy_(feats.std(0).clamp(min=1e-3))

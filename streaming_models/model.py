@@ -1,0 +1,153 @@
+"""The streaming two-head detector: raw audio hop + explicit state -> (spoof, codec) logits + new state.
+
+One call consumes one or more whole hops. Every piece of memory the network needs
+across calls is an explicit state tensor with the batch as dim 0, so one exported
+graph serves a batch of unrelated streams (model_format.py):
+
+    audio_ctx  [B, window - frame_hop]      last raw samples, the STFT's left overlap
+    conv0_ctx  [B, F, k - 1]                feature frames the first causal conv still needs
+    convN_ctx  [B, C, (k - 1) * dilation]   same for each residual causal conv (after pooling)
+    gru_h      [B, layers, H]               GRU hidden state (batch first, unlike torch.nn.GRU)
+
+A new stream starts from all-zero states. Because every layer is causal and its context
+is carried exactly, one forward over a whole clip equals feeding its hops one by one
+(tests/test_model_streaming.py checks it).
+
+Per hop of 100 ms (1600 samples at 16 kHz): 10 STFT frames of 20 ms every 10 ms -> causal
+conv -> average-pool x2 -> residual dilated causal convs -> GRU over 5 steps of 20 ms ->
+two logits read at the hop's last step.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from streaming_models.features import SpectralFrontEnd, feature_dim
+
+
+@dataclass
+class ModelConfig:
+    sample_rate_hz: int = 16000
+    hop_samples: int = 1600  # 100 ms per call: latency of one decision update
+    window_samples: int = 320  # 20 ms STFT window (50 Hz bins up to 8 kHz)
+    frame_hop_samples: int = 160  # 10 ms between STFT frames
+    features: str = "logpow"  # logpow | lfcc | logmel (features.py)
+    n_filters: int = 60  # filterbank size for lfcc / logmel
+    n_ceps: int = 40  # cepstra kept for lfcc
+    conv_channels: int = 64
+    conv_kernel: int = 3
+    pool: int = 2  # time pooling after the first conv: GRU steps are pool * 10 ms
+    dilations: tuple[int, ...] = (1, 2)  # residual causal convs after pooling
+    gru_hidden: int = 80
+    gru_layers: int = 1
+    dropout: float = 0.1
+    heads: tuple[str, ...] = ("spoof", "codec")
+
+    def __post_init__(self) -> None:
+        self.dilations = tuple(self.dilations)
+        self.heads = tuple(self.heads)
+        frames, rem = divmod(self.hop_samples, self.frame_hop_samples)
+        if rem or frames % self.pool:
+            raise ValueError(f"hop_samples {self.hop_samples} must be a whole number of "
+                             f"{self.pool} x {self.frame_hop_samples}-sample frames")
+        if self.window_samples < self.frame_hop_samples:
+            raise ValueError("window_samples must be >= frame_hop_samples")
+        feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps)  # validates the kind
+
+    @property
+    def steps_per_hop(self) -> int:
+        return self.hop_samples // self.frame_hop_samples // self.pool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CausalConv(nn.Module):
+    """Conv1d over time that sees only the past; its left context arrives as a state."""
+
+    context: int
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.context = (kernel - 1) * dilation
+        self.conv = nn.Conv1d(c_in, c_out, kernel, dilation=dilation)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = torch.cat([ctx, x], dim=2)  # [B, C_in, context + T]
+        return self.conv(full), full[:, :, full.shape[2] - self.context:]  # [B, C_out, T], new ctx
+
+
+class StreamingDetector(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.frontend = SpectralFrontEnd(c.features, c.sample_rate_hz, c.window_samples,
+                                         c.frame_hop_samples, c.n_filters, c.n_ceps)
+        feat = self.frontend.out_dim
+        self.conv0 = CausalConv(feat, c.conv_channels, c.conv_kernel, 1)
+        self.pool = nn.AvgPool1d(c.pool, c.pool)
+        self.convs = nn.ModuleList(
+            CausalConv(c.conv_channels, c.conv_channels, c.conv_kernel, d) for d in c.dilations)
+        self.gru = nn.GRU(c.conv_channels, c.gru_hidden, c.gru_layers, batch_first=True)
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.gru_hidden, len(c.heads))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-stream state shapes (without batch), in the order forward() takes them."""
+        c = self.config
+        shapes: dict[str, tuple[int, ...]] = {
+            "audio_ctx": (c.window_samples - c.frame_hop_samples,),
+            "conv0_ctx": (self.frontend.out_dim, self.conv0.context),
+        }
+        for i, conv in enumerate(self.convs, 1):
+            assert isinstance(conv, CausalConv)
+            shapes[f"conv{i}_ctx"] = (c.conv_channels, conv.context)
+        shapes["gru_h"] = (c.gru_layers, c.gru_hidden)
+        return shapes
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        return [torch.zeros(batch, *shape) for shape in self.state_shapes().values()]
+
+    def forward(self, audio: torch.Tensor, states: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """audio [B, n * hop_samples], states as state_shapes() -> logits [B, n, heads], new states."""
+        c = self.config
+        audio_ctx, conv0_ctx, *conv_ctxs, gru_h = states
+        x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
+        new_audio_ctx = x[:, x.shape[1] - audio_ctx.shape[1]:]  # [B, ctx]
+        feats = self.frontend(x)  # [B, F, n*hop/frame_hop]
+        h, new_conv0_ctx = self.conv0(feats, conv0_ctx)  # [B, C, frames]
+        h = self.pool(torch.relu(h))  # [B, C, frames/pool]
+        new_conv_ctxs = []
+        for conv, ctx in zip(self.convs, conv_ctxs, strict=True):
+            y, new_ctx = conv(h, ctx)  # [B, C, steps]
+            h = h + torch.relu(y)
+            new_conv_ctxs.append(new_ctx)
+        seq, new_h = self.gru(h.transpose(1, 2), gru_h.transpose(0, 1).contiguous())
+        # seq: [B, steps, H]; new_h: [layers, B, H]
+        at_hop_end = seq[:, c.steps_per_hop - 1:: c.steps_per_hop]  # [B, n, H]
+        logits = self.head(self.dropout(at_hop_end))  # [B, n, heads]
+        return logits, [new_audio_ctx, new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[StreamingDetector, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint (model_args + weights); returns it in eval mode."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(ckpt, dict) or "model_args" not in ckpt or "model" not in ckpt:
+        raise ValueError(f"{path} is not a spoofwatch checkpoint (no model_args/model)")
+    model = StreamingDetector(ModelConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"], strict=True)
+    model.eval()
+    return model, ckpt

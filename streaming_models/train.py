@@ -1,0 +1,273 @@
+"""Train the streaming detector.
+
+    spoofwatch train --manifest corpus/medium/manifest.jsonl --policy codec_as_bonafide --out runs/medium
+    spoofwatch train ... --small             # the tests' recipe: under 2 minutes
+    spoofwatch train ... --config configs/train/lfcc.toml   # a recipe file holds only deltas
+    spoofwatch train ... --resume            # continue from OUT/ckpt.pt
+
+A straight script in the nanoGPT spirit: a flat commented config, then data, model,
+loop. Every crop runs through the streaming path (the chunked forward carries state
+across hops exactly as hop-by-hop calls would) and the loss covers every hop, ramped over
+the first `warmup_hops` so early hops learn without dominating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from tqdm import tqdm
+
+from streaming_models.data.labels import POLICIES, check_policy
+from streaming_models.data.manifest import ManifestError, read_manifest
+from streaming_models.export import file_hash
+from streaming_models.logs import log_to_stderr
+from streaming_models.metrics import eer, threshold_at_false_positive_rate
+from streaming_models.model import ModelConfig, StreamingDetector
+from streaming_models.training_data import (
+    Augmentation,
+    Clip,
+    augment,
+    load_clips,
+    sample_batch,
+    sampling_weights,
+)
+
+log = structlog.get_logger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+
+# ----------------------------------------------------------------------------------------------
+# default config (the default recipe). configs/train/*.toml hold only what differs.
+DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like nanoGPT's flat config)
+    seed=1337,
+    num_threads=2,  # torch CPU threads, set here in the entry point only
+    # data
+    batch_size=32,
+    crop_min_s=1.0,  # random crops of 1..6 s, each one stream from all-zero state
+    crop_max_s=6.0,
+    max_train_items=0,  # 0 = all; else a seeded subset (recipes for quick runs)
+    dev_max_items=400,  # dev split items scored at each evaluation (seeded subset)
+    dev_seconds=4.0,  # dev score = the model's output after this much audio (or the clip's end)
+    # augmentation (training only)
+    gain_db_min=-18.0, gain_db_max=6.0,
+    noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
+    tilt_prob=0.3,
+    # loss
+    warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
+    codec_weight=1.0,
+    # optimizer: AdamW, linear warmup then cosine decay
+    max_steps=3000,
+    max_minutes=55.0,  # wall-clock budget (0 = none): on a busy machine it ends the run and the
+                       # cosine schedule follows whichever of steps or minutes is further along
+    lr=3e-3, min_lr=1e-4, warmup_steps=100,
+    weight_decay=1e-2, grad_clip=1.0,
+    # bookkeeping
+    eval_interval=250,
+    operating_fpr=0.01,  # operating threshold: flags this fraction of dev negatives
+    norm_fit_crops=128,  # crops used to fit the feature standardization
+)
+DEFAULT_MODEL_ARGS: dict[str, Any] = {f.name: f.default for f in fields(ModelConfig)}
+# ----------------------------------------------------------------------------------------------
+
+
+def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, Any]) -> None:
+    """Merge a TOML recipe: top-level keys override `config`, a [model] table overrides model_args."""
+    raw = tomllib.loads(path.read_text())
+    for key, value in raw.pop("model", {}).items():
+        if key not in model_args:
+            raise ValueError(f"{path}: unknown model key {key!r}")
+        model_args[key] = value
+    for key, value in raw.items():
+        if key not in config:
+            raise ValueError(f"{path}: unknown config key {key!r}")
+        config[key] = value
+
+
+def progress_of(step: int, elapsed_s: float, config: dict[str, Any]) -> float:
+    """Fraction of the run done: steps or wall-clock budget, whichever is further along."""
+    by_steps = step / config["max_steps"]
+    by_time = elapsed_s / (60.0 * config["max_minutes"]) if config["max_minutes"] > 0 else 0.0
+    return max(by_steps, by_time)
+
+
+def lr_at(step: int, progress: float, config: dict[str, Any]) -> float:
+    if step < config["warmup_steps"]:
+        return config["lr"] * (step + 1) / config["warmup_steps"]
+    return config["min_lr"] + 0.5 * (config["lr"] - config["min_lr"]) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor,
+                   hop_mask: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    logits, _ = model(audio, model.initial_states(audio.shape[0]))  # [B, hops, 2]
+    hops = logits.shape[1]
+    ramp = torch.clamp((torch.arange(hops) + 1.0) / config["warmup_hops"], max=1.0)  # [hops]
+    weight = hop_mask * ramp  # [B, hops]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    loss_spoof = bce(logits[..., 0], spoof[:, None].expand(-1, hops), reduction="none")
+    loss_codec = bce(logits[..., 1], codec[:, None].expand(-1, hops), reduction="none")
+    return ((loss_spoof + config["codec_weight"] * loss_codec) * weight).sum() / weight.sum()
+
+
+@torch.no_grad()
+def evaluate_dev(model: StreamingDetector, clips: list[Clip], config: dict[str, Any]
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Dev EER per head from the output after `dev_seconds` (or the clip's end); and thresholds."""
+    model.eval()
+    hop = model.config.hop_samples
+    max_hops = max(1, int(config["dev_seconds"] * model.config.sample_rate_hz) // hop)
+    scores = np.zeros((len(clips), 2))
+    for lo in range(0, len(clips), 64):
+        group = clips[lo:lo + 64]
+        audio = np.zeros((len(group), max_hops * hop), np.float32)
+        last = np.zeros(len(group), np.int64)
+        for row, clip in enumerate(group):
+            pcm = clip.audio[: max_hops * hop]
+            audio[row, :len(pcm)] = pcm / 32768.0
+            last[row] = max(1, len(pcm) // hop) - 1  # causal: padding after the end changes nothing before
+        logits, _ = model(torch.from_numpy(audio), model.initial_states(len(group)))
+        scores[lo:lo + len(group)] = torch.sigmoid(logits[torch.arange(len(group)), torch.from_numpy(last)]).numpy()
+    model.train()
+    metrics, thresholds = {}, {}
+    for col, head in enumerate(model.config.heads):
+        labels = np.array([clip.spoof if head == "spoof" else clip.codec for clip in clips])
+        if 0 < labels.sum() < len(labels):
+            metrics[f"{head}_eer"] = eer(scores[:, col], labels)[0]
+        if (labels == 0).any():
+            fpr_threshold = threshold_at_false_positive_rate(scores[labels == 0, col], config["operating_fpr"])
+            thresholds[head] = max(0.5, min(fpr_threshold, 0.999))
+    return metrics, thresholds
+
+
+def seeded_subset(items: list[Any], n: int, seed: int) -> list[Any]:
+    if n <= 0 or n >= len(items):
+        return items
+    keep = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
+    return [items[i] for i in sorted(keep)]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="spoofwatch train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
+    parser.add_argument("--policy", required=True, choices=POLICIES, help="label policy (docs/labels.md)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints and log")
+    parser.add_argument("--small", action="store_true", help="configs/train/small.toml: < 2 min")
+    parser.add_argument("--config", type=Path, action="append", default=[], help="recipe TOML (deltas)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    args = parser.parse_args(argv)
+    log_to_stderr()
+    policy = check_policy(args.policy)
+    config, model_args = dict(DEFAULT_CONFIG), dict(DEFAULT_MODEL_ARGS)
+    recipes = ([REPO / "configs" / "train" / "small.toml"] if args.small else []) + args.config
+    try:
+        for recipe in recipes:
+            apply_overrides(recipe, config, model_args)
+        model_cfg = ModelConfig(**model_args)
+        items = list(read_manifest(args.manifest))
+    except (OSError, ValueError, ManifestError, tomllib.TOMLDecodeError) as exc:
+        print(f"spoofwatch train: {exc}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(config["num_threads"])
+    torch.manual_seed(config["seed"])
+    rng = np.random.default_rng(config["seed"])
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    # ---- data ----
+    train_items = seeded_subset([i for i in items if i.split == "train"], config["max_train_items"], config["seed"])
+    dev_items = seeded_subset([i for i in items if i.split == "dev"], config["dev_max_items"], config["seed"])
+    if not train_items or not dev_items:
+        print(f"spoofwatch train: {args.manifest} needs items in both the train and dev splits "
+              f"(has {len(train_items)} train, {len(dev_items)} dev)", file=sys.stderr)
+        return 2
+    sr = model_cfg.sample_rate_hz
+    train = load_clips(args.manifest, train_items, policy, sr, "loading train")
+    dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
+    weights = sampling_weights(train)
+    hop = model_cfg.hop_samples
+    min_hops = max(1, round(config["crop_min_s"] * sr / hop))
+    max_hops = max(min_hops, round(config["crop_max_s"] * sr / hop))
+    aug = Augmentation((config["gain_db_min"], config["gain_db_max"]), config["noise_prob"],
+                       (config["snr_db_min"], config["snr_db_max"]), config["tilt_prob"])
+    aug_gen = torch.Generator().manual_seed(config["seed"])
+    log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
+
+    # ---- model, optimizer, resume ----
+    model = StreamingDetector(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    step, best, thresholds, dev_metrics, elapsed_before = 0, math.inf, {}, {}, 0.0
+    ckpt_path = args.out / "ckpt.pt"
+    if args.resume:
+        if not ckpt_path.is_file():
+            print(f"spoofwatch train: --resume but {ckpt_path} does not exist", file=sys.stderr)
+            return 2
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["model_args"] != model_cfg.to_dict() or ckpt["policy"] != policy:
+            print("spoofwatch train: --resume with a different model config or policy", file=sys.stderr)
+            return 2
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, best, elapsed_before = ckpt["step"], ckpt["best"], ckpt["elapsed_s"]
+        thresholds, dev_metrics = ckpt["thresholds"], ckpt["dev_metrics"]
+        rng.bit_generator.state = ckpt["numpy_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        aug_gen.set_state(ckpt["aug_rng"])
+    else:  # standardize features with statistics of (un-augmented) training crops
+        fit = sample_batch(train, weights, np.random.default_rng(config["seed"] + 1), config["norm_fit_crops"],
+                           hop, min_hops, min_hops)
+        model.frontend.fit_normalization(fit.audio)
+    log.info("model", parameters=model.num_parameters(), features=model_cfg.features, policy=policy)
+
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "model_args": model_cfg.to_dict(), "config": dict(config), "policy": policy,
+                    "manifest": str(args.manifest), "corpus_hash": file_hash(args.manifest),
+                    "step": step, "elapsed_s": elapsed_before + time.time() - t0, "best": best, "thresholds": thresholds, "dev_metrics": dev_metrics,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "aug_rng": aug_gen.get_state()}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    # ---- loop ----
+    model.train()
+    running = None
+    bar = tqdm(total=config["max_steps"], initial=step, desc="train", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    while (progress := progress_of(step, elapsed_before + time.time() - t0, config)) < 1.0:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, progress, config)
+        batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops)
+        audio = augment(batch.audio, aug, aug_gen)
+        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+        optimizer.step()
+        step += 1
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}", **{k: f"{100 * v:.1f}%" for k, v in dev_metrics.items()})
+        done = progress_of(step, elapsed_before + time.time() - t0, config) >= 1.0
+        if step % config["eval_interval"] == 0 or done:
+            dev_metrics, new_thresholds = evaluate_dev(model, dev, config)
+            score = float(np.mean(list(dev_metrics.values()))) if dev_metrics else -step
+            log.info("eval", step=step, loss=round(running, 4),
+                     minutes=round((elapsed_before + time.time() - t0) / 60, 1),
+                     **{k: round(v, 4) for k, v in dev_metrics.items()})
+            if score <= best:
+                best, thresholds = score, new_thresholds
+                save(args.out / "best.pt")
+            save(ckpt_path)
+    bar.close()
+    print(f"done: step {step}, best dev mean EER {best:.4f}, checkpoints in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

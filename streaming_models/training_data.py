@@ -1,0 +1,117 @@
+"""Training batches: clips held in memory, a class-balanced sampler, random crops, augmentation.
+
+Kept apart from train.py so the script reads as a loop; nothing here knows about the model
+except the hop size it crops to.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streaming_models.audio_io import load_audio
+from streaming_models.data.labels import Policy, targets
+from streaming_models.data.manifest import CorpusItem, resolve_audio_path
+
+
+@dataclass(frozen=True)
+class Clip:
+    item: CorpusItem
+    audio: np.ndarray  # int16 at the model rate: half the memory of float32
+    spoof: int
+    codec: int
+
+
+def load_clips(manifest: Path, items: Sequence[CorpusItem], policy: Policy, sample_rate_hz: int,
+               desc: str) -> list[Clip]:
+    clips = []
+    for item in tqdm(items, desc=desc, unit="file", leave=False):
+        audio = load_audio(resolve_audio_path(manifest, item), sample_rate_hz)
+        pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+        clips.append(Clip(item, pcm, *targets(item, policy)))
+    return clips
+
+
+def balance_group(clip: Clip) -> tuple[object, ...]:
+    """What the sampler balances: generator, codec family and the first channel stage."""
+    channel = clip.item.channel[0].split("@")[0] if clip.item.channel else "clean"
+    return (clip.spoof, clip.codec, clip.item.generator, clip.item.codec_family, channel)
+
+
+def sampling_weights(clips: Sequence[Clip]) -> np.ndarray:
+    """Each (spoof, codec) target pair gets equal mass, shared equally by its balance groups."""
+    groups = [balance_group(c) for c in clips]
+    group_size = Counter(groups)
+    groups_per_target = Counter(g[:2] for g in group_size)  # distinct groups per target pair
+    n_targets = len(groups_per_target)
+    w = np.array([1.0 / n_targets / groups_per_target[g[:2]] / group_size[g] for g in groups])
+    return w / w.sum()
+
+
+@dataclass(frozen=True)
+class Batch:
+    audio: torch.Tensor  # [B, hops * hop_samples] float32
+    spoof: torch.Tensor  # [B] float32 target
+    codec: torch.Tensor  # [B] float32 target
+    hop_mask: torch.Tensor  # [B, hops] 1 where the hop holds real audio
+
+
+def sample_batch(clips: Sequence[Clip], weights: np.ndarray, rng: np.random.Generator, batch_size: int,
+                 hop_samples: int, min_hops: int, max_hops: int) -> Batch:
+    hops = int(rng.integers(min_hops, max_hops + 1))
+    length = hops * hop_samples
+    audio = np.zeros((batch_size, length), np.float32)
+    mask = np.zeros((batch_size, hops), np.float32)
+    picks = rng.choice(len(clips), size=batch_size, p=weights)
+    for row, idx in enumerate(picks):
+        pcm = clips[idx].audio
+        if len(pcm) >= length:
+            start = int(rng.integers(0, len(pcm) - length + 1))
+            audio[row] = pcm[start:start + length] / 32768.0
+            mask[row] = 1.0
+        else:  # short clip: starts at zero, hops past its end are masked out of the loss
+            audio[row, :len(pcm)] = pcm / 32768.0
+            mask[row, : max(1, len(pcm) // hop_samples)] = 1.0
+    spoof = np.array([clips[i].spoof for i in picks], np.float32)
+    codec = np.array([clips[i].codec for i in picks], np.float32)
+    return Batch(torch.from_numpy(audio), torch.from_numpy(spoof), torch.from_numpy(codec),
+                 torch.from_numpy(mask))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    gain_db: tuple[float, float] = (-18.0, 6.0)
+    noise_prob: float = 0.4
+    snr_db: tuple[float, float] = (10.0, 40.0)
+    tilt_prob: float = 0.3  # first-order spectral tilt y[n] = x[n] + a*x[n-1]: a cheap channel
+
+
+def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+    """Gain, additive coloured noise and channel tilt, per row, applied to both classes alike."""
+    b = audio.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, 1, generator=gen)
+
+    tilt = uniform(-0.9, 0.9) * (torch.rand(b, 1, generator=gen) < aug.tilt_prob)
+    audio = audio + tilt * torch.nn.functional.pad(audio, (1, 0))[:, :-1]
+    rms = audio.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-5)
+    # Coloured noise, shaped in the frequency domain: 1/f^(2*slope) power, slope in [0, 1]
+    # per row (white .. brown).
+    spectrum = torch.fft.rfft(torch.randn(audio.shape, generator=gen))
+    freqs = torch.arange(spectrum.shape[1]).clamp(min=1).float()  # [bins]
+    spectrum = spectrum * freqs[None, :] ** -uniform(0.0, 1.0)
+    noise = torch.fft.irfft(spectrum, n=audio.shape[1])
+    noise = noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-8)
+    snr = uniform(*aug.snr_db)
+    use_noise = (torch.rand(b, 1, generator=gen) < aug.noise_prob).float()
+    audio = audio + use_noise * noise * rms / (10 ** (snr / 20))
+    audio = audio * 10 ** (uniform(*aug.gain_db) / 20)
+    peak = audio.abs().amax(1, keepdim=True)
+    return audio / torch.clamp(peak / 0.99, min=1.0)  # never clip: clipping would be a label-free artefact

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from detector_checkpoint import write_checkpoint
+
+from daemon.backends.onnx import OnnxBackend
+from streaming_models import export
+from streaming_models.model import load_checkpoint
+from streaming_models.model_format import AUDIO_INPUT, LOGITS_OUTPUT, METADATA_KEY, ModelMetadata
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("export")
+    ckpt = write_checkpoint(folder / "ckpt.pt")
+    out = folder / "model.onnx"
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    return ckpt, out
+
+
+def test_file_follows_the_model_format_contract(exported: tuple[Path, Path]) -> None:
+    _, path = exported
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    assert proto.opset_import[0].version >= 17
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = ModelMetadata.from_json(props[METADATA_KEY])
+    assert (meta.sample_rate_hz, meta.hop_samples, meta.heads) == (16000, 1600, ("spoof", "codec"))
+    assert meta.label_policy == "by_objective"
+    assert meta.corpus_hash == "0123456789abcdef"
+    assert meta.extra["threshold_spoof"] == 0.6
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert inputs[AUDIO_INPUT][1] == 1600 and outputs[LOGITS_OUTPUT][1] == 2
+    for spec in meta.states:
+        assert inputs[spec.input_name][1:] == list(spec.shape)
+        assert outputs[spec.output_name][1:] == list(spec.shape)
+    assert path.stat().st_size < 5_000_000
+
+
+def test_onnx_matches_torch_over_a_stream_at_several_batch_sizes(exported: tuple[Path, Path]) -> None:
+    ckpt, path = exported
+    model, _ = load_checkpoint(str(ckpt))
+    backend = OnnxBackend(path, providers=("CPUExecutionProvider",))
+    for batch in (1, 5):
+        audio = np.random.default_rng(batch).standard_normal((batch, 10 * 1600)).astype(np.float32) * 0.1
+        states, torch_states = backend.initial_states(batch), model.initial_states(batch)
+        for i in range(10):
+            hop = np.ascontiguousarray(audio[:, i * 1600:(i + 1) * 1600])
+            probs, states = backend.run(hop, states)
+            with torch.no_grad():
+                logits, torch_states = model(torch.from_numpy(hop), torch_states)
+            assert np.abs(probs - torch.sigmoid(logits[:, 0]).numpy()).max() <= 1e-4
+        for mine, theirs in zip(states, torch_states, strict=True):
+            assert np.abs(mine - theirs.numpy()).max() <= 1e-4
+
+
+def test_parity_check_catches_a_wrong_graph(exported: tuple[Path, Path]) -> None:
+    ckpt, path = exported
+    model, _ = load_checkpoint(str(ckpt))
+    with torch.no_grad():
+        model.head.bias += 1.0  # the file no longer matches this model
+    assert export.parity_max_diff(model, path) > 0.5
+
+
+def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        export.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert export.main(["--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "m.onnx")]) == 1
+
+
+def test_metadata_json_is_plain(exported: tuple[Path, Path]) -> None:
+    _, path = exported
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    raw = json.loads(props[METADATA_KEY])
+    assert raw["extra"]["features"] == "logpow"
+    assert raw["states"][0]["input_name"] == "audio_ctx_in"
