@@ -37,8 +37,9 @@ function addResult(s, r) {
 function draw(s) {
   const c = s.canvas, w = (c.width = c.clientWidth), h = (c.height = c.clientHeight), g = c.getContext("2d");
   g.clearRect(0, 0, w, h);
-  g.strokeStyle = "#ddd";
+  g.strokeStyle = "#ddd"; g.fillStyle = "#999"; g.font = "10px sans-serif";
   g.beginPath(); g.moveTo(0, h / 2); g.lineTo(w, h / 2); g.stroke();
+  g.fillText("1", 2, 10); g.fillText("0.5", 2, h / 2 - 2); g.fillText("0", 2, h - 2);
   const n = s.points.length;
   if (n < 2) return;
   const line = (key, color, width) => {
