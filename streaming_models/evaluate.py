@@ -54,6 +54,7 @@ class EvalItem:
     system: str
     codec_name: str
     corpus: str
+    genuine_resynthesized: bool = False  # bona fide speech passed through a neural codec
 
 
 def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
@@ -67,7 +68,8 @@ def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
             if row["label"] not in ("bonafide", "spoof") or row["codec"] not in ("none", "neural", "telephony"):
                 raise ValueError(f"{path}:{lineno}: label must be bonafide|spoof and codec none|neural|telephony")
             items.append(EvalItem(root / row["path"], int(row["label"] == "spoof"), int(row["codec"] == "neural"),
-                                  row["system"], row["codec"], row["corpus"]))
+                                  row["system"], row["codec"], row["corpus"],
+                                  row["label"] == "bonafide" and row["codec"] == "neural"))
     return items
 
 
@@ -80,7 +82,8 @@ def read_labels_manifest(path: Path, root: Path | None, policy: str, split: str 
         audio = Path(item.path) if Path(item.path).is_absolute() or root is None else root / item.path
         spoof, codec = targets(item, pol)
         items.append(EvalItem(audio if root else resolve_audio_path(path, item), spoof, codec,
-                              item.generator, item.codec_family, item.corpus))
+                              item.generator, item.codec_family, item.corpus,
+                              item.source == "bonafide" and item.codec == "neural"))
     return items
 
 
@@ -157,6 +160,11 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
             entry["after_s"][str(t)] = head_metrics(labels, np.array([score_at(s, t, hop_s)[col] for s in scores]))
         entry["detection"] = detection_summary(items, scores, col, thresholds[head], hop_s)
         report["heads"][head] = entry
+    resynth = [i for i, it in enumerate(items) if it.genuine_resynthesized]
+    if resynth:  # what the label-policy study compares: is codec-resynthesized genuine speech called spoof?
+        p_spoof = np.array([scores[i][-1, 0] for i in resynth])
+        report["genuine_resynthesized"] = {"n": len(resynth), "p_spoof_mean": float(p_spoof.mean()),
+                                           "spoof_flagged": float((p_spoof >= thresholds["spoof"]).mean())}
     for key in ("corpus", "system", "codec_name"):
         groups: dict[str, list[int]] = defaultdict(list)
         for i, it in enumerate(items):
@@ -200,6 +208,10 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(f"{head} threshold {d['threshold']:.3f} {name:8}: n={s['n']:4d}  flagged at end "
                              f"{_pct(s['flagged_at_end'])}  any hop {_pct(s['flagged_any_hop'])}  within 1 s "
                              f"{_pct(s['flagged_within_1s'])}  median time to flag {med}")
+    if "genuine_resynthesized" in report:
+        g = report["genuine_resynthesized"]
+        lines += ["", (f"codec-resynthesized genuine speech: n={g['n']}  mean p_spoof {g['p_spoof_mean']:.3f}  "
+                      f"called spoof {_pct(g['spoof_flagged'])}")]
     for key, table in report["breakdown"].items():
         lines += ["", (f"by {key}: {'n':>5} {'bona':>5} {'codec':>5}  {'p_spoof':>7} {'flag':>6} {'EER':>6}  "
                        f"{'p_codec':>7} {'flag':>6} {'EER':>6}")]

@@ -56,6 +56,7 @@ def test_json_report_has_every_part(model_path: Path, labels_csv: Path, capsys: 
     assert set(report["breakdown"]["corpus"]) == {"corpus0", "corpus1"}
     assert report["breakdown"]["system"]["human"]["n"] == 6
     assert report["breakdown"]["codec"]["neural"]["neural_codec"] == 4
+    assert report["genuine_resynthesized"]["n"] == 2  # k = 0, 6: bonafide and neural
 
 
 def test_text_report_and_threshold_override(model_path: Path, labels_csv: Path,
