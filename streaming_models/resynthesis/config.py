@@ -1,0 +1,243 @@
+"""Resynthesis model configuration: frozen dataclasses with defaults, TOML files hold only deltas.
+
+A config file names the model (`name`), what it is (`kind`: codec or vocoder), and overrides
+fields of the `[codec]`/`[vocoder]`, `[loss]`, `[train]` and `[data]` tables. The resolved config
+is saved inside every checkpoint, so a checkpoint rebuilds its model without the TOML file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+ModelKind = Literal["codec", "vocoder"]
+CodecArchitecture = Literal["conv", "istft"]
+QuantizerUpdate = Literal["ema", "straight_through"]
+CodecObjective = Literal["none", "compression", "synthesis"]
+# Training speech sources by name; only bonafide training speakers are reachable from a config.
+TrainingSource = Literal["librispeech-train-clean-100", "fsdd"]
+TRAINING_SOURCE_DIRS: dict[str, str] = {
+    "librispeech-train-clean-100": "speech/librispeech-subset/train-clean-100",
+    "fsdd": "speech/fsdd",
+}
+
+SAMPLE_RATE_HZ = 16000
+
+
+class ConfigError(ValueError):
+    """A resynthesis config is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    architecture: CodecArchitecture = "conv"
+    # Sized for CPU training on 2 cores: the full-rate stages dominate the cost, so they stay narrow.
+    channels: int = 16  # first encoder stage; doubled after each downsampling up to max_channels
+    max_channels: int = 128
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # product = hop in samples per latent frame
+    residual_dilations: tuple[int, ...] = (1,)  # one residual unit per dilation, per stage
+    latent_dim: int = 64
+    codebook_size: int = 1024
+    num_quantizers: int = 12
+    quantizer: QuantizerUpdate = "ema"
+    ema_decay: float = 0.99
+    # EMA uses per step below which a code is re-seeded from the batch; a fresh code starts at 1.0,
+    # so unused it survives log(threshold)/log(decay) steps (~390 at 0.02, 0.99).
+    dead_code_threshold: float = 0.02
+    istft_dim: int = 256  # iSTFT decoder: ConvNeXt width
+    istft_layers: int = 4
+    istft_n_fft_factor: int = 4  # n_fft = factor * hop (Vocos uses 4)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Encoder widths: input stage, then after each downsampling (the decoder mirrors them)."""
+        return tuple(min(self.channels * 2 ** i, self.max_channels) for i in range(len(self.strides) + 1))
+
+    @property
+    def hop_samples(self) -> int:
+        hop = 1
+        for s in self.strides:
+            hop *= s
+        return hop
+
+    @property
+    def frames_per_s(self) -> float:
+        return SAMPLE_RATE_HZ / self.hop_samples
+
+    @property
+    def bitrate_bps(self) -> float:
+        """frames/s x stages x log2(codebook size)."""
+        return self.frames_per_s * self.num_quantizers * _log2_exact(self.codebook_size)
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    n_mels: int = 80
+    n_fft: int = 1024
+    hop_samples: int = 256  # product of upsample_rates
+    upsample_rates: tuple[int, ...] = (8, 8, 4)
+    channels: int = 128  # after conv_pre; halved at each upsampling
+    residual_dilations: tuple[int, ...] = (1, 3, 5)
+    f_max_hz: float = 8000.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    stft_resolutions: tuple[tuple[int, int], ...] = ((1024, 256), (512, 128), (256, 64))
+    mel_n_fft: int = 1024
+    mel_hop: int = 256
+    mel_bins: int = 64
+    stft_weight: float = 1.0
+    mel_weight: float = 15.0
+    commitment_weight: float = 1.0
+    codebook_weight: float = 1.0  # straight-through quantizer only
+    discriminator: bool = False
+    disc_resolutions: tuple[int, ...] = (1024, 512, 256)
+    disc_channels: int = 16
+    disc_start_step: int = 0
+    adversarial_weight: float = 1.0
+    feature_matching_weight: float = 2.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 8
+    crop_seconds: float = 0.5
+    learning_rate: float = 3e-4
+    adam_betas: tuple[float, float] = (0.8, 0.99)
+    grad_clip: float = 1.0
+    max_steps: int = 100_000
+    max_minutes: float = 60.0
+    checkpoint_every_steps: int = 250
+    log_every_steps: int = 25
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    sources: tuple[TrainingSource, ...] = ("librispeech-train-clean-100", "fsdd")
+    max_files_per_source: int = 0  # 0 = all; a small number makes smoke runs load fast
+
+
+@dataclass(frozen=True)
+class ResynthConfig:
+    name: str
+    kind: ModelKind
+    family: str  # generator / codec family written to the manifest, e.g. "inhouse-comp6k"
+    codec_objective: CodecObjective = "none"
+    seed: int = 0
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        _check_literal("kind", self.kind, ModelKind)
+        _check_literal("codec_objective", self.codec_objective, CodecObjective)
+        _check_literal("codec.architecture", self.codec.architecture, CodecArchitecture)
+        _check_literal("codec.quantizer", self.codec.quantizer, QuantizerUpdate)
+        for source in self.data.sources:
+            _check_literal("data.sources", source, TrainingSource)
+        if not self.name or not self.family:
+            raise ConfigError("name and family must be non-empty")
+        if self.kind == "codec" and self.codec_objective == "none":
+            raise ConfigError("a codec needs codec_objective 'compression' or 'synthesis'")
+        if self.kind == "vocoder" and self.codec_objective != "none":
+            raise ConfigError("a vocoder is a spoof generator, not a codec: codec_objective must be 'none'")
+        _log2_exact(self.codec.codebook_size)
+        positive = {"codec.num_quantizers": self.codec.num_quantizers, "codec.channels": self.codec.channels,
+                    "codec.latent_dim": self.codec.latent_dim, "train.batch_size": self.train.batch_size,
+                    "train.crop_seconds": self.train.crop_seconds, "train.max_steps": self.train.max_steps,
+                    "vocoder.channels": self.vocoder.channels}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be > 0, got {value}")
+        hop = 1
+        for rate in self.vocoder.upsample_rates:
+            hop *= rate
+        if hop != self.vocoder.hop_samples:
+            raise ConfigError(f"vocoder.upsample_rates multiply to {hop}, not hop_samples {self.vocoder.hop_samples}")
+        if self.vocoder.channels % (2 ** len(self.vocoder.upsample_rates)):
+            raise ConfigError("vocoder.channels must stay divisible when halved at each upsampling")
+
+    @property
+    def crop_samples(self) -> int:
+        # Crops are whole latent/mel frames so encoder and decoder lengths line up.
+        hop = self.codec.hop_samples if self.kind == "codec" else self.vocoder.hop_samples
+        return max(1, round(self.train.crop_seconds * SAMPLE_RATE_HZ / hop)) * hop
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _log2_exact(n: int) -> int:
+    if n < 2 or n & (n - 1):
+        raise ConfigError(f"codebook_size must be a power of two >= 2, got {n}")
+    return n.bit_length() - 1
+
+
+def _check_literal(key: str, value: object, literal: object) -> None:
+    allowed = get_args(literal)
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    return cls(**{k: _as_tuple(v) for k, v in raw.items()})
+
+
+SECTIONS: dict[str, type] = {"codec": CodecConfig, "vocoder": VocoderConfig, "loss": LossConfig,
+                             "train": TrainConfig, "data": DataConfig}
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> ResynthConfig:
+    top = {f.name for f in fields(ResynthConfig)}
+    unknown = set(raw) - top
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(top)})")
+    for required in ("name", "kind", "family"):
+        if required not in raw:
+            raise ConfigError(f"{where}: missing required key {required!r}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            values[key] = _build_section(SECTIONS[key], value, f"{where} [{key}]")
+        else:
+            values[key] = value
+    try:
+        return ResynthConfig(**values)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_config(path: str | Path) -> ResynthConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return config_from_dict(raw, where=str(path))
+
+
+def with_overrides(config: ResynthConfig, **sections: dict[str, Any]) -> ResynthConfig:
+    """A copy with some section fields replaced, e.g. with_overrides(c, train={"max_steps": 5})."""
+    values: dict[str, Any] = {}
+    for key, changes in sections.items():
+        values[key] = replace(getattr(config, key), **{k: _as_tuple(v) for k, v in changes.items()})
+    return replace(config, **values)

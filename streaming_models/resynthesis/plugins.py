@@ -1,0 +1,162 @@
+"""Inference plug-ins: the trained in-house codecs as corpus transforms, the mel vocoder as a generator.
+
+Codecs implement the corpus builder's AudioTransform interface (name, kind, codec_family,
+codec_objective, check_available(), apply(audio, rng)); the vocoder implements the copy-synthesis
+generator interface (family, check_available(), resynthesize(audio, sr, rng)). Each loads its
+checkpoint lazily from `artifacts/resynthesis/NAME/model.pt` unless given another path; names,
+families and objectives come from `configs/resynthesis/NAME.toml` and must match the checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soxr
+
+from streaming_models.resynthesis.config import SAMPLE_RATE_HZ, ResynthConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "configs" / "resynthesis"
+ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "resynthesis"
+
+
+class ResynthesisUnavailable(RuntimeError):
+    """A trained model is missing or unusable; the message names the command that makes it."""
+
+
+def default_checkpoint(model_name: str) -> Path:
+    return ARTIFACTS_DIR / model_name / "model.pt"
+
+
+def train_command(model_name: str) -> str:
+    return f"spoofwatch resynth train --config configs/resynthesis/{model_name}.toml"
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    array = np.asarray(audio)
+    if array.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (samples,), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"expected float audio, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("audio contains NaN or infinite samples")
+    return array.astype(np.float32, copy=False)
+
+
+class _CheckpointModel:
+    """Loads one checkpoint on first use (thread-safe) and checks it is the model the config names."""
+
+    def __init__(self, model_name: str, checkpoint_path: Path | None, expected: ResynthConfig) -> None:
+        self.model_name = model_name
+        self.path = Path(checkpoint_path) if checkpoint_path is not None else default_checkpoint(model_name)
+        self.expected = expected
+        self._model: object | None = None
+        self._lock = threading.Lock()
+
+    def check_available(self) -> None:
+        if not self.path.is_file():
+            raise ResynthesisUnavailable(
+                f"{self.expected.family}: no trained model at {self.path}; make it with `{train_command(self.model_name)}`"
+                + ("" if self.path == default_checkpoint(self.model_name) else f" --out {self.path.parent}"))
+        self.get()
+
+    def get(self) -> object:
+        with self._lock:
+            if self._model is None:
+                from streaming_models.resynthesis.checkpoint import CheckpointError, load_model
+
+                try:
+                    config, model = load_model(self.path)
+                except CheckpointError as exc:
+                    raise ResynthesisUnavailable(f"{exc}; retrain with `{train_command(self.model_name)}`") from exc
+                if (config.kind, config.family) != (self.expected.kind, self.expected.family):
+                    raise ResynthesisUnavailable(
+                        f"{self.path} holds {config.kind} {config.family!r}, expected "
+                        f"{self.expected.kind} {self.expected.family!r}")
+                self._model = model
+            return self._model
+
+
+class InhouseCodecTransform:
+    """A trained in-house neural codec as an AudioTransform: float32 mono 16 kHz in, same length out."""
+
+    kind: Literal["neural"] = "neural"
+    model_name: str = ""
+
+    def __init__(self, checkpoint_path: Path | None = None, model_name: str | None = None) -> None:
+        name = model_name or self.model_name
+        if not name:
+            raise ValueError("model_name is required (a config name under configs/resynthesis)")
+        config = load_config(CONFIG_DIR / f"{name}.toml")
+        if config.kind != "codec":
+            raise ValueError(f"{name} is a {config.kind}, not a codec")
+        self.name = config.family
+        self.codec_family = config.family
+        self.codec_objective: Literal["none", "compression", "synthesis"] = config.codec_objective
+        self.bitrate_bps = config.codec.bitrate_bps
+        self._model = _CheckpointModel(name, checkpoint_path, config)
+
+    def check_available(self) -> None:
+        self._model.check_available()
+
+    def apply(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        samples = _check_audio(audio)
+        if samples.size == 0:
+            return samples.copy()
+        model = self._model.get()
+        assert isinstance(model, torch.nn.Module)
+        with torch.inference_mode():
+            out = model(torch.from_numpy(np.ascontiguousarray(samples))[None, None]).audio
+        return np.clip(out[0, 0].numpy(), -1.0, 1.0).astype(np.float32)
+
+
+class InhouseComp6k(InhouseCodecTransform):
+    model_name = "codec_comp6k"
+
+
+class InhouseIstft(InhouseCodecTransform):
+    model_name = "codec_istft"
+
+
+class InhouseToken1k(InhouseCodecTransform):
+    model_name = "codec_token1k"
+
+
+class InhouseVocoderGenerator:
+    """Copy-synthesis spoof generator: bonafide audio -> log-mel -> in-house vocoder -> 16 kHz audio."""
+
+    model_name = "vocoder_mel"
+
+    def __init__(self, checkpoint_path: Path | None = None) -> None:
+        config = load_config(CONFIG_DIR / f"{self.model_name}.toml")
+        self.family = config.family
+        self._model = _CheckpointModel(self.model_name, checkpoint_path, config)
+
+    def check_available(self) -> None:
+        self._model.check_available()
+
+    def resynthesize(self, audio: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        import torch
+
+        if sr <= 0:
+            raise ValueError(f"sample rate must be positive, got {sr}")
+        samples = _check_audio(audio)
+        if sr != SAMPLE_RATE_HZ:
+            samples = soxr.resample(samples, sr, SAMPLE_RATE_HZ, quality="HQ").astype(np.float32)
+        if samples.size == 0:
+            return samples.copy(), SAMPLE_RATE_HZ
+        from streaming_models.resynthesis.vocoder import MelVocoder
+
+        model = self._model.get()
+        assert isinstance(model, MelVocoder)
+        with torch.inference_mode():
+            out = model.resynthesize(torch.from_numpy(np.ascontiguousarray(samples))[None, None])
+        return np.clip(out[0, 0].numpy(), -1.0, 1.0).astype(np.float32), SAMPLE_RATE_HZ
+
+
+CODEC_TRANSFORMS: tuple[type[InhouseCodecTransform], ...] = (InhouseComp6k, InhouseIstft, InhouseToken1k)
