@@ -158,6 +158,19 @@ def test_lyra_is_deterministic_and_history_free(shared_data: object) -> None:
     alone = codec.apply(second, rng)
     codec.apply(first, rng)  # must leave no state behind
     np.testing.assert_array_equal(codec.apply(second, rng), alone)
+    for n in (1, 100, 321):  # shorter than / not a multiple of one 320-sample frame
+        assert len(codec.apply(second[:n], rng)) == n
+
+
+def test_lyra_numpy_quantizer_matches_tflite(shared_data: object) -> None:
+    fast = LyraCodec("9.2k")
+    require(fast)
+    clip = load_clip(shared_data, "sample2_16kHz.wav")[: 2 * RATE]
+    out = fast.apply(clip, np.random.default_rng(0))
+    assert fast._codebooks is not None and fast._codebooks.shape == (46, 16, 64), "numpy RVQ path not taken"
+    reference = LyraCodec("9.2k")
+    reference._codebooks = np.empty(0, np.float32)  # force the per-frame TFLite quantizer
+    np.testing.assert_array_equal(out, reference.apply(clip, np.random.default_rng(0)))
 
 
 def test_rnnoise_keeps_speech_aligned(shared_data: object) -> None:
