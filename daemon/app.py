@@ -1,6 +1,7 @@
 """The composition root: builds every part from the config, owns the tasks, shuts down in order.
 
-Startup: backend -> publisher (PUB) -> batcher -> hub -> ingest adapters (ZeroMQ, WHIP).
+Startup: backend -> publisher (PUB) -> batcher -> hub -> ingest adapters (ZeroMQ; WHIP, Twilio,
+audio-fork and the web console on one HTTP server; AudioSocket; webhooks for the telephony ones).
 Shutdown (uvicorn style, on the first SIGTERM/SIGINT): stop accepting (adapters stop, the
 hub refuses new streams) -> drain (each open stream scores its pending full hops and
 publishes its `closed` summary, bounded by shutdown.timeout_s) -> stop the batcher and the

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,16 +91,17 @@ class WebhookSender:
         """Notify `url` of every decision change of `handle`'s stream until it closes."""
         if self._session is None:
             raise RuntimeError("WebhookSender.watch() before start()")
-        task = asyncio.create_task(self._run_watch(handle, url), name=f"webhook:{handle.stream_id}")
+        events = handle.events()  # subscribe now, so no result published from here on is missed
+        task = asyncio.create_task(self._run_watch(handle.stream_id, events, url), name=f"webhook:{handle.stream_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_watch(self, handle: StreamHandle, url: str) -> None:
+    async def _run_watch(self, stream_id: str, events: AsyncIterator[Mapping[str, Any]], url: str) -> None:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self._config.queue_size)
-        deliverer = asyncio.create_task(self._run_delivery(queue, url, handle.stream_id))
+        deliverer = asyncio.create_task(self._run_delivery(queue, url, stream_id))
         previous = "undecided"
         try:
-            async for event in handle.events():
+            async for event in events:
                 if event.get("type") != "result" or event.get("decision") == previous:
                     continue
                 message = decision_message(event, previous)
@@ -109,7 +110,7 @@ class WebhookSender:
                     queue.put_nowait(message)
                 except asyncio.QueueFull:
                     self.counters.dropped += 1
-                    log.warning("webhook_dropped", stream_id=handle.stream_id, url=url,
+                    log.warning("webhook_dropped", stream_id=stream_id, url=url,
                                 reason=f"{self._config.queue_size} notifications already waiting")
             await queue.put(None)  # the end marker waits for room; the deliverer always drains
             await deliverer
