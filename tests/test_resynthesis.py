@@ -112,6 +112,10 @@ def test_codec_round_trip_shapes_and_bitrate(arch: str) -> None:
     # bitrate from what the encoder actually emits: frames/s x stages x bits per code
     measured = codes.shape[-1] / (frames * hop / SR) * codes.shape[0] * math.log2(config.codec.codebook_size)
     assert model.bitrate_bps == pytest.approx(measured)
+    with torch.no_grad():
+        bypassed = model(audio, quantize=False)  # the trainer's optional warm-up: no codes, no VQ loss
+    assert bypassed.audio.shape == (2, 1, samples) and bypassed.quantizer.codes.shape[0] == 0
+    assert float(bypassed.quantizer.commitment_loss) == 0.0
 
 
 def test_shipped_configs_have_the_promised_bitrates_and_objectives() -> None:

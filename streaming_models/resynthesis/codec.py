@@ -124,10 +124,21 @@ class Codec(torch.nn.Module):
         hop = self.cfg.hop_samples
         return F.pad(audio, (0, (-samples) % hop)), samples
 
-    def forward(self, audio: torch.Tensor) -> CodecOutput:
-        """(batch, 1, samples) -> reconstruction of the same length, plus quantizer losses and codes."""
+    def forward(self, audio: torch.Tensor, quantize: bool = True) -> CodecOutput:
+        """(batch, 1, samples) -> reconstruction of the same length, plus quantizer losses and codes.
+
+        quantize=False bypasses the RVQ (a plain autoencoder, no codes): the trainer's warm-up, so the
+        EMA codebooks are seeded from latents that already carry the signal.
+        """
         padded, samples = self._pad(audio)
-        q = self.quantizer(self.encoder(padded))
+        latent = self.encoder(padded)
+        if quantize:
+            q = self.quantizer(latent)
+        else:
+            zero = latent.new_zeros(())
+            no_codes = latent.new_zeros((0, latent.shape[0], latent.shape[2]), dtype=torch.long)
+            q = QuantizerOutput(quantized=latent, codes=no_codes,
+                                commitment_loss=zero, codebook_loss=zero)
         return CodecOutput(audio=self.decoder(q.quantized)[..., :samples], quantizer=q)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:

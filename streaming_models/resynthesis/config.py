@@ -110,6 +110,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     max_steps: int = 100_000
     max_minutes: float = 60.0
+    # Codecs: optionally train as a plain autoencoder for this many steps before quantizing, so the
+    # EMA codebooks are seeded from trained latents. Off by default; whether it helps is for the long runs.
+    quantizer_warmup_steps: int = 0
     checkpoint_every_steps: int = 250
     log_every_steps: int = 25
 

@@ -85,7 +85,7 @@ def train_step(trainer: Trainer, batch: torch.Tensor) -> dict[str, float]:
     audio = batch.unsqueeze(1)  # (batch, 1, samples)
     terms: dict[str, torch.Tensor] = {}
     if isinstance(trainer.model, Codec):
-        out = trainer.model(audio)
+        out = trainer.model(audio, quantize=trainer.step >= trainer.config.train.quantizer_warmup_steps)
         fake = out.audio[:, 0]
         terms["commit"] = cfg.commitment_weight * out.quantizer.commitment_loss
         if trainer.config.codec.quantizer == "straight_through":
