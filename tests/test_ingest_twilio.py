@@ -170,3 +170,26 @@ async def test_telnyx_spelling_and_alaw(daemon: Daemon) -> None:
         closed = await pub.closed("tx-1:inbound")
     assert closed["reason"] == "client" and closed["summary"]["audio_s"] == pytest.approx(1.0, abs=0.05)
     assert pub.of("tx-1:inbound", "result")[0]["metadata"]["call_id"] == "v3:cc-1"
+
+
+async def test_connection_limit_and_plain_http(tiny_model: tuple[Path, Path]) -> None:
+    async with running_daemon(tiny_model[0], audiosocket={"enabled": False}, audiofork={"enabled": False},
+                              twilio={"max_connections": 1}) as daemon:
+        url = http_base(daemon) + "/twilio"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as plain:
+                assert plain.status == 426  # not a WebSocket upgrade
+            async with session.ws_connect(url) as first:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(url)
+                assert refused.value.status == 503
+                await first.send_str(json.dumps({"event": "connected"}))
+            # the slot is free again once the first connection is gone
+            for _ in range(50):
+                try:
+                    async with session.ws_connect(url):
+                        break
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the connection slot was never released")
