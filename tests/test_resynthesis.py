@@ -11,6 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from streaming_models.data.generators import CopySynthesis, GeneratorUnavailable
+from streaming_models.data.transforms import AudioTransform, TransformUnavailable, get_transform
 from streaming_models.resynthesis.checkpoint import load_model
 from streaming_models.resynthesis.codec import Codec
 from streaming_models.resynthesis.config import (
@@ -220,16 +222,25 @@ def test_vocoder_generator_resynthesizes_at_16k(tmp_path: Path, fake_shared_data
     config = with_overrides(shipped, vocoder=TINY_VOCODER, loss=TINY_LOSS, train={**TINY_TRAIN, "max_steps": 2})
     train(config, tmp_path / "voc", data_dir=fake_shared_data, progress=False)
     generator = InhouseVocoderGenerator(checkpoint_path=tmp_path / "voc" / "model.pt")
-    assert generator.family == "inhouse-vocoder"
+    assert generator.family == "inhouse-vocoder" and isinstance(generator, CopySynthesis)
     generator.check_available()
     audio_8k = speechlike_batch(1, 4000, seed=4).numpy()[0]
-    out, sr = generator.resynthesize(audio_8k, 8000, np.random.default_rng(0))
+    out, sr = generator.resynthesize(audio_8k, sample_rate_hz=8000, rng=np.random.default_rng(0))
     assert sr == SR and out.dtype == np.float32 and abs(out.size - 8000) <= 16
+
+
+def test_transform_registry_builds_the_inhouse_codecs() -> None:
+    for cls in CODEC_TRANSFORMS:
+        transform = get_transform(cls().codec_family)
+        assert isinstance(transform, cls) and transform.name == transform.codec_family
+        assert isinstance(transform, AudioTransform) and transform.kind == "neural"
 
 
 def test_missing_checkpoint_names_the_training_command(tmp_path: Path) -> None:
     transform = CODEC_TRANSFORMS[0](checkpoint_path=tmp_path / "nowhere" / "model.pt")
     with pytest.raises(ResynthesisUnavailable, match="spoofwatch resynth train --config configs/resynthesis/codec_comp6k.toml"):
         transform.check_available()
-    with pytest.raises(ResynthesisUnavailable, match="vocoder_mel.toml"):
+    with pytest.raises(GeneratorUnavailable, match="vocoder_mel.toml"):
         InhouseVocoderGenerator(checkpoint_path=tmp_path / "x.pt").check_available()
+    with pytest.raises(TransformUnavailable):
+        transform.check_available()

@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import soxr
 
+from streaming_models.data.generators.base import GeneratorUnavailable
+from streaming_models.data.transforms.base import NeuralCodec, TransformUnavailable, check_audio
 from streaming_models.resynthesis.config import SAMPLE_RATE_HZ, ResynthConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +25,11 @@ CONFIG_DIR = REPO_ROOT / "configs" / "resynthesis"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "resynthesis"
 
 
-class ResynthesisUnavailable(RuntimeError):
-    """A trained model is missing or unusable; the message names the command that makes it."""
+class ResynthesisUnavailable(TransformUnavailable, GeneratorUnavailable):
+    """A trained model is missing or unusable; the message names the command that makes it.
+
+    Both registries' "unavailable" errors, so the corpus builder's preflight reports it either way.
+    """
 
 
 def default_checkpoint(model_name: str) -> Path:
@@ -33,17 +38,6 @@ def default_checkpoint(model_name: str) -> Path:
 
 def train_command(model_name: str) -> str:
     return f"spoofwatch resynth train --config configs/resynthesis/{model_name}.toml"
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    array = np.asarray(audio)
-    if array.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (samples,), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"expected float audio, got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("audio contains NaN or infinite samples")
-    return array.astype(np.float32, copy=False)
 
 
 class _CheckpointModel:
@@ -80,10 +74,14 @@ class _CheckpointModel:
             return self._model
 
 
-class InhouseCodecTransform:
-    """A trained in-house neural codec as an AudioTransform: float32 mono 16 kHz in, same length out."""
+class InhouseCodecTransform(NeuralCodec):
+    """A trained in-house neural codec as an AudioTransform (16 kHz native, no delay to remove).
 
-    kind: Literal["neural"] = "neural"
+    The transform's name (its registry spec and manifest channel entry) is the codec family,
+    e.g. "inhouse-comp6k"; NeuralCodec.apply does the input checks and length fitting.
+    """
+
+    native_rate_hz = SAMPLE_RATE_HZ
     model_name: str = ""
 
     def __init__(self, checkpoint_path: Path | None = None, model_name: str | None = None) -> None:
@@ -93,7 +91,7 @@ class InhouseCodecTransform:
         config = load_config(CONFIG_DIR / f"{name}.toml")
         if config.kind != "codec":
             raise ValueError(f"{name} is a {config.kind}, not a codec")
-        self.name = config.family
+        super().__init__(config.family)
         self.codec_family = config.family
         self.codec_objective: Literal["none", "compression", "synthesis"] = config.codec_objective
         self.bitrate_bps = config.codec.bitrate_bps
@@ -102,16 +100,13 @@ class InhouseCodecTransform:
     def check_available(self) -> None:
         self._model.check_available()
 
-    def apply(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def resynthesize(self, audio: np.ndarray) -> np.ndarray:
         import torch
 
-        samples = _check_audio(audio)
-        if samples.size == 0:
-            return samples.copy()
         model = self._model.get()
         assert isinstance(model, torch.nn.Module)
         with torch.inference_mode():
-            out = model(torch.from_numpy(np.ascontiguousarray(samples))[None, None]).audio
+            out = model(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None]).audio
         return np.clip(out[0, 0].numpy(), -1.0, 1.0).astype(np.float32)
 
 
@@ -140,16 +135,15 @@ class InhouseVocoderGenerator:
     def check_available(self) -> None:
         self._model.check_available()
 
-    def resynthesize(self, audio: np.ndarray, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    def resynthesize(self, audio: np.ndarray, sample_rate_hz: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, int]:
         import torch
 
-        if sr <= 0:
-            raise ValueError(f"sample rate must be positive, got {sr}")
-        samples = _check_audio(audio)
-        if sr != SAMPLE_RATE_HZ:
-            samples = soxr.resample(samples, sr, SAMPLE_RATE_HZ, quality="HQ").astype(np.float32)
-        if samples.size == 0:
-            return samples.copy(), SAMPLE_RATE_HZ
+        if sample_rate_hz <= 0:
+            raise ValueError(f"sample rate must be positive, got {sample_rate_hz}")
+        samples = check_audio(audio)
+        if sample_rate_hz != SAMPLE_RATE_HZ:
+            samples = soxr.resample(samples, sample_rate_hz, SAMPLE_RATE_HZ, quality="HQ").astype(np.float32)
         from streaming_models.resynthesis.vocoder import MelVocoder
 
         model = self._model.get()
@@ -160,3 +154,11 @@ class InhouseVocoderGenerator:
 
 
 CODEC_TRANSFORMS: tuple[type[InhouseCodecTransform], ...] = (InhouseComp6k, InhouseIstft, InhouseToken1k)
+
+
+def make_codec_transform(model_name: str) -> InhouseCodecTransform:
+    """The transform registry's factory: "codec_comp6k" -> InhouseComp6k() at the default checkpoint."""
+    for cls in CODEC_TRANSFORMS:
+        if cls.model_name == model_name:
+            return cls()
+    raise ValueError(f"unknown in-house codec {model_name!r}; known: {[c.model_name for c in CODEC_TRANSFORMS]}")

@@ -39,6 +39,14 @@ def _with_unit(unit: str, convert: Callable[[str], object],
     return build
 
 
+def _inhouse_codec(model_name: str) -> Callable[[str | None], AudioTransform]:
+    # Imported on use: the in-house codecs need torch, and their module imports this package.
+    def factory() -> AudioTransform:
+        from streaming_models.resynthesis.plugins import make_codec_transform
+        return make_codec_transform(model_name)
+    return _no_parameter(factory)
+
+
 def _noise(colour: str) -> _Family:
     prefix = "noise" if colour == "any" else f"noise-{colour}"
     return _Family(_with_unit("dB", float, lambda snr: channel.AdditiveNoise(snr, colour)),  # type: ignore[arg-type]
@@ -71,6 +79,11 @@ _FAMILIES: Mapping[str, _Family] = MappingProxyType({
     "noise": _noise("any"),
     **{f"noise-{c}": _noise(c) for c in channel.NOISE_COLOURS},
     "rnnoise": _Family(_no_parameter(channel.RNNoiseDenoiser), ("rnnoise",)),
+    # In-house codecs (streaming_models/resynthesis): trained build artefacts, so not in the default
+    # listing; `spoofwatch resynth train --config configs/resynthesis/NAME.toml` makes each one.
+    "inhouse-comp6k": _Family(_inhouse_codec("codec_comp6k"), ()),
+    "inhouse-istft": _Family(_inhouse_codec("codec_istft"), ()),
+    "inhouse-token1k": _Family(_inhouse_codec("codec_token1k"), ()),
 })
 
 _SPEC = re.compile(r"^(?P<family>[a-z0-9][a-z0-9-]*)(?:@(?P<parameter>[^@\s]+))?$")
