@@ -12,6 +12,7 @@ from streaming_models.data.transforms import (
     AudioTransform,
     ChainConfig,
     ChannelChain,
+    NeuralCodec,
     TransformUnavailable,
     get_transform,
     list_transforms,
@@ -91,6 +92,29 @@ def test_waveform_codecs_are_delay_compensated(spec: str, tiny: np.ndarray) -> N
     require(transform)
     out = transform.apply(tiny, np.random.default_rng(0))
     assert abs(estimate_lag(tiny, out, max_lag=1600)) <= RATE // 1000
+
+
+class DelayingCodec(NeuralCodec):
+    """A stand-in neural codec at 24 kHz whose 'decoder' is 120 samples late."""
+
+    codec_family = "fake"
+    native_rate_hz = 24000
+    delay_samples = 120
+
+    def check_available(self) -> None:
+        """Nothing to install."""
+
+    def resynthesize(self, audio: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.zeros(self.delay_samples, np.float32), audio, np.zeros(7, np.float32)])
+
+
+def test_a_neural_codec_is_one_small_class(tiny: np.ndarray) -> None:
+    codec = DelayingCodec("fake@24k")
+    assert isinstance(codec, AudioTransform) and codec.kind == "neural"
+    out = codec.apply(tiny, np.random.default_rng(0))
+    assert len(out) == len(tiny)
+    assert estimate_lag(tiny, out, max_lag=800) == 0  # resampled there and back, delay removed
+    assert np.corrcoef(tiny, out)[0, 1] > 0.99
 
 
 def test_odd_lengths_keep_their_length(tiny: np.ndarray) -> None:
