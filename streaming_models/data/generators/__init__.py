@@ -14,14 +14,19 @@ from streaming_models.data.generators.base import (
     Voice,
 )
 
-# family -> (module, class, takes a cache dir)
-_FAMILIES: dict[str, tuple[str, str, bool]] = {
-    "espeak": ("espeak", "EspeakTTS", False),
-    "flite": ("flite", "FliteTTS", False),
-    "festival": ("festival", "FestivalTTS", False),
-    "kokoro": ("kokoro", "KokoroTTS", True),
-    "world": ("world", "WorldVocoder", False),
-    "griffinlim": ("griffinlim", "GriffinLimVocoder", False),
+# family -> (module, class, constructor arguments; "cache" is replaced by the engine cache dir)
+_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "espeak": ("espeak", "EspeakTTS", ()),
+    "flite": ("flite", "FliteTTS", ()),
+    "festival": ("festival", "FestivalTTS", ()),
+    "kokoro": ("kokoro", "KokoroTTS", ("cache",)),
+    "hibari": ("hibari", "HibariTTS", ()),
+    "piper": ("piper", "PiperTTS", ()),
+    "openjtalk": ("openjtalk", "OpenJTalkTTS", ()),
+    "world": ("world", "WorldVocoder", ()),
+    "griffinlim": ("griffinlim", "GriffinLimVocoder", ()),
+    "hifigan": ("hifigan", "HifiganVocoder", ("universal",)),
+    "hifigan-lj": ("hifigan", "HifiganVocoder", ("ljspeech",)),
 }
 
 
@@ -32,10 +37,10 @@ def list_families() -> list[str]:
 def make_generator(family: str, cache_dir: Path) -> Generator:
     if family not in _FAMILIES:
         raise ValueError(f"unknown generator family {family!r}; known: {list_families()}")
-    module_name, class_name, takes_cache = _FAMILIES[family]
+    module_name, class_name, arguments = _FAMILIES[family]
     module = importlib.import_module(f"streaming_models.data.generators.{module_name}")
     cls = getattr(module, class_name)
-    generator: Generator = cls(Path(cache_dir)) if takes_cache else cls()
+    generator: Generator = cls(*(Path(cache_dir) if a == "cache" else a for a in arguments))
     return generator
 
 
