@@ -64,8 +64,11 @@ class FfmpegCodec:
         self.decode_args = tuple(decode_args)  # demuxer options for raw formats (rate, code size)
         self.delay_samples = delay_samples
         self.ffmpeg = ffmpeg
+        self._checked = False  # `ffmpeg -encoders` costs ~0.1 s: ask once per instance
 
     def check_available(self) -> None:
+        if self._checked:
+            return
         binary = find_binary(self.ffmpeg, FFMPEG_PACKAGE)
         encoders = engine_listing([binary, "-hide_banner", "-encoders"], FFMPEG_PACKAGE)
         if f" {self.encoder} " not in encoders:
@@ -73,6 +76,7 @@ class FfmpegCodec:
                 f"{binary} has no {self.encoder!r} encoder: install the Debian package "
                 f"{FFMPEG_PACKAGE!r} (Debian's build has libopus, libgsm, libmp3lame, libcodec2)"
             )
+        self._checked = True
 
     def apply(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         audio = check_audio(audio)
@@ -105,14 +109,18 @@ class SoxAmrNb:
         self.name = f"amr-nb@{mode_k}k"
         self.compression = AMR_NB_MODES_K.index(mode_k)
         self.sox = sox
+        self._checked = False
 
     def check_available(self) -> None:
+        if self._checked:
+            return
         binary = find_binary(self.sox, SOX_PACKAGE)
         formats = engine_listing([binary, "-h"], SOX_PACKAGE)
         if "amr-nb" not in formats:
             raise TransformUnavailable(
                 f"{binary} cannot write AMR-NB: install the Debian package {SOX_AMR_PACKAGE!r}"
             )
+        self._checked = True
 
     def apply(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         audio = check_audio(audio)
