@@ -94,7 +94,8 @@ class Daemon:
         cfg = self.config
         meta = self.backend.metadata
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
-                                         count_drops=cfg.zmq.pub_count_drops)
+                                         count_drops=cfg.zmq.pub_count_drops,
+                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes)
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor)
         self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, cfg.decision)
@@ -182,7 +183,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.publisher.close()
-        self._context.term()
+        self._context.destroy()  # closes anything left open, then terminates
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("shutdown_complete")
 

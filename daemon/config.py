@@ -124,6 +124,9 @@ class ZmqConfig:
         "PUB endpoint of results and lifecycle events"))
     pub_hwm: int = field(default=10000, metadata=_help(
         "messages queued per subscriber; a full queue drops the message (counted), never blocks"))
+    pub_sndbuf_bytes: int = field(default=0, metadata=_help(
+        "kernel send buffer per subscriber connection (0 = OS default, autotuned up to a few MB); "
+        "with pub_hwm it bounds what a stuck subscriber holds"))
     pub_count_drops: bool = field(default=True, metadata=_help(
         "count PUB drops (ZMQ_XPUB_NODROP): while one subscriber of a topic is full, that topic's "
         "messages are dropped for all its subscribers; false = plain lossy PUB, drops uncounted"))
@@ -138,6 +141,7 @@ class ZmqConfig:
             value = getattr(self, key)
             _require(f"zmq.{key}", "://" in value, f"must be a ZeroMQ endpoint like tcp://HOST:PORT, got {value!r}")
         _require("zmq.pub_hwm", self.pub_hwm >= 1, "must be >= 1")
+        _require("zmq.pub_sndbuf_bytes", self.pub_sndbuf_bytes >= 0, "must be >= 0")
         _require("zmq.ingest_hwm", self.ingest_hwm >= 1, "must be >= 1")
         _require("zmq.max_message_bytes", self.max_message_bytes >= 4096, "must be >= 4096")
 

@@ -23,11 +23,13 @@ log = structlog.get_logger(__name__)
 
 class ResultPublisher:
     def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, count_drops: bool = True,
-                 linger_ms: int = 1000) -> None:
+                 sndbuf_bytes: int = 0, linger_ms: int = 1000) -> None:
         # a plain (synchronous) socket: sends are non-blocking, so they never stall the loop
         self._socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if sndbuf_bytes > 0:
+            self._socket.setsockopt(zmq.SNDBUF, sndbuf_bytes)
         if count_drops:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._socket.bind(endpoint)

@@ -86,7 +86,7 @@ def test_serve_without_a_model_fails_clearly(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.onnx"
     run = subprocess.run(
         [sys.executable, "-m", "clients.cli", "serve", "--model.path", str(missing), "--webrtc.enabled", "false"],
-        cwd=REPO, capture_output=True, text=True, timeout=60)
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 3
     assert str(missing) in run.stderr
     assert "spoofwatch export" in run.stderr and "model.path" in run.stderr
