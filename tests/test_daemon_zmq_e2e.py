@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from daemon_harness import Client, Subscriber, running_daemon, wait_subscribed
 
 from daemon.backends.onnx import OnnxBackend
 from daemon.streams import StreamBuffer
@@ -26,7 +27,6 @@ from daemon.wire.zmq_messages import (
     PingMessage,
     PongReply,
 )
-from daemon_harness import Client, Subscriber, running_daemon, wait_subscribed
 
 HOP = 1600  # tiny model: 100 ms at 16 kHz
 F16 = AudioFormat("pcm_f32le", 16000, 1)
@@ -79,7 +79,7 @@ async def test_two_formats_at_once_results_in_order_one_per_hop(tiny_model: tupl
         for stream_id in ("ulaw-8k", "f32-48k"):
             await sub.until(lambda m, s=stream_id: m["stream_id"] == s and m["type"] == "closed")
 
-        expected = {"ulaw-8k": round(103 * 160 * 2) // HOP, "f32-48k": round(15 * 4800 / 3) // HOP}
+        expected = {"ulaw-8k": (103 * 160 * 2) // HOP, "f32-48k": round(15 * 4800 / 3) // HOP}
         assert expected == {"ulaw-8k": 20, "f32-48k": 15}
         for stream_id, hops in expected.items():
             results = sub.of(stream_id, "result")
@@ -186,10 +186,8 @@ async def test_gaps_are_filled_and_duplicates_dropped(tiny_model: tuple[Path, Pa
         fmt = AudioFormat("pcm_s16le", 16000)
         chunks = _chunks(fmt, _speechlike(20 * 800, 16000), 800)  # 50 ms each
         await client.request(OpenMessage("lossy", fmt).to_frames())
-        sent = 0
         for seq in (0, 1, 2, 5, 5, 3, 6, 7, 8, 9, 10, 10, 14, 15):  # gaps 3-4 and 11-13
             await client.send(AudioMessage("lossy", seq, chunks[seq]).to_frames())
-            sent += 1
         await _pong(client)
         await client.request(CloseMessage("lossy").to_frames())
         closed = await sub.until(lambda m: m["stream_id"] == "lossy" and m["type"] == "closed")
