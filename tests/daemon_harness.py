@@ -94,13 +94,17 @@ class Subscriber:
 _probe_ids = itertools.count()
 
 
+def is_event(stream_id: str, kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda message: message["stream_id"] == stream_id and message["type"] == kind
+
+
 async def wait_subscribed(client: Client, subscriber: Subscriber, fmt: Any, prefix: str = "") -> None:
     """PUB/SUB joins asynchronously: open probe streams until the subscriber sees one."""
     for _ in range(50):
         probe = f"{prefix}probe-{next(_probe_ids)}"
         await client.request(OpenMessage(probe, fmt).to_frames())
         try:
-            await subscriber.until(lambda m, p=probe: m["stream_id"] == p and m["type"] == "opened", timeout=0.1)
+            await subscriber.until(is_event(probe, "opened"), timeout=0.1)
             seen = True
         except TimeoutError:
             seen = False

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,7 @@ from daemon.policy import DecisionTracker
 BASE = DecisionConfig(window_hops=1, min_hops=2, spoof_enter=0.7, spoof_exit=0.4, codec_enter=0.7, codec_exit=0.4)
 
 
-def _run(config: DecisionConfig, scores: list[tuple[float, float]]) -> list[str]:
+def _run(config: DecisionConfig, scores: Sequence[tuple[float, float]]) -> list[str]:
     tracker = DecisionTracker(config)
     return [tracker.update(s, c)[2] for s, c in scores]
 

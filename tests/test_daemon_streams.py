@@ -51,7 +51,7 @@ def test_hop_spans_give_index_and_start() -> None:
 
 def test_cap_drops_the_oldest_audio_and_counts_it() -> None:
     buffer = StreamBuffer(16000, 16000, 1600, max_buffered_s=0.5)  # cap 8000 samples
-    buffer.push(np.arange(16000, dtype=np.float32) / 16000)
+    buffer.push((np.arange(16000) / 16000).astype(np.float32))
     assert buffer.buffered_samples == 8000
     assert buffer.counters.samples_dropped_overflow == 8000
     spans = buffer.pop_hop_spans()

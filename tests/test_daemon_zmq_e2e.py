@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
-from daemon_harness import Client, Subscriber, running_daemon, wait_subscribed
+from daemon_harness import Client, Subscriber, is_event, running_daemon, wait_subscribed
 
 from daemon.backends.onnx import OnnxBackend
 from daemon.streams import StreamBuffer
@@ -77,7 +77,7 @@ async def test_two_formats_at_once_results_in_order_one_per_hop(tiny_model: tupl
         for stream_id in ("ulaw-8k", "f32-48k"):
             assert await client.request(CloseMessage(stream_id).to_frames()) == ClosedReply(stream_id)
         for stream_id in ("ulaw-8k", "f32-48k"):
-            await sub.until(lambda m, s=stream_id: m["stream_id"] == s and m["type"] == "closed")
+            await sub.until(is_event(stream_id, "closed"))
 
         expected = {"ulaw-8k": (103 * 160 * 2) // HOP, "f32-48k": round(15 * 4800 / 3) // HOP}
         assert expected == {"ulaw-8k": 20, "f32-48k": 15}

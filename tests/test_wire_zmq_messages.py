@@ -29,7 +29,7 @@ def _frames(header: Any, *rest: bytes) -> list[bytes]:
 
 
 def test_requests_round_trip() -> None:
-    messages = [
+    messages: list[OpenMessage | AudioMessage | CloseMessage | PingMessage] = [
         OpenMessage("call-42", AudioFormat("mulaw", 8000, 1), {"call_id": "x"}),
         AudioMessage("call-42", 7, b"\x00" * 160),
         CloseMessage("call-42"),
