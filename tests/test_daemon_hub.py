@@ -1,0 +1,127 @@
+"""The hub (StreamHub/StreamHandle implementation) with an in-memory backend and a real PUB socket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from daemon.batcher import Batcher
+from daemon.config import DecisionConfig, StreamsConfig
+from daemon.errors import StreamClosedError
+from daemon.hub import DaemonHub
+from daemon.ingest.hub import StreamRejected, StreamSpec
+from daemon.publisher import ResultPublisher
+from daemon.wire.frames import AudioChunk
+from streaming_models.model_format import ModelMetadata, StateSpec
+
+HOP = 160
+
+
+class SlowBackend:
+    """Scores every hop 0.25/0.5 after `delay_s` (a stand-in for a busy model)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.metadata = ModelMetadata("fake", 16000, HOP, (StateSpec("s_in", "s_out", (1,)),))
+        self.delay_s = delay_s
+
+    def initial_states(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros((batch, 1), dtype=np.float32)]
+
+    def run(self, audio: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        time.sleep(self.delay_s)
+        probs = np.tile(np.array([[0.25, 0.5]], dtype=np.float32), (len(audio), 1))
+        return probs, [states[0] + 1]
+
+
+@pytest.fixture
+async def make_hub() -> AsyncIterator[Any]:
+    context = zmq.Context()
+    cleanup: list[Any] = []
+
+    def make(delay_s: float = 0.0, **streams: Any) -> DaemonHub:
+        backend = SlowBackend(delay_s)
+        batcher = Batcher(backend, max_batch=8, max_wait_ms=1)
+        publisher = ResultPublisher(context, "tcp://127.0.0.1:*", hwm=100)
+        hub = DaemonHub(backend.metadata, batcher, publisher, StreamsConfig(**streams), DecisionConfig())
+        cleanup.append((asyncio.create_task(batcher.run_batches()), publisher))
+        return hub
+
+    yield make
+    for task, publisher in cleanup:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        publisher.close()
+    context.destroy(linger=0)
+
+
+def _chunk(samples: int, seq: int | None = None) -> AudioChunk:
+    return AudioChunk(np.full(samples, 0.1, dtype=np.float32), seq)
+
+
+async def test_events_yield_results_then_closed_and_end(make_hub: Any) -> None:
+    hub = make_hub()
+    stream = await hub.open(StreamSpec("s", 16000, "test", {"call_id": "c"}))
+    events = stream.events()
+    await stream.push(_chunk(HOP * 3))
+    await stream.close("client")
+    messages = [m async for m in events]
+    assert [m["type"] for m in messages] == ["result"] * 3 + ["closed"]
+    assert messages[0]["metadata"] == {"call_id": "c"}
+    assert messages[-1]["summary"]["hops"] == 3
+    assert messages[-1]["summary"]["p_spoof_mean"] == pytest.approx(0.25)
+    late = [m async for m in stream.events()]  # subscribing after the end still ends
+    assert [m["type"] for m in late] == ["closed"]
+    with pytest.raises(StreamClosedError):
+        await stream.push(_chunk(HOP))
+    await stream.close("client")  # idempotent
+
+
+async def test_a_consumer_that_never_reads_loses_messages_not_the_end(make_hub: Any) -> None:
+    hub = make_hub(events_queue_size=2)
+    stream = await hub.open(StreamSpec("s", 16000, "test"))
+    events = stream.events()
+    await stream.push(_chunk(HOP * 10))
+    await stream.close("client")
+    messages = [m async for m in events]
+    assert messages[-1]["type"] == "closed"
+    assert len(messages) == 2
+    assert stream.events_dropped == 9
+
+
+async def test_scoring_behind_drops_the_oldest_hops_and_counts_them(make_hub: Any) -> None:
+    hub = make_hub(delay_s=0.05, max_buffered_s=0.1)  # cap: 1600 samples = 10 hops
+    stream = await hub.open(StreamSpec("s", 16000, "test"))
+    events = stream.events()
+    for seq in range(10):
+        await stream.push(_chunk(HOP * 10, seq))  # 1 s of audio at once; the model needs 0.5 s per 10 hops
+    await stream.close("client")
+    messages = [m async for m in events]
+    summary = messages[-1]["summary"]
+    seqs = [m["seq"] for m in messages if m["type"] == "result"]
+    assert summary["samples_dropped_overflow"] > 0
+    assert summary["hops"] == len(seqs) < 100
+    assert summary["samples_dropped_overflow"] == (100 - len(seqs)) * HOP
+    assert seqs == sorted(seqs) and seqs[-1] == 99  # the newest audio survives
+
+
+async def test_admission(make_hub: Any) -> None:
+    hub = make_hub(max_streams=1)
+    await hub.open(StreamSpec("a", 8000, "test"))
+    for spec, code in ((StreamSpec("a", 8000, "test"), "stream_exists"),
+                       (StreamSpec("b", 8000, "test"), "too_many_streams"),
+                       (StreamSpec("c", 4000, "test"), "bad_field")):
+        with pytest.raises(StreamRejected) as info:
+            await hub.open(spec)
+        assert info.value.code == code
+    hub.stop_accepting()
+    with pytest.raises(StreamRejected) as info:
+        await hub.open(StreamSpec("d", 8000, "test"))
+    assert info.value.code == "server_shutting_down"
+    await hub.close_all("shutdown")
+    assert len(hub.registry) == 0
