@@ -196,6 +196,28 @@ def test_resumed_training_matches_uninterrupted(tmp_path: Path, fake_shared_data
         train(changed, tmp_path / "a", data_dir=fake_shared_data, resume=True, progress=False)
 
 
+def test_cli_trains_with_overrides_and_refuses_bad_input(tmp_path: Path, fake_shared_data: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from streaming_models.resynthesis.cli import main
+
+    monkeypatch.setenv("SPOOFWATCH_SHARED_DATA", str(fake_shared_data))
+    config_path = tmp_path / "tiny.toml"
+    config_path.write_text('name = "tiny"\nkind = "vocoder"\nfamily = "inhouse-tiny"\n', encoding="utf-8")
+    sets = [f"vocoder.{k}={v}" for k, v in TINY_VOCODER.items()] + [
+        "train.max_steps=2", "train.batch_size=2", "train.crop_seconds=0.2", "loss.mel_n_fft=256",
+        "loss.stft_resolutions=[[256, 64]]"]
+    argv = ["train", "--config", str(config_path), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main([*argv, *(a for s in sets for a in ("--set", s))]) == 0
+    config, _ = load_model(tmp_path / "out" / "model.pt")
+    assert config.train.max_steps == 2 and config.vocoder.hop_samples == 64
+    assert main([*argv, "--set", "train.nonsense=1"]) == 2
+    assert main([*argv, "--set", "oops"]) == 2
+    assert main(argv) == 1  # the checkpoint exists and --resume was not given
+    err = capsys.readouterr().err
+    assert "unknown keys ['nonsense']" in err and "SECTION.KEY=VALUE" in err and "--resume" in err
+
+
 def test_codec_plugins_load_a_trained_checkpoint(tmp_path: Path, fake_shared_data: Path) -> None:
     rng = np.random.default_rng(0)
     audio = speechlike_batch(1, 5000, seed=3).numpy()[0]

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from streaming_models.resynthesis.config import ConfigError, load_config
+from streaming_models.resynthesis.config import ConfigError, apply_overrides, load_config
 
 DEFAULT_ARTIFACTS = Path("artifacts/resynthesis")
 
@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     # ran ~3x slower per step than one.
     train.add_argument("--threads", type=int, default=int(os.environ.get("SPOOFWATCH_THREADS", "1")),
                        help="torch CPU threads (default 1 or $SPOOFWATCH_THREADS)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config field, e.g. --set train.batch_size=32 (repeatable; saved "
+                            "in the checkpoint, so pass the same ones with --resume)")
+    train.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return parser
 
@@ -35,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = apply_overrides(load_config(args.config), args.overrides)
     except ConfigError as exc:
         print(f"spoofwatch resynth: {exc}", file=sys.stderr)
         return 2
@@ -46,10 +50,18 @@ def main(argv: list[str]) -> int:
     from streaming_models.resynthesis.train import TrainingError, train
 
     torch.set_num_threads(max(1, args.threads))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        print(f"spoofwatch resynth: bad --device {args.device!r}: {exc}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("spoofwatch resynth: --device cuda, but this torch build sees no CUDA GPU", file=sys.stderr)
+        return 2
     out_dir = args.out if args.out is not None else DEFAULT_ARTIFACTS / config.name
     try:
         summary = train(config, out_dir, data_dir=shared_data_dir(), resume=args.resume,
-                        max_minutes=args.max_minutes, progress=not args.no_progress)
+                        max_minutes=args.max_minutes, progress=not args.no_progress, device=str(device))
     except (TrainingError, TrainingDataError, CheckpointError) as exc:
         print(f"spoofwatch resynth: {exc}", file=sys.stderr)
         return 1

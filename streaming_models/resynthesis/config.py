@@ -238,6 +238,28 @@ def load_config(path: str | Path) -> ResynthConfig:
     return config_from_dict(raw, where=str(path))
 
 
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """"train.batch_size=32" -> ("train", "batch_size", 32); the value is TOML ("[1, 2]", "true", '"x"')."""
+    key, sep, value = text.partition("=")
+    section, dot, field_name = key.strip().partition(".")
+    if not sep or not dot or section not in SECTIONS:
+        raise ConfigError(f"override {text!r} must look like SECTION.KEY=VALUE with SECTION in {sorted(SECTIONS)}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"override {text!r}: value is not TOML ({exc}); quote strings: KEY='\"text\"'") from exc
+    return section, field_name, parsed
+
+
+def apply_overrides(config: ResynthConfig, overrides: list[str]) -> ResynthConfig:
+    """Command-line `--set SECTION.KEY=VALUE` overrides, validated like the TOML file."""
+    raw = config.to_dict()
+    for text in overrides:
+        section, field_name, value = parse_override(text)
+        raw[section][field_name] = value
+    return config_from_dict(raw, where="config with --set overrides")
+
+
 def with_overrides(config: ResynthConfig, **sections: dict[str, Any]) -> ResynthConfig:
     """A copy with some section fields replaced, e.g. with_overrides(c, train={"max_steps": 5})."""
     values: dict[str, Any] = {}

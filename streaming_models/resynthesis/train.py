@@ -62,19 +62,19 @@ class Trainer:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def build_trainer(config: ResynthConfig) -> Trainer:
+def build_trainer(config: ResynthConfig, device: str = "cpu") -> Trainer:
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model = build_model(config).to(device)
     model.train()
     tc, lc = config.train, config.loss
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.learning_rate, betas=tc.adam_betas)
     discriminator, disc_optimizer = None, None
     if lc.discriminator:
-        discriminator = MultiScaleSTFTDiscriminator(lc.disc_resolutions, lc.disc_channels)
+        discriminator = MultiScaleSTFTDiscriminator(lc.disc_resolutions, lc.disc_channels).to(device)
         disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=tc.learning_rate, betas=tc.adam_betas)
     return Trainer(config=config, model=model, optimizer=optimizer,
                    stft_loss=MultiResolutionSTFTLoss(lc.stft_resolutions),
-                   mel_loss=MelLoss(SAMPLE_RATE_HZ, lc.mel_n_fft, lc.mel_hop, lc.mel_bins),
+                   mel_loss=MelLoss(SAMPLE_RATE_HZ, lc.mel_n_fft, lc.mel_hop, lc.mel_bins).to(device),
                    rng=np.random.default_rng(config.seed),
                    discriminator=discriminator, disc_optimizer=disc_optimizer)
 
@@ -140,6 +140,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 
 
 def restore_trainer(trainer: Trainer, state: dict[str, Any]) -> None:
+    # Optimizer.load_state_dict moves its tensors to the parameters' device.
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.discriminator is not None and trainer.disc_optimizer is not None:
@@ -166,12 +167,16 @@ def _check_same_run(saved: ResynthConfig, wanted: ResynthConfig, path: Path) -> 
 
 
 def train(config: ResynthConfig, out_dir: Path, *, data_dir: Path, resume: bool = False,
-          max_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train until max_steps or the time budget (accumulated across resumptions); return the summary."""
+          max_minutes: float | None = None, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Train until max_steps or the time budget (accumulated across resumptions); return the summary.
+
+    On a GPU the run is resumable but not bit-exact on resumption (the CUDA RNG and kernels are not
+    part of the checkpoint); on CPU it is.
+    """
     checkpoint_path = out_dir / "model.pt"
     if checkpoint_path.exists() and not resume:
         raise TrainingError(f"{checkpoint_path} exists: pass --resume to continue it or --out to start elsewhere")
-    trainer = build_trainer(config)
+    trainer = build_trainer(config, device)
     if resume:
         payload = load_checkpoint(checkpoint_path)
         _check_same_run(config_of(payload, checkpoint_path), config, checkpoint_path)
@@ -187,7 +192,7 @@ def train(config: ResynthConfig, out_dir: Path, *, data_dir: Path, resume: bool 
                dynamic_ncols=True)
     started = time.monotonic() - trainer.elapsed_s
     while trainer.step < config.train.max_steps and trainer.elapsed_s < budget_s:
-        batch = torch.from_numpy(sampler.batch(trainer.rng, config.train.batch_size))
+        batch = torch.from_numpy(sampler.batch(trainer.rng, config.train.batch_size)).to(device)
         window.append(train_step(trainer, batch))
         trainer.elapsed_s = time.monotonic() - started
         bar.update(1)
