@@ -186,6 +186,7 @@ def test_interrupted_build_resumes_to_the_same_manifest(tmp_path: Path) -> None:
     partial = make_builder(tmp_path, "r", stop_after_jobs=5).build()
     assert not partial.complete and partial.manifest is None
     assert not (tmp_path / "r" / "manifest.jsonl").exists()
+    assert len({i.extra["job"] for i in read_manifest(tmp_path / "r" / "manifest.partial.jsonl")}) == 5
     resumed = make_builder(tmp_path, "r").build()
     assert resumed.complete and resumed.skipped_jobs == 5
     assert resumed.rendered_jobs == resumed.planned_jobs - 5
@@ -193,6 +194,7 @@ def test_interrupted_build_resumes_to_the_same_manifest(tmp_path: Path) -> None:
     assert again.rendered_jobs == 0 and again.skipped_jobs == again.planned_jobs
     fresh = make_builder(tmp_path, "f").build()
     assert resumed.manifest.read_bytes() == fresh.manifest.read_bytes()  # type: ignore[union-attr]
+    assert not (tmp_path / "r" / "manifest.partial.jsonl").exists()
 
 
 def test_half_written_item_is_redone_on_resume(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from streaming_models.data.generators import (
     make_generator,
 )
 from streaming_models.data.manifest import CorpusItem, write_manifest
-from streaming_models.data.plan import Job, Planner
+from streaming_models.data.plan import Job, Planner, stable_hash
 from streaming_models.data.recipe import Recipe
 from streaming_models.data.render import (
     GeneratorFactory,
@@ -197,7 +197,9 @@ class CorpusBuilder:
         pools, voices = self.preflight()
         jobs = self.plan(pools, voices)
         self._check_out_dir()
-        todo = [j for j in jobs if self._load_record(j.job_id) is None]
+        # Render in a fixed shuffled order: costly engines spread over the whole run, and an
+        # interrupted build's partial manifest has a bit of every family.
+        todo = sorted((j for j in jobs if self._load_record(j.job_id) is None), key=lambda j: stable_hash(j.job_id))
         report = BuildReport(planned_jobs=len(jobs), skipped_jobs=len(jobs) - len(todo), rendered_jobs=0)
         if self.options.stop_after_jobs is not None:
             todo = todo[: self.options.stop_after_jobs]
@@ -250,8 +252,12 @@ class CorpusBuilder:
             audio_s[job.generator] = audio_s.get(job.generator, 0.0) + record[0][0].duration_s
         report.complete = missing == 0
         if not report.complete:
-            log.warning("corpus_incomplete", missing_jobs=missing, failures=len(report.failures))
+            # What is done so far stays usable (e.g. for a quick training run) while the build goes on.
+            write_manifest(self.out_dir / "manifest.partial.jsonl", items)
+            log.warning("corpus_incomplete", missing_jobs=missing, failures=len(report.failures),
+                        partial_manifest=str(self.out_dir / "manifest.partial.jsonl"), partial_items=len(items))
             return report
+        (self.out_dir / "manifest.partial.jsonl").unlink(missing_ok=True)
         report.manifest = self.out_dir / "manifest.jsonl"
         write_manifest(report.manifest, items)
         report.summary = summarize(items, self.recipe.neural_codec.transforms, {

@@ -24,7 +24,11 @@ from streaming_models.data.sources import Utterance
 
 JobKind = Literal["bonafide", "tts", "copy"]
 _SPLIT_SALT = "spoofwatch-split-v1"  # fixed, so that every recipe puts a speaker in the same split
-_CHARS_PER_SECOND = 14.0  # rough speaking rate, only to plan TTS hours before synthesis
+# Seconds of audio per character of text, to plan TTS hours before synthesis; measured with
+# benchmarks/corpus_generators.py (4 sentences each, 2026-11-26). Unlisted engines get the default.
+_SECONDS_PER_CHAR = {"espeak": 0.0685, "festival": 0.103, "flite": 0.081, "hibari": 0.093, "kokoro": 0.077,
+                     "openjtalk": 0.213, "piper": 0.111}
+_DEFAULT_SECONDS_PER_CHAR = 0.08
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ class Planner:
                 pool = texts.sentences(voice.language)
                 count = int(rng.integers(spec.sentences_per_item[0], spec.sentences_per_item[1] + 1))
                 text = " ".join(pool[int(i)] for i in rng.choice(len(pool), size=min(count, len(pool)), replace=False))
-                planned = 0.4 + len(text) / _CHARS_PER_SECOND
+                planned = len(text) * _SECONDS_PER_CHAR.get(spec.family, _DEFAULT_SECONDS_PER_CHAR)
                 total_s += planned
                 job_id = f"{spec.family}-{index:06d}"
                 index += 1
