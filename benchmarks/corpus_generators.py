@@ -18,13 +18,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streaming_models.data import texts  # noqa: E402
-from streaming_models.data.generators import is_text_to_speech, list_families, make_generator  # noqa: E402
-from streaming_models.data.sources import load_source  # noqa: E402
+from streaming_models.data import texts
+from streaming_models.data.generators import is_text_to_speech, list_families, make_generator
+from streaming_models.data.sources import load_source
 
 
 def main() -> int:

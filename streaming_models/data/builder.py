@@ -8,6 +8,7 @@ order, so an interrupted-then-resumed build gives the same manifest as one run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -45,6 +46,11 @@ from streaming_models.data.sources import (
 from streaming_models.data.summary import summarize, write_summary
 
 log = structlog.get_logger(__name__)
+
+
+def job_key(job: Job) -> str:
+    """A digest of everything planned for a job: a record is reused only for the very same job."""
+    return hashlib.sha256(repr(job).encode("utf-8")).hexdigest()[:16]
 
 
 class BuildError(RuntimeError):
@@ -159,21 +165,23 @@ class CorpusBuilder:
     def _record_path(self, job_id: str) -> Path:
         return self.out_dir / "records" / f"{job_id}.json"
 
-    def _load_record(self, job_id: str) -> tuple[list[CorpusItem], float] | None:
-        path = self._record_path(job_id)
+    def _load_record(self, job: Job) -> tuple[list[CorpusItem], float] | None:
+        path = self._record_path(job.job_id)
         if not path.is_file():
             return None
         raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("job_key") != job_key(job):
+            return None  # planned differently (e.g. by an older version of the builder): redo it
         items = [CorpusItem.from_dict(d) for d in raw["items"]]
         if all((self.out_dir / i.path).is_file() for i in items):
             return items, float(raw.get("seconds", 0.0))
         return None
 
-    def _write_record(self, job_id: str, items: list[dict[str, Any]], seconds: float) -> None:
-        path = self._record_path(job_id)
+    def _write_record(self, job: Job, items: list[dict[str, Any]], seconds: float) -> None:
+        path = self._record_path(job.job_id)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"items": items, "seconds": round(seconds, 3)}, sort_keys=True,
-                                  ensure_ascii=False), encoding="utf-8")
+        record = {"items": items, "seconds": round(seconds, 3), "job_key": job_key(job)}
+        tmp.write_text(json.dumps(record, sort_keys=True, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
 
     def _check_out_dir(self) -> None:
@@ -199,7 +207,7 @@ class CorpusBuilder:
         self._check_out_dir()
         # Render in a fixed shuffled order: costly engines spread over the whole run, and an
         # interrupted build's partial manifest has a bit of every family.
-        todo = sorted((j for j in jobs if self._load_record(j.job_id) is None), key=lambda j: stable_hash(j.job_id))
+        todo = sorted((j for j in jobs if self._load_record(j) is None), key=lambda j: stable_hash(j.job_id))
         report = BuildReport(planned_jobs=len(jobs), skipped_jobs=len(jobs) - len(todo), rendered_jobs=0)
         if self.options.stop_after_jobs is not None:
             todo = todo[: self.options.stop_after_jobs]
@@ -212,13 +220,14 @@ class CorpusBuilder:
             transform_factory=self.options.transform_factory, generator_factory=self.options.generator_factory,
         )
         bar = tqdm(total=len(todo), desc=f"corpus {self.recipe.name}", unit="job", disable=not self.options.progress)
+        by_id = {j.job_id: j for j in todo}
         for job_id, items, error, seconds in self._render_all(todo, config):
             if error is not None:
                 report.failures[job_id] = error
                 log.warning("corpus_job_failed", job=job_id, error=error)
             else:
                 assert items is not None
-                self._write_record(job_id, items, seconds)
+                self._write_record(by_id[job_id], items, seconds)
                 report.rendered_jobs += 1
             bar.update(1)
         bar.close()
@@ -243,7 +252,7 @@ class CorpusBuilder:
         work_s: dict[str, float] = {}
         audio_s: dict[str, float] = {}
         for job in jobs:
-            record = self._load_record(job.job_id)
+            record = self._load_record(job)
             if record is None:
                 missing += 1
                 continue
