@@ -276,3 +276,20 @@ def test_real_engines_and_transforms_in_two_processes(tmp_path: Path) -> None:
     lyra = [i for i in items if i.codec == "neural"]
     assert lyra and all(i.codec_family == "lyra" and i.channel[0] == "lyra@6k" for i in lyra)
     assert all(i.codec_family == "g711" for i in items if i.codec == "telephony")
+
+
+def test_cli_check_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streaming_models.data.cli import main
+
+    shared = write_fake_shared(tmp_path / "shared")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "cli"\nseed = 1\n[[bonafide]]\nsource = "librispeech"\n')
+    assert main(["check", "--recipe", str(recipe), "--shared-data", str(shared)]) == 0
+    assert "recipe cli: sources, engines and transforms available; 8 jobs" in capsys.readouterr().out
+    assert main(["build", "--recipe", str(recipe), "--shared-data", str(shared), "--out", str(tmp_path / "o"),
+                 "--workers", "1", "--no-progress"]) == 0
+    assert len(list(read_manifest(tmp_path / "o" / "manifest.jsonl"))) == 8
+    assert main(["check", "--recipe", str(tmp_path / "missing.toml")]) == 1
+    assert "recipe not found" in capsys.readouterr().err
+    assert main(["check", "--small", "--recipe", str(recipe)]) == 2
+    assert main(["check"]) == 2
