@@ -36,6 +36,8 @@ from daemon.wire.zmq_messages import (
 
 log = structlog.get_logger(__name__)
 
+YIELD_EVERY = 16  # messages handled before the receive loop lets other tasks run
+
 
 @dataclass
 class _ClientStream:
@@ -86,7 +88,13 @@ class ZmqIngest:
 
     async def run_receive(self) -> None:
         assert self._socket is not None
+        handled = 0
         while True:
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # recv of an already-queued message does not yield to the loop: under a steady
+                # stream of messages this loop would starve the scoring tasks and the batcher
+                await asyncio.sleep(0)
             frames = await self._socket.recv_multipart(copy=True)
             if len(frames) < 2:
                 continue  # no identity: cannot happen on ROUTER, nothing to answer
