@@ -46,7 +46,7 @@ def test_sigterm_drains_streams_publishes_summaries_and_exits_0(tiny_model: tupl
     config.write_text(
         f'[model]\npath = "{tiny_model[0]}"\nproviders = ["CPUExecutionProvider"]\n'
         '[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\npub_endpoint = "tcp://127.0.0.1:*"\n'
-        '[webrtc]\nenabled = false\n[logging]\nformat = "json"\n')
+        '[webrtc]\nenabled = false\n')  # logging.format auto: stderr is a pipe, so JSON lines
     process = subprocess.Popen([sys.executable, "-m", "clients.cli", "serve", "--config", str(config)],
                                cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
