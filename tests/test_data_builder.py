@@ -293,3 +293,16 @@ def test_cli_check_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "recipe not found" in capsys.readouterr().err
     assert main(["check", "--small", "--recipe", str(recipe)]) == 2
     assert main(["check"]) == 2
+
+
+def test_short_clips_are_joined_per_speaker(tmp_path: Path) -> None:
+    recipe = {**RECIPE, "tts": [], "copy_synthesis": [], "bonafide": [{"source": "fsdd", "join_to_s": 0.9}]}
+    report = make_builder(tmp_path, "j", recipe).build()
+    items = [i for i in read_manifest(report.manifest) if "~" not in i.item_id]  # type: ignore[arg-type]
+    # 3 clips of 0.5 s per speaker -> one item of 2 clips (+ pause) and one single clip, per speaker
+    assert sorted(i.extra.get("joined_clips", "1") for i in items) == ["1", "1", "2", "2"]
+    for item in items:
+        if item.extra.get("joined_clips") == "2":
+            assert 1.15 <= item.duration_s <= 1.5 and item.extra["native_rate_hz"] == "8000"
+            assert item.item_id.endswith("+1")
+    assert {i.speaker for i in items} == {"fsdd/george", "fsdd/jackson"}

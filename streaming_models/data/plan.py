@@ -49,6 +49,7 @@ class Job:
     corpus: str
     outputs: tuple[OutputSpec, ...]
     audio_path: str | None = None  # bonafide recording, or the parent of a copy-synthesis
+    joined_paths: tuple[str, ...] = ()  # further clips of the same speaker appended to audio_path
     parent: str | None = None
     text: str | None = None
     voice: Voice | None = None
@@ -98,24 +99,46 @@ class Planner:
             outputs.append(OutputSpec(f"{item_id}~{slug(codec)}", (codec, *channel())))
         return tuple(outputs)
 
+    def _segments(self, pool: list[Utterance], join_to_s: float) -> list[list[Utterance]]:
+        """Consecutive clips of one speaker (in id order) joined until each segment lasts join_to_s."""
+        if join_to_s <= 0:
+            return [[u] for u in pool]
+        segments: list[list[Utterance]] = []
+        current: list[Utterance] = []
+        for utt in sorted(pool, key=lambda u: (u.speaker, u.utt_id)):
+            if current and (utt.speaker != current[0].speaker or utt.fixed_split != current[0].fixed_split
+                            or sum(u.duration_s for u in current) + utt.duration_s > self.recipe.max_item_s):
+                segments.append(current)
+                current = []
+            current.append(utt)
+            if sum(u.duration_s for u in current) >= join_to_s:
+                segments.append(current)
+                current = []
+        if current:
+            segments.append(current)
+        return segments
+
     def bonafide_jobs(self, pools: dict[str, list[Utterance]]) -> list[Job]:
         jobs: list[Job] = []
         for spec in self.recipe.bonafide:
-            pool = list(pools[spec.source])
-            order = np.random.default_rng([self.recipe.seed, stable_hash(f"bonafide:{spec.source}")]).permutation(len(pool))
+            segments = self._segments(list(pools[spec.source]), spec.join_to_s)
+            order = np.random.default_rng([self.recipe.seed, stable_hash(f"bonafide:{spec.source}")]).permutation(
+                len(segments))
             total_s = 0.0
             limit = len(order) if spec.max_items is None else min(spec.max_items, len(order))
             for index in order[:limit]:
                 if spec.hours is not None and total_s >= spec.hours * 3600:
                     break
-                utt = pool[int(index)]
-                dur = min(utt.duration_s, self.recipe.max_item_s)
+                segment = segments[int(index)]
+                utt = segment[0]
+                job_id = utt.utt_id if len(segment) == 1 else f"{utt.utt_id}+{len(segment) - 1}"
+                dur = min(sum(u.duration_s for u in segment), self.recipe.max_item_s)
                 total_s += dur
                 jobs.append(Job(
-                    job_id=utt.utt_id, kind="bonafide", source="bonafide", generator="human",
+                    job_id=job_id, kind="bonafide", source="bonafide", generator="human",
                     speaker=utt.speaker, language=utt.language, split=utterance_split(utt, self.recipe.dev_fraction),
-                    corpus=utt.corpus, outputs=self._outputs(utt.utt_id, "bonafide"), audio_path=str(utt.path),
-                    planned_s=dur,
+                    corpus=utt.corpus, outputs=self._outputs(job_id, "bonafide"), audio_path=str(utt.path),
+                    joined_paths=tuple(str(u.path) for u in segment[1:]), planned_s=dur,
                 ))
         return jobs
 

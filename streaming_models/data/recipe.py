@@ -22,6 +22,9 @@ class BonafideSpec:
     source: str  # a name from sources.source_names()
     hours: float | None = None  # stop once this much audio is selected (None: no hour limit)
     max_items: int | None = None
+    # Join a speaker's consecutive short clips (digits, letters, prompts) into items of at least this
+    # many seconds, with short pauses between them; 0 keeps one clip per item.
+    join_to_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,13 @@ def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
     bonafide = []
     for i, entry in enumerate(raw.get("bonafide", [])):  # type: ignore[union-attr]
         at = f"{where}: bonafide[{i}]"
-        _check_keys(entry, {"source", "hours", "max_items"}, at)
+        _check_keys(entry, {"source", "hours", "max_items", "join_to_s"}, at)
         if "source" not in entry:
             raise RecipeError(f"{at}: source is required")
         hours = _positive(entry["hours"], f"{at}.hours") if "hours" in entry else None
         max_items = int(_positive(entry["max_items"], f"{at}.max_items")) if "max_items" in entry else None
-        bonafide.append(BonafideSpec(str(entry["source"]), hours, max_items))
+        join_to_s = _positive(entry["join_to_s"], f"{at}.join_to_s") if "join_to_s" in entry else 0.0
+        bonafide.append(BonafideSpec(str(entry["source"]), hours, max_items, join_to_s))
     if not bonafide:
         raise RecipeError(f"{where}: at least one [[bonafide]] source is required")
     tts = []

@@ -112,10 +112,23 @@ class Renderer:
             audio = audio[start:start + limit]
         return audio, int(sr)
 
+    def _read_joined(self, paths: tuple[str, ...], rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Clips at 16 kHz with a natural pause between them, cut to max_item_s."""
+        parts: list[np.ndarray] = []
+        for i, path in enumerate(paths):
+            if i:
+                parts.append(np.zeros(int(SAMPLE_RATE_HZ * rng.uniform(0.15, 0.5)), np.float32))
+            audio, sr = sf.read(path, dtype="float32", always_2d=True)
+            parts.append(to_mono_16k(audio.mean(axis=1), int(sr)))
+        joined = np.concatenate(parts)
+        return joined[: int(self.config.max_item_s * SAMPLE_RATE_HZ)], SAMPLE_RATE_HZ
+
     def base_audio(self, job: Job, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         if job.kind == "bonafide":
             assert job.audio_path is not None
-            return self._read_source(job.audio_path, rng)
+            if not job.joined_paths:
+                return self._read_source(job.audio_path, rng)
+            return self._read_joined((job.audio_path, *job.joined_paths), rng)
         generator = self.generator(job.generator)
         if job.kind == "tts":
             assert job.text is not None and job.voice is not None
@@ -140,6 +153,9 @@ class Renderer:
             write_flac_atomic(self.config.out_dir / rel, audio)
             codec, family, objective = codec_labels(transforms)
             extra = {"native_rate_hz": str(native_rate_hz), "job": job.job_id}
+            if job.joined_paths:
+                extra["native_rate_hz"] = str(sf.info(job.audio_path).samplerate)
+                extra["joined_clips"] = str(1 + len(job.joined_paths))
             if job.text is not None:
                 extra["text"] = job.text
             if job.voice is not None:

@@ -131,6 +131,8 @@ def _asterisk(package: str, cache_dir: Path) -> list[Utterance]:
     root = fetch_debian_package(package, cache_dir)
     out = []
     for path in _audio_files(root / "usr" / "share" / "asterisk" / "sounds"):
+        if path.parent.name == "silence":  # silence/1.wav ... silence/10.wav hold no speech
+            continue
         voice_dir = path.relative_to(root / "usr" / "share" / "asterisk" / "sounds").parts[0]
         lang, _region, _gender, voice = voice_dir.split("_", 3)
         sr, dur = _info(path)

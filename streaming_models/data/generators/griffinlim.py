@@ -51,7 +51,7 @@ class GriffinLimVocoder:
         mel = fb @ spec.abs()  # (mels, frames)
         # Back to linear magnitude through the pseudo-inverse, as a mel-only TTS front end would.
         magnitude = torch.clamp(torch.linalg.pinv(fb) @ mel, min=1e-5)
-        n_iter = int(rng.integers(24, 64))
+        n_iter = int(rng.integers(16, 48))
         momentum = 0.99
         angles = torch.exp(2j * np.pi * torch.rand(magnitude.shape, generator=torch.Generator().manual_seed(
             int(rng.integers(0, 2**31)))))
