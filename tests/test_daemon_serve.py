@@ -96,3 +96,52 @@ def test_sigterm_drains_streams_publishes_summaries_and_exits_0(tiny_model: tupl
             process.kill()
             process.wait()
         context.destroy(linger=0)
+
+
+def test_second_signal_forces_exit_during_a_long_drain(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'[model]\npath = "{tiny_model[0]}"\nproviders = ["CPUExecutionProvider"]\n'
+        '[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\npub_endpoint = "tcp://127.0.0.1:*"\n'
+        '[webrtc]\nenabled = false\n'
+        # one stream's hops are scored one per batch, each batch waits 50 ms: 600 hops take ~30 s
+        '[batching]\nmax_wait_ms = 50.0\n[streams]\nmax_buffered_s = 600.0\n[shutdown]\ntimeout_s = 60.0\n')
+    process = subprocess.Popen([sys.executable, "-m", "clients.cli", "serve", "--config", str(config)],
+                               cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    context = zmq.Context()
+    try:
+        ready = _wait_ready(process)
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.RCVTIMEO, 5000)
+        dealer.connect(ready["ingest_endpoint"])
+        sub = context.socket(zmq.SUB)
+        sub.subscribe(b"")
+        sub.setsockopt(zmq.RCVTIMEO, 10000)
+        sub.connect(ready["pub_endpoint"])
+        time.sleep(0.3)
+        fmt = AudioFormat("pcm_f32le", 16000)
+        dealer.send_multipart(OpenMessage("long", fmt).to_frames())
+        parse_reply(dealer.recv_multipart())
+        second = encode_samples(np.full(16000, 0.1, dtype=np.float32), fmt)
+        for seq in range(60):
+            dealer.send_multipart(AudioMessage("long", seq, second).to_frames())
+        dealer.send_multipart(PingMessage().to_frames())
+        assert isinstance(parse_reply(dealer.recv_multipart()), PongReply)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert process.wait(timeout=15) == 1
+        assert time.monotonic() - started < 10
+        while True:  # the forced stream still got its summary
+            message = decode_pub(sub.recv_multipart())
+            if message["type"] == "closed":
+                break
+        assert message["reason"] == "shutdown"
+        assert 0 < message["summary"]["hops"] < 600
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        context.destroy(linger=0)
