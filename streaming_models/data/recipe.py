@@ -68,8 +68,12 @@ class Recipe:
     dev_fraction: float = 0.15  # share of speakers (and TTS voices) held out as dev
     max_item_s: float = 20.0  # longer source utterances are cut to this
     level_dbfs: tuple[float, float] = (-32.0, -18.0)  # every item's RMS is drawn from this range
+    raw_digest: str = ""  # digest of the recipe as written, set by parse_recipe
 
     def fingerprint(self) -> str:
+        """Identifies the recipe as written, so that a new optional key in a later version keeps it."""
+        if self.raw_digest:
+            return self.raw_digest
         blob = json.dumps(asdict(self), sort_keys=True).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -170,6 +174,7 @@ def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
         dev_fraction=_fraction(raw.get("dev_fraction", 0.15), f"{where}: dev_fraction"),
         max_item_s=_positive(raw.get("max_item_s", 20.0), f"{where}: max_item_s"),
         level_dbfs=(float(level[0]), float(level[1])),
+        raw_digest=hashlib.sha256(json.dumps(raw, sort_keys=True).encode("utf-8")).hexdigest()[:16],
     )
 
 
