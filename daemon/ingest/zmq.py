@@ -87,24 +87,31 @@ class ZmqIngest:
             self._socket = None
 
     async def run_receive(self) -> None:
+        """Wait until the socket is readable, then drain it without the per-message future
+        machinery of zmq.asyncio (a plain shadow socket, non-blocking), yielding to the loop
+        every YIELD_EVERY messages so scoring and batching never starve under steady input."""
         assert self._socket is not None
-        handled = 0
+        drain: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket.underlying)
         while True:
-            handled += 1
-            if handled % YIELD_EVERY == 0:
-                # recv of an already-queued message does not yield to the loop: under a steady
-                # stream of messages this loop would starve the scoring tasks and the batcher
-                await asyncio.sleep(0)
-            frames = await self._socket.recv_multipart(copy=True)
-            if len(frames) < 2:
-                continue  # no identity: cannot happen on ROUTER, nothing to answer
-            identity, body = frames[0], frames[1:]
-            try:
-                await self._handle(identity, body)
-            except ProtocolError as exc:
-                self.messages_rejected += 1
-                log.info("zmq_message_rejected", code=exc.code, reason=exc.message, stream_id=exc.stream_id)
-                await self._reply(identity, exc.reply().to_frames())
+            await self._socket.poll()  # readable (POLLIN is the default)
+            for _ in range(YIELD_EVERY):
+                try:
+                    frames = drain.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                await self._dispatch(frames)
+            await asyncio.sleep(0)
+
+    async def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return  # no identity: cannot happen on ROUTER, nothing to answer
+        identity, body = frames[0], frames[1:]
+        try:
+            await self._handle(identity, body)
+        except ProtocolError as exc:
+            self.messages_rejected += 1
+            log.info("zmq_message_rejected", code=exc.code, reason=exc.message, stream_id=exc.stream_id)
+            await self._reply(identity, exc.reply().to_frames())
 
     async def _handle(self, identity: bytes, body: Sequence[bytes]) -> None:
         message = parse_request(body)
