@@ -67,6 +67,12 @@ def build_backend(config: DaemonConfig, model_path: Path) -> Backend:
                         intra_op_threads=config.model.intra_op_threads)
 
 
+def _report_unexpected_end(task: asyncio.Task[Any]) -> None:
+    """The batcher and the reaper run until cancelled; anything else is a bug worth shouting about."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("background_task_died", task=task.get_name(), error=repr(task.exception()))
+
+
 @dataclass
 class DaemonState:
     """The daemon-wide mutable state, created by the app and passed down explicitly."""
@@ -101,6 +107,8 @@ class Daemon:
         self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, cfg.decision)
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
                        asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper")]
+        for task in self._tasks:
+            task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, model_id=meta.model_id, hop_ms=meta.hop_ms,
                                    context=self._context)
