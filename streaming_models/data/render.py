@@ -106,6 +106,9 @@ class Renderer:
     def _read_source(self, path: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         audio, sr = sf.read(path, dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if peak > 1.0:  # a few float Ogg files decode far beyond full scale (klettres tn/alpha/k.ogg: 44)
+            audio = audio / peak
         limit = int(self.config.max_item_s * sr)
         if audio.size > limit:
             start = int(rng.integers(0, audio.size - limit + 1))

@@ -33,7 +33,8 @@ class WorldVocoder:
         f0, times = pyworld.dio(x, sample_rate_hz, frame_period=frame_period_ms)
         f0 = pyworld.stonemask(x, f0, times, sample_rate_hz)
         envelope = pyworld.cheaptrick(x, f0, times, sample_rate_hz)
-        aperiodicity = pyworld.d4c(x, f0, times, sample_rate_hz)
+        # d4c can return NaN on frames it cannot analyse; treat those as fully aperiodic (noise).
+        aperiodicity = np.nan_to_num(pyworld.d4c(x, f0, times, sample_rate_hz), nan=1.0)
         # A mild pitch shift as voice-conversion systems apply; 1.0 keeps plain resynthesis.
         f0 = f0 * float(rng.choice([1.0, 1.0, rng.uniform(0.85, 1.18)]))
         y = pyworld.synthesize(f0, envelope, aperiodicity, sample_rate_hz, frame_period_ms)
