@@ -306,3 +306,14 @@ def test_short_clips_are_joined_per_speaker(tmp_path: Path) -> None:
             assert 1.15 <= item.duration_s <= 1.5 and item.extra["native_rate_hz"] == "8000"
             assert item.item_id.endswith("+1")
     assert {i.speaker for i in items} == {"fsdd/george", "fsdd/jackson"}
+
+
+def test_source_decoding_beyond_full_scale_is_scaled(tmp_path: Path) -> None:
+    from streaming_models.data.render import RenderConfig, Renderer
+
+    path = tmp_path / "loud.wav"
+    sf.write(path, 40.0 * np.sin(np.arange(8000) * 0.05), 8000, subtype="FLOAT")
+    renderer = Renderer(RenderConfig(out_dir=tmp_path, seed=0, cache_dir=tmp_path, max_item_s=5.0,
+                                     level_dbfs=(-30.0, -20.0)))
+    audio, sr = renderer._read_source(str(path), np.random.default_rng(0))
+    assert sr == 8000 and 0.99 <= float(np.max(np.abs(audio))) <= 1.0
