@@ -11,6 +11,7 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class RecipeError(ValueError):
@@ -105,20 +106,20 @@ def _strings(value: object, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_keys(table: dict[str, object], allowed: set[str], where: str) -> None:
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise RecipeError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
 
 
-def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
+def parse_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     _check_keys(raw, {"name", "seed", "bonafide", "tts", "copy_synthesis", "neural_codec", "channel",
                       "dev_fraction", "max_item_s", "level_dbfs"}, where)
     seed = raw.get("seed")
     if not isinstance(seed, int):
         raise RecipeError(f"{where}: seed must be an integer")
     bonafide = []
-    for i, entry in enumerate(raw.get("bonafide", [])):  # type: ignore[union-attr]
+    for i, entry in enumerate(raw.get("bonafide", [])):
         at = f"{where}: bonafide[{i}]"
         _check_keys(entry, {"source", "hours", "max_items", "join_to_s"}, at)
         if "source" not in entry:
@@ -130,7 +131,7 @@ def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
     if not bonafide:
         raise RecipeError(f"{where}: at least one [[bonafide]] source is required")
     tts = []
-    for i, entry in enumerate(raw.get("tts", [])):  # type: ignore[union-attr]
+    for i, entry in enumerate(raw.get("tts", [])):
         at = f"{where}: tts[{i}]"
         _check_keys(entry, {"family", "hours", "voices", "languages", "sentences_per_item"}, at)
         span = entry.get("sentences_per_item", [1, 2])
@@ -140,24 +141,24 @@ def parse_recipe(raw: dict[str, object], where: str = "recipe") -> Recipe:
                            _strings(entry.get("voices", []), f"{at}.voices"),
                            _strings(entry.get("languages", []), f"{at}.languages"), (int(span[0]), int(span[1]))))
     copies = []
-    for i, entry in enumerate(raw.get("copy_synthesis", [])):  # type: ignore[union-attr]
+    for i, entry in enumerate(raw.get("copy_synthesis", [])):
         at = f"{where}: copy_synthesis[{i}]"
         _check_keys(entry, {"family", "hours", "parents"}, at)
         copies.append(CopySynthesisSpec(str(entry["family"]), _positive(entry.get("hours"), f"{at}.hours"),
                                         _strings(entry.get("parents", ["librispeech"]), f"{at}.parents")))
     nc_raw = raw.get("neural_codec", {})
-    _check_keys(nc_raw, {"transforms", "bonafide_fraction", "spoof_fraction"}, f"{where}: neural_codec")  # type: ignore[arg-type]
+    _check_keys(nc_raw, {"transforms", "bonafide_fraction", "spoof_fraction"}, f"{where}: neural_codec")
     neural = NeuralCodecSpec(
-        _strings(nc_raw.get("transforms", []), f"{where}: neural_codec.transforms"),  # type: ignore[union-attr]
-        _fraction(nc_raw.get("bonafide_fraction", 0.0), f"{where}: neural_codec.bonafide_fraction"),  # type: ignore[union-attr]
-        _fraction(nc_raw.get("spoof_fraction", 0.0), f"{where}: neural_codec.spoof_fraction"),  # type: ignore[union-attr]
+        _strings(nc_raw.get("transforms", []), f"{where}: neural_codec.transforms"),
+        _fraction(nc_raw.get("bonafide_fraction", 0.0), f"{where}: neural_codec.bonafide_fraction"),
+        _fraction(nc_raw.get("spoof_fraction", 0.0), f"{where}: neural_codec.spoof_fraction"),
     )
     if (neural.bonafide_fraction or neural.spoof_fraction) and not neural.transforms:
         raise RecipeError(f"{where}: neural_codec fractions are set but neural_codec.transforms is empty")
     ch_raw = raw.get("channel", {})
-    _check_keys(ch_raw, {"fraction", "chains"}, f"{where}: channel")  # type: ignore[arg-type]
-    chains = tuple(_strings(c, f"{where}: channel.chains[{i}]") for i, c in enumerate(ch_raw.get("chains", [])))  # type: ignore[union-attr]
-    channel = ChannelSpec(_fraction(ch_raw.get("fraction", 0.0), f"{where}: channel.fraction"), chains)  # type: ignore[union-attr]
+    _check_keys(ch_raw, {"fraction", "chains"}, f"{where}: channel")
+    chains = tuple(_strings(c, f"{where}: channel.chains[{i}]") for i, c in enumerate(ch_raw.get("chains", [])))
+    channel = ChannelSpec(_fraction(ch_raw.get("fraction", 0.0), f"{where}: channel.fraction"), chains)
     if channel.fraction and not channel.chains:
         raise RecipeError(f"{where}: channel.fraction is set but channel.chains is empty")
     level = raw.get("level_dbfs", [-32.0, -18.0])

@@ -99,12 +99,12 @@ def read_wav_bytes(blob: bytes) -> tuple[np.ndarray, int]:
     """Decode a WAV produced by an engine (tolerates the streaming header espeak writes)."""
     if blob[:4] == b"RIFF" and len(blob) >= 44:
         # Streaming writers put 0x7fffffff sizes in the header; libsndfile rejects some of those.
-        blob = bytearray(blob)
-        blob[4:8] = (len(blob) - 8).to_bytes(4, "little")
-        data_at = bytes(blob).find(b"data")
+        fixed = bytearray(blob)
+        fixed[4:8] = (len(fixed) - 8).to_bytes(4, "little")
+        data_at = blob.find(b"data")
         if data_at >= 0:
-            blob[data_at + 4:data_at + 8] = (len(blob) - data_at - 8).to_bytes(4, "little")
-        blob = bytes(blob)
+            fixed[data_at + 4:data_at + 8] = (len(fixed) - data_at - 8).to_bytes(4, "little")
+        blob = bytes(fixed)
     audio, sr = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
     return audio.mean(axis=1), int(sr)
 

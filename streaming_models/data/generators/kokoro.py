@@ -15,6 +15,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class KokoroTTS:
 
     def __init__(self, cache_dir: Path) -> None:
         self._cache_dir = Path(cache_dir)
-        self._session: object | None = None
+        self._session: Any = None
         self._vocab: dict[str, int] = {}
         self._styles: dict[str, np.ndarray] = {}
 
@@ -117,14 +118,14 @@ class KokoroTTS:
 
     def synthesize(self, text: str, voice: Voice, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         self._load()
-        style = sum(w * self._styles[n] for n, w in parse_blend(voice.voice_id))
+        style = np.sum([w * self._styles[n] for n, w in parse_blend(voice.voice_id)], axis=0)
         tokens = [self._vocab[c] for c in self.phonemes(text, voice.language) if c in self._vocab]
         tokens = tokens[:_MAX_TOKENS - 2]
         if not tokens:
             raise GenerationError(f"kokoro: no phoneme tokens for {text!r}")
         ref = np.asarray(style[min(len(tokens), len(style)) - 1], dtype=np.float32).reshape(1, 256)
         speed = float(rng.uniform(0.85, 1.15))
-        audio = self._session.run(None, {  # type: ignore[attr-defined]
+        audio = self._session.run(None, {
             "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
             "style": ref,
             "speed": np.array([speed], dtype=np.float32),
