@@ -317,3 +317,13 @@ def test_source_decoding_beyond_full_scale_is_scaled(tmp_path: Path) -> None:
                                      level_dbfs=(-30.0, -20.0)))
     audio, sr = renderer._read_source(str(path), np.random.default_rng(0))
     assert sr == 8000 and 0.99 <= float(np.max(np.abs(audio))) <= 1.0
+
+
+def test_status_writes_the_manifest_of_finished_jobs(tmp_path: Path) -> None:
+    make_builder(tmp_path, "p", stop_after_jobs=4).build()
+    done, planned, manifest = make_builder(tmp_path, "p").status()
+    assert done == 4 and planned > 4 and manifest.name == "manifest.partial.jsonl"
+    assert json.loads((tmp_path / "p" / "summary.partial.json").read_text())["jobs_done"] == 4
+    make_builder(tmp_path, "p").build()
+    done, planned, manifest = make_builder(tmp_path, "p").status()
+    assert done == planned and manifest.name == "manifest.jsonl"

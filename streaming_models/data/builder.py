@@ -153,6 +153,39 @@ class CorpusBuilder:
             raise BuildError("cannot build the corpus:\n  - " + "\n  - ".join(problems))
         return pools, voices
 
+    def voices_only(self) -> tuple[dict[str, list[Utterance]], dict[str, list[Voice]]]:
+        """Sources and voice lists without checking engines: enough to re-plan an existing build."""
+        pools = {name: load_source(name, self.options.shared_dir, self.options.debian_cache_dir)
+                 for name in sorted({b.source for b in self.recipe.bonafide}
+                                    | {p for c in self.recipe.copy_synthesis for p in c.parents})}
+        voices: dict[str, list[Voice]] = {}
+        for family in self.recipe.families():
+            generator = self.options.generator_factory(family, self.options.cache_dir)
+            if is_text_to_speech(generator):
+                voices[family] = generator.voices()  # type: ignore[union-attr]
+        return pools, voices
+
+    def status(self) -> tuple[int, int, Path]:
+        """(jobs done, jobs planned, manifest path): writes the manifest of what is done so far.
+
+        Safe while a build of the same folder runs: it only reads records and replaces
+        `manifest.partial.jsonl` (or, once every job is done, writes the full manifest).
+        """
+        jobs = self.plan(*self.voices_only())
+        items: list[CorpusItem] = []
+        done = 0
+        for job in jobs:
+            record = self._load_record(job)
+            if record is not None:
+                done += 1
+                items.extend(record[0])
+        name = "manifest.jsonl" if done == len(jobs) else "manifest.partial.jsonl"
+        write_manifest(self.out_dir / name, items)
+        summary = summarize(items, self.recipe.neural_codec.transforms,
+                            {"recipe": self.recipe.name, "jobs_done": done, "jobs_planned": len(jobs)})
+        (self.out_dir / "summary.partial.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        return done, len(jobs), self.out_dir / name
+
     def plan(self, pools: dict[str, list[Utterance]], voices: dict[str, list[Voice]]) -> list[Job]:
         planner = Planner(self.recipe)
         jobs = planner.bonafide_jobs(pools) + planner.tts_jobs(voices) + planner.copy_jobs(pools)

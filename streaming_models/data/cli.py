@@ -22,7 +22,8 @@ SMALL_RECIPE = REPO_ROOT / "configs" / "data" / "small.toml"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spoofwatch data", description="build the codec-aware training corpus")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_ in (("build", "build (or resume) a corpus"), ("check", "check sources and engines only")):
+    for name, help_ in (("build", "build (or resume) a corpus"), ("check", "check sources and engines only"),
+                        ("status", "progress of a build; writes the manifest of what is done so far")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--recipe", type=Path, help="recipe TOML (configs/data/*.toml)")
         p.add_argument("--small", action="store_true", help=f"use {SMALL_RECIPE.relative_to(REPO_ROOT)}")
@@ -32,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="where fetched Debian speech packages are kept")
         p.add_argument("--engine-cache", type=Path, default=REPO_ROOT / ".cache" / "engines",
                        help="where engines unpack their model files")
-        if name == "build":
+        if name in ("build", "status"):
             p.add_argument("--out", type=Path, required=True, help="output folder (resumes if it exists)")
+        if name == "build":
             p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -58,12 +60,16 @@ def main(argv: list[str]) -> int:
     try:
         recipe = load_recipe(recipe_path)
         options = BuildOptions(
-            out_dir=args.out if args.command == "build" else Path("."),
+            out_dir=args.out if args.command in ("build", "status") else Path("."),
             workers=args.workers if args.command == "build" else 1,
             cache_dir=args.engine_cache, debian_cache_dir=args.debian_cache, shared_dir=args.shared_data,
             progress=not getattr(args, "no_progress", True),
         )
         builder = CorpusBuilder(recipe, options)
+        if args.command == "status":
+            done, planned, manifest = builder.status()
+            print(f"{done}/{planned} jobs done; wrote {manifest} and summary.partial.json")
+            return 0
         if args.command == "check":
             pools, voices = builder.preflight()
             jobs = builder.plan(pools, voices)
