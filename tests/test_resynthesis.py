@@ -266,3 +266,45 @@ def test_missing_checkpoint_names_the_training_command(tmp_path: Path) -> None:
         InhouseVocoderGenerator(checkpoint_path=tmp_path / "x.pt").check_available()
     with pytest.raises(TransformUnavailable):
         transform.check_available()
+
+
+def test_corpus_builder_labels_items_from_the_inhouse_models(tmp_path: Path, fake_shared_data: Path) -> None:
+    """The plug-ins inside a real (tiny) corpus build: codec items and vocoder spoofs, labelled."""
+    from streaming_models.data.builder import BuildOptions, CorpusBuilder
+    from streaming_models.data.manifest import read_manifest
+    from streaming_models.data.recipe import parse_recipe
+
+    token = load_config(CONFIGS / "codec_token1k.toml")
+    train(with_overrides(token, codec={**TINY_CODEC, "strides": token.codec.strides}, loss=TINY_LOSS,
+                         train={**TINY_TRAIN, "max_steps": 1}), tmp_path / "token", data_dir=fake_shared_data,
+          progress=False)
+    vocoder = load_config(CONFIGS / "vocoder_mel.toml")
+    train(with_overrides(vocoder, vocoder=TINY_VOCODER, loss=TINY_LOSS, train={**TINY_TRAIN, "max_steps": 1}),
+          tmp_path / "voc", data_dir=fake_shared_data, progress=False)
+
+    def transform_factory(spec: str) -> AudioTransform:
+        if spec != "inhouse-token1k":
+            raise ValueError(f"unknown transform {spec}")
+        return CODEC_TRANSFORMS[2](checkpoint_path=tmp_path / "token" / "model.pt")
+
+    def generator_factory(family: str, cache_dir: Path) -> InhouseVocoderGenerator:
+        if family != "inhouse-vocoder":
+            raise ValueError(f"unknown generator family {family}")
+        return InhouseVocoderGenerator(checkpoint_path=tmp_path / "voc" / "model.pt")
+
+    recipe = parse_recipe({
+        "name": "inhouse", "seed": 1, "dev_fraction": 0.0,
+        "bonafide": [{"source": "librispeech"}],
+        "copy_synthesis": [{"family": "inhouse-vocoder", "hours": 0.0005, "parents": ["librispeech"]}],
+        "neural_codec": {"transforms": ["inhouse-token1k"], "bonafide_fraction": 1.0, "spoof_fraction": 1.0},
+    })
+    options = BuildOptions(out_dir=tmp_path / "corpus", workers=1, shared_dir=fake_shared_data, progress=False,
+                           cache_dir=tmp_path / "engines", transform_factory=transform_factory,
+                           generator_factory=generator_factory)  # type: ignore[arg-type]
+    report = CorpusBuilder(recipe, options).build()
+    assert report.complete and not report.failures, report.failures
+    items = list(read_manifest(report.manifest))  # type: ignore[arg-type]
+    codec_items = [i for i in items if i.codec == "neural"]
+    assert codec_items and all((i.codec_family, i.codec_objective) == ("inhouse-token1k", "synthesis")
+                               and i.channel[0] == "inhouse-token1k" for i in codec_items)
+    assert any(i.source == "spoof" and i.generator == "inhouse-vocoder" for i in items)
