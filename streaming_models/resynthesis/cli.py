@@ -10,7 +10,8 @@ from pathlib import Path
 
 from streaming_models.resynthesis.config import ConfigError, apply_overrides, load_config
 
-DEFAULT_ARTIFACTS = Path("artifacts/resynthesis")
+# The plug-ins look for NAME/model.pt here unless given another path.
+DEFAULT_ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "resynthesis"
 
 
 def _parser() -> argparse.ArgumentParser:
