@@ -21,7 +21,8 @@ import numpy as np
 import soxr
 import torch
 
-from streaming_models.resynthesis.checkpoint import CheckpointError, load_checkpoint
+from streaming_models.resynthesis.checkpoint import CheckpointError, load_checkpoint, load_model
+from streaming_models.resynthesis.codec import Codec
 from streaming_models.resynthesis.dataset import read_mono_16k, shared_data_dir
 from streaming_models.resynthesis.metrics import (
     log_spectrogram_correlation,
@@ -60,6 +61,22 @@ def resynthesizer(name: str, checkpoint: Path) -> Callable[[np.ndarray], np.ndar
     transform = cls(checkpoint)
     transform.check_available()
     return lambda audio: transform.apply(audio, rng)
+
+
+def codebook_usage(checkpoint: Path, utterances: list[np.ndarray]) -> dict[str, object]:
+    """Per RVQ stage on the held-out set: distinct codes used and code perplexity (a collapsed codebook shows ~1)."""
+    _, model = load_model(checkpoint)
+    if not isinstance(model, Codec):
+        return {}
+    with torch.no_grad():
+        codes = torch.cat([model.encode(torch.from_numpy(u)[None, None]) for u in utterances], dim=-1)
+    used, perplexity = [], []
+    for stage in codes:  # (1, frames)
+        counts = torch.bincount(stage.flatten(), minlength=model.cfg.codebook_size).double()
+        p = counts[counts > 0] / counts.sum()
+        used.append(int((counts > 0).sum()))
+        perplexity.append(round(float(torch.exp(-(p * p.log()).sum()))))
+    return {"codes_used_per_stage": used, "code_perplexity_per_stage": perplexity}
 
 
 def band_limit_8k(audio: np.ndarray) -> np.ndarray:
@@ -117,8 +134,10 @@ def main(argv: list[str]) -> int:
             hop = int(np.prod(cfg["codec"]["strides"]))
             bitrate = 16000 / hop * cfg["codec"]["num_quantizers"] * np.log2(cfg["codec"]["codebook_size"])
         systems.append((name, run, {"parameters": payload["parameters"], "bitrate_bps": bitrate,
-                                    "steps": payload["step"], "train_min": round(payload["elapsed_s"] / 60, 1)}))
+                                    "steps": payload["step"], "train_min": round(payload["elapsed_s"] / 60, 1),
+                                    "_checkpoint": checkpoint}))
     for name, run, info in systems:
+        checkpoint_path = info.pop("_checkpoint", None)
         started = time.perf_counter()
         outputs = [run(u) for u in utterances]
         seconds = time.perf_counter() - started
@@ -127,7 +146,8 @@ def main(argv: list[str]) -> int:
         rows.append({"model": name, **info, "utterances": len(utterances),
                      "mrstft_distance": round(float(np.mean(dist)), 3),
                      "logspec_corr": round(float(np.mean(corr)), 3), "rtf": round(seconds / audio_s, 3)})
-        if info:
+        if isinstance(checkpoint_path, Path):
+            rows[-1].update(codebook_usage(checkpoint_path, utterances))
             save_spectrograms(args.images / f"resynthesis_{name}.png", name, utterances[0], outputs[0])
     if args.json:
         for row in rows:
@@ -139,6 +159,10 @@ def main(argv: list[str]) -> int:
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(row.get(h, "")) for h in header))
+    for row in rows:
+        if "codes_used_per_stage" in row:
+            print(f"{row['model']}: codes used per stage {row['codes_used_per_stage']}, "
+                  f"perplexity {row['code_perplexity_per_stage']}")
     return 0
 
 
