@@ -93,6 +93,7 @@ class LiveStream:
         self._slot = hub.batcher.open_slot(spec.stream_id)
         self._tracker = DecisionTracker(hub.decision_config)
         self._feeds: list[EventFeed] = []
+        self._opened_message: Mapping[str, Any] | None = None  # replayed to feeds subscribed after open
         self._closed_message: Mapping[str, Any] | None = None
         self._closing = False
         self._done = asyncio.Event()
@@ -168,6 +169,8 @@ class LiveStream:
         self._emit(message)
 
     def _emit(self, message: Mapping[str, Any]) -> None:
+        if message["type"] == "opened":
+            self._opened_message = message
         if not self._hub.publisher.publish(message) and message["type"] == "result":
             self.results_dropped += 1
         for feed in self._feeds:
@@ -177,6 +180,8 @@ class LiveStream:
 
     def events(self) -> EventFeed:
         feed = EventFeed(self._hub.streams_config.events_queue_size)
+        if self._opened_message is not None:
+            feed.offer(self._opened_message)
         if self._closed_message is not None:
             feed.offer(self._closed_message)
         else:

@@ -66,8 +66,8 @@ async def test_whip_opus_results_on_data_channel_and_pub(daemon: Daemon) -> None
     await asyncio.wait_for(listener, 5)
 
     # the data channel got the stream's own events, in order, ending with the summary
-    # (`opened` is published inside hub.open(), before the adapter can subscribe to events())
     assert published[0]["type"] == "opened" and published[0]["transport"] == "webrtc"
+    assert result.events[0]["type"] == "opened"  # replayed to the feed the adapter took after open()
     assert published[0]["sample_rate_hz"] == 48000  # Opus decodes at 48 kHz
     assert result.events[-1]["type"] == "closed"
     channel_hops = [e["seq"] for e in result.results]
