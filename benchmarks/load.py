@@ -27,7 +27,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,13 @@ import zmq.asyncio
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from clients.local_daemon import (
+    DaemonNotReady,
+    daemon_command,
+    free_port,
+    stop_process,
+    wait_for_pong,
+)
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from daemon.wire.results import decode_pub
@@ -53,7 +59,6 @@ from daemon.wire.zmq_messages import (
     ErrorReply,
     OpenedReply,
     OpenMessage,
-    PingMessage,
     parse_reply,
 )
 
@@ -278,26 +283,12 @@ def print_level(result: LevelResult, budget_ms: float) -> None:
 
 # ---- daemon lifecycle -----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_daemon(args: argparse.Namespace, max_streams: int) -> subprocess.Popen[bytes]:
     ingest, results = free_port(), free_port()
     args.endpoint, args.results_endpoint = f"tcp://127.0.0.1:{ingest}", f"tcp://127.0.0.1:{results}"
-    command = [
-        sys.executable, "-m", "daemon",
-        "--model.path", str(args.model),
-        "--zmq.ingest-endpoint", args.endpoint,
-        "--zmq.pub-endpoint", args.results_endpoint,
-        "--webrtc.enabled", "false",
-        "--streams.max-streams", str(max_streams),
-        "--streams.idle-timeout-s", "30",
-        "--logging.level", "warning",
-        *args.daemon_arg,
-    ]
+    command = daemon_command(args.model, args.endpoint, args.results_endpoint,
+                             "--streams.max-streams", str(max_streams), "--streams.idle-timeout-s", "30",
+                             *args.daemon_arg)
     log_path = REPO_ROOT / "runs" / "load-daemon.log"
     log_path.parent.mkdir(exist_ok=True)
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
@@ -306,33 +297,11 @@ def start_daemon(args: argparse.Namespace, max_streams: int) -> subprocess.Popen
 
 
 def wait_until_ready(endpoint: str, process: subprocess.Popen[bytes] | None, log_path: Path | None) -> None:
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(endpoint)
-    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                tail = log_path.read_text()[-2000:] if log_path else ""
-                raise SystemExit(f"the daemon exited with status {process.returncode}:\n{tail}")
-            dealer.send_multipart(PingMessage().to_frames())
-            if dealer.poll(500):
-                dealer.recv_multipart()
-                return
-        raise SystemExit(f"no pong from {endpoint} within 60 s")
-    finally:
-        dealer.close()
-        context.term()
-
-
-def stop_daemon(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        wait_for_pong(endpoint, process, timeout_s=60)
+    except DaemonNotReady as exc:
+        tail = log_path.read_text()[-2000:] if log_path else ""
+        raise SystemExit(f"{exc}:\n{tail}") from None
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -406,7 +375,7 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(2.0)  # let the daemon settle (closing streams) between levels
     finally:
         if daemon is not None:
-            stop_daemon(daemon)
+            stop_process(daemon, timeout_s=20)
     passing = [n for n, ok in history if ok]
     print(f"largest N within budget: {max(passing) if passing else 'none'} "
           f"(tried {[n for n, _ in history]})", flush=True)

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy.typing as npt
 
 from clients.client import AsyncDetectorClient, DaemonError
 from clients.commands.send import SendError, read_audio
+from clients.local_daemon import daemon_command, free_port, stop_process
 from clients.meter import Meter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +98,7 @@ def genuine_clip(data_dir: Path) -> DemoClip | None:
 
 
 def start_daemon(model: Path, ingest: str, results: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "daemon", "--model.path", str(model), "--zmq.ingest-endpoint", ingest,
-               "--zmq.pub-endpoint", results, "--webrtc.enabled", "false", "--logging.level", "warning"]
-    return subprocess.Popen(command, cwd=REPO_ROOT)
+    return subprocess.Popen(daemon_command(model, ingest, results), cwd=REPO_ROOT)
 
 
 async def wait_for_daemon(client: AsyncDetectorClient, process: subprocess.Popen[bytes] | None) -> None:
@@ -163,12 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     process: subprocess.Popen[bytes] | None = None
@@ -202,9 +194,4 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
