@@ -29,6 +29,8 @@ _SPLIT_SALT = "spoofwatch-split-v1"  # fixed, so that every recipe puts a speake
 _SECONDS_PER_CHAR = {"espeak": 0.0685, "festival": 0.103, "flite": 0.081, "hibari": 0.093, "kokoro": 0.077,
                      "openjtalk": 0.213, "piper": 0.111}
 _DEFAULT_SECONDS_PER_CHAR = 0.08
+_MIN_CLIP_S = 0.05  # two fillets-ng-data-nl files decode to zero samples
+_MIN_PARENT_S = 0.25  # a vocoder needs a few frames; this also leaves out Asterisk's 0.2 s beeps
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class Planner:
     def bonafide_jobs(self, pools: dict[str, list[Utterance]]) -> list[Job]:
         jobs: list[Job] = []
         for spec in self.recipe.bonafide:
-            segments = self._segments(list(pools[spec.source]), spec.join_to_s)
+            usable = [u for u in pools[spec.source] if u.duration_s >= _MIN_CLIP_S]
+            segments = self._segments(usable, spec.join_to_s)
             order = np.random.default_rng([self.recipe.seed, stable_hash(f"bonafide:{spec.source}")]).permutation(
                 len(segments))
             total_s = 0.0
@@ -181,6 +184,8 @@ class Planner:
                 if total_s >= spec.hours * 3600:
                     break
                 utt = pool[int(index)]
+                if utt.duration_s < _MIN_PARENT_S:
+                    continue
                 dur = min(utt.duration_s, self.recipe.max_item_s)
                 total_s += dur
                 job_id = f"{spec.family}-{utt.utt_id}"
