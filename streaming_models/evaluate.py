@@ -9,8 +9,9 @@ same resampler, same hop boundaries, final partial hop unscored) and scored by
 each row carrying its own state, as the daemon's batcher does.
 
 Reported per head (spoof, codec): EER and ASVspoof 5 minDCF (metrics.py) on the score at
-the end of each clip; the same after 0.5, 1, 2 and 4 s of audio; breakdowns per system,
-codec and corpus; and, at the operating threshold (model metadata, else 0.5), the flag
+the end of each clip; the same after 0.5, 1, 2 and 4 s of audio; breakdowns per dataset,
+corpus, system and codec (EER within the group, and "pooled": the group's positives against
+every negative of the set, the usual per-attack figure); and, at the operating threshold (model metadata, else 0.5), the flag
 rate, the false-alarm rate and the time to detection (first hop at or above threshold).
 """
 
@@ -55,6 +56,7 @@ class EvalItem:
     codec_name: str
     corpus: str
     genuine_resynthesized: bool = False  # bona fide speech passed through a neural codec
+    dataset: str = ""  # labels.csv: the path's top folder (e.g. hifigan-demo); manifest: the corpus
 
 
 def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
@@ -69,7 +71,8 @@ def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
                 raise ValueError(f"{path}:{lineno}: label must be bonafide|spoof and codec none|neural|telephony")
             items.append(EvalItem(root / row["path"], int(row["label"] == "spoof"), int(row["codec"] == "neural"),
                                   row["system"], row["codec"], row["corpus"],
-                                  row["label"] == "bonafide" and row["codec"] == "neural"))
+                                  row["label"] == "bonafide" and row["codec"] == "neural",
+                                  Path(row["path"]).parts[0] if Path(row["path"]).parts else ""))
     return items
 
 
@@ -83,7 +86,7 @@ def read_labels_manifest(path: Path, root: Path | None, policy: str, split: str 
         spoof, codec = targets(item, pol)
         items.append(EvalItem(audio if root else resolve_audio_path(path, item), spoof, codec,
                               item.generator, item.codec_family, item.corpus,
-                              item.source == "bonafide" and item.codec == "neural"))
+                              item.source == "bonafide" and item.codec == "neural", item.corpus))
     return items
 
 
@@ -165,7 +168,9 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
         p_spoof = np.array([scores[i][-1, 0] for i in resynth])
         report["genuine_resynthesized"] = {"n": len(resynth), "p_spoof_mean": float(p_spoof.mean()),
                                            "spoof_flagged": float((p_spoof >= thresholds["spoof"]).mean())}
-    for key in ("corpus", "system", "codec_name"):
+    finals_all = np.array([s[-1] for s in scores])  # [files, 2]
+    targets_all = np.array([[it.spoof, it.codec] for it in items])  # [files, 2]
+    for key in ("dataset", "corpus", "system", "codec_name"):
         groups: dict[str, list[int]] = defaultdict(list)
         for i, it in enumerate(items):
             groups[getattr(it, key)].append(i)
@@ -180,6 +185,11 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
                 row[f"{head}_flagged"] = float((finals >= thresholds[head]).mean())
                 metrics = head_metrics(labels, finals)
                 row[f"{head}_eer"] = metrics["eer"] if metrics else None
+                # ASVspoof-style per-attack figure: this group's positives against every negative of the set.
+                pos = finals[labels == 1]
+                neg = finals_all[targets_all[:, col] == 0, col]
+                row[f"{head}_eer_pooled"] = (eer(np.concatenate([pos, neg]), np.r_[np.ones(pos.size), np.zeros(neg.size)])[0]
+                                             if pos.size and neg.size else None)
             table[name] = row
         report["breakdown"][key.removesuffix("_name")] = table
     return report
@@ -213,12 +223,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", (f"codec-resynthesized genuine speech: n={g['n']}  mean p_spoof {g['p_spoof_mean']:.3f}  "
                       f"called spoof {_pct(g['spoof_flagged'])}")]
     for key, table in report["breakdown"].items():
-        lines += ["", (f"by {key}: {'n':>5} {'bona':>5} {'codec':>5}  {'p_spoof':>7} {'flag':>6} {'EER':>6}  "
-                       f"{'p_codec':>7} {'flag':>6} {'EER':>6}")]
+        lines += ["", (f"by {key}: {'n':>5} {'bona':>5} {'codec':>5}  {'p_spoof':>7} {'flag':>6} {'EER':>6} "
+                       f"{'EERpool':>7}  {'p_codec':>7} {'flag':>6} {'EER':>6} {'EERpool':>7}")]
         for name, r in table.items():
             lines.append(f"  {name[:28]:28} {r['n']:5d} {r['bonafide']:5d} {r['neural_codec']:5d}  "
-                         f"{r['p_spoof_mean']:7.3f} {_pct(r['spoof_flagged'])} {_pct(r['spoof_eer'])}  "
-                         f"{r['p_codec_mean']:7.3f} {_pct(r['codec_flagged'])} {_pct(r['codec_eer'])}")
+                         f"{r['p_spoof_mean']:7.3f} {_pct(r['spoof_flagged'])} {_pct(r['spoof_eer'])} "
+                         f"{_pct(r['spoof_eer_pooled']):>7}  {r['p_codec_mean']:7.3f} {_pct(r['codec_flagged'])} "
+                         f"{_pct(r['codec_eer'])} {_pct(r['codec_eer_pooled']):>7}")
     return "\n".join(lines)
 
 

@@ -55,6 +55,9 @@ def test_json_report_has_every_part(model_path: Path, labels_csv: Path, capsys: 
         assert entry["detection"]["positive"]["n"] + entry["detection"]["negative"]["n"] == 12
     assert set(report["breakdown"]["corpus"]) == {"corpus0", "corpus1"}
     assert report["breakdown"]["system"]["human"]["n"] == 6
+    assert set(report["breakdown"]["dataset"]) == {"c0", "c1"}  # the paths' top folders
+    assert report["breakdown"]["system"]["human"]["spoof_eer_pooled"] is None  # no positives
+    assert 0.0 <= report["breakdown"]["system"]["sys1"]["spoof_eer_pooled"] <= 1.0
     assert report["breakdown"]["codec"]["neural"]["neural_codec"] == 4
     assert report["genuine_resynthesized"]["n"] == 2  # k = 0, 6: bonafide and neural
 
