@@ -1,6 +1,6 @@
 """Export a training checkpoint to one ONNX file that follows model_format.py.
 
-    spoofwatch export --checkpoint runs/x/best.pt --out model.onnx
+    spoofwatch export --checkpoint runs/x/best.pt --out model.onnx [--torchscript model.pt]
 
 The graph takes one hop of audio plus every state and returns the hop's logits plus the
 new states. The legacy TorchScript exporter is used on purpose (`dynamo=False`): the
@@ -139,7 +139,29 @@ def parity_max_diff(model: StreamingDetector, onnx_path: Path, hops: int = 12, b
     return worst
 
 
-def export_checkpoint(checkpoint: Path, out: Path) -> ModelMetadata:
+def export_torchscript(model: StreamingDetector, meta: ModelMetadata, out: Path) -> float:
+    """Traced TorchScript for daemon/backends/torch.py (CPU or CUDA), metadata as the extra file
+    `spoofwatch`; returns the largest |TorchScript - eager| over a multi-hop stream at batch 3."""
+    wrapper = OneHop(model).eval()
+    example = (torch.zeros(2, meta.hop_samples), *model.initial_states(2))
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(traced, str(out), _extra_files={METADATA_KEY: meta.to_json()})
+    loaded = torch.jit.load(str(out))
+    gen = torch.Generator().manual_seed(1)
+    mine, theirs, worst = model.initial_states(3), model.initial_states(3), 0.0
+    with torch.no_grad():
+        for _ in range(6):
+            audio = 0.1 * torch.randn(3, meta.hop_samples, generator=gen)
+            eager_logits, mine = model(audio, mine)
+            script_logits, *theirs = loaded(audio, *theirs)
+            worst = max(worst, float((eager_logits[:, 0] - script_logits).abs().max()),
+                        *(float((a - b).abs().max()) for a, b in zip(mine, theirs, strict=True)))
+    return worst
+
+
+def export_checkpoint(checkpoint: Path, out: Path, torchscript: Path | None = None) -> ModelMetadata:
     model, ckpt = load_checkpoint(str(checkpoint))
     meta = build_metadata(model, ckpt)
     export_onnx(model, meta, out)
@@ -148,6 +170,11 @@ def export_checkpoint(checkpoint: Path, out: Path) -> ModelMetadata:
         raise RuntimeError(f"ONNX/PyTorch parity failed: max diff {diff:.3g} > {PARITY_TOLERANCE}")
     log.info("exported", out=str(out), model_id=meta.model_id, parity_max_diff=diff,
              size_bytes=out.stat().st_size)
+    if torchscript is not None:
+        diff = export_torchscript(model, meta, torchscript)
+        if diff > PARITY_TOLERANCE:
+            raise RuntimeError(f"TorchScript/PyTorch parity failed: max diff {diff:.3g} > {PARITY_TOLERANCE}")
+        log.info("exported", out=str(torchscript), format="torchscript", parity_max_diff=diff)
     return meta
 
 
@@ -155,12 +182,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spoofwatch export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (.pt)")
     parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("--torchscript", type=Path, help="also write TorchScript here (daemon torch backend)")
     args = parser.parse_args(argv)
     log_to_stderr()
     if not args.checkpoint.is_file():
         parser.error(f"checkpoint {args.checkpoint} does not exist")
     try:
-        meta = export_checkpoint(args.checkpoint, args.out)
+        meta = export_checkpoint(args.checkpoint, args.out, args.torchscript)
     except (ValueError, RuntimeError) as exc:
         print(f"spoofwatch export: {exc}", file=sys.stderr)
         return 1

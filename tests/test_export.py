@@ -84,3 +84,18 @@ def test_metadata_json_is_plain(exported: tuple[Path, Path]) -> None:
     raw = json.loads(props[METADATA_KEY])
     assert raw["extra"]["features"] == "logpow"
     assert raw["states"][0]["input_name"] == "audio_ctx_in"
+
+
+def test_torchscript_runs_in_the_daemon_torch_backend(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    from daemon.backends.torch import TorchBackend
+
+    ckpt, onnx_path = exported
+    meta = export.export_checkpoint(ckpt, tmp_path / "m.onnx", torchscript=tmp_path / "m.pt")
+    torch_backend = TorchBackend(tmp_path / "m.pt", device="cpu")
+    onnx_backend = OnnxBackend(onnx_path, providers=("CPUExecutionProvider",))
+    assert torch_backend.metadata.to_json() == meta.to_json()
+    audio = np.random.default_rng(3).standard_normal((4, 1600)).astype(np.float32) * 0.1
+    a, sa = torch_backend.run(audio, torch_backend.initial_states(4))
+    b, sb = onnx_backend.run(audio, onnx_backend.initial_states(4))
+    assert np.abs(a - b).max() <= 1e-4
+    assert all(np.abs(x - y).max() <= 1e-4 for x, y in zip(sa, sb, strict=True))
