@@ -380,7 +380,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"largest N within budget: {max(passing) if passing else 'none'} "
           f"(tried {[n for n, _ in history]})", flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps([r.__dict__ for r in levels], indent=2))
+        args.json.write_text(json.dumps([r.__dict__ for r in levels], indent=2, default=float))  # numpy scalars
     return 0
 
 
