@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from streaming_models.data.labels import POLICIES, check_policy
-from streaming_models.data.manifest import ManifestError, read_manifest
+from streaming_models.data.manifest import CorpusItem, ManifestError, read_manifest
 from streaming_models.export import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
@@ -57,6 +57,10 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     max_train_items=0,  # 0 = all; else a seeded subset (recipes for quick runs)
     dev_max_items=400,  # dev split items scored at each evaluation (seeded subset)
     dev_seconds=4.0,  # dev score = the model's output after this much audio (or the clip's end)
+    # leave-one-out studies: items of these neural codec families / generator families are dropped
+    # from both splits, so neither training nor model selection ever sees them
+    exclude_codec_families=[],
+    exclude_generators=[],
     # augmentation (training only)
     gain_db_min=-18.0, gain_db_max=6.0,
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
@@ -89,6 +93,8 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
     for key, value in raw.items():
         if key not in config:
             raise ValueError(f"{path}: unknown config key {key!r}")
+        if isinstance(config[key], list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ValueError(f"{path}: {key} must be a list of strings, got {value!r}")
         config[key] = value
 
 
@@ -154,6 +160,15 @@ def seeded_subset(items: list[Any], n: int, seed: int) -> list[Any]:
     return [items[i] for i in sorted(keep)]
 
 
+def excluding(items: list[CorpusItem], codec_families: list[str], generators: list[str]) -> list[CorpusItem]:
+    dropped_families, dropped_generators = set(codec_families), set(generators)
+    kept = [i for i in items if i.codec_family not in dropped_families and i.generator not in dropped_generators]
+    if len(kept) < len(items):
+        log.info("excluded", items=len(items) - len(kept), codec_families=sorted(dropped_families),
+                 generators=sorted(dropped_generators))
+    return kept
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spoofwatch train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
@@ -181,6 +196,7 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     # ---- data ----
+    items = excluding(items, config["exclude_codec_families"], config["exclude_generators"])
     train_items = seeded_subset([i for i in items if i.split == "train"], config["max_train_items"], config["seed"])
     dev_items = seeded_subset([i for i in items if i.split == "dev"], config["dev_max_items"], config["seed"])
     if not train_items or not dev_items:

@@ -68,3 +68,23 @@ def test_bad_inputs_exit_with_a_message(corpus: Path, tmp_path: Path, capsys: py
     assert "ckpt.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main(["--manifest", str(corpus), "--policy", "nonsense", "--out", str(tmp_path)])
+
+
+def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(corpus: Path) -> None:
+    items = list(read_manifest(corpus))
+    family = next(i.codec_family for i in items if i.codec == "neural")
+    generator = next(i.generator for i in items if i.source == "spoof")
+    kept = train.excluding(items, [family], [generator])
+    assert kept and all(i.codec_family != family and i.generator != generator for i in kept)
+    assert {i.split for i in kept} == {i.split for i in items}
+    assert len(kept) == sum(1 for i in items if i.codec_family != family and i.generator != generator)
+    assert train.excluding(items, [], []) == items
+
+
+def test_an_exclusion_list_written_as_a_string_is_refused(corpus: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('exclude_codec_families = "lyra"\n')
+    args = ["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--out", str(tmp_path / "x")]
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "exclude_codec_families must be a list of strings" in capsys.readouterr().err
