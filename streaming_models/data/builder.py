@@ -12,8 +12,9 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from streaming_models.data.generators import (
     make_generator,
 )
 from streaming_models.data.manifest import CorpusItem, write_manifest
-from streaming_models.data.plan import Job, Planner, stable_hash
+from streaming_models.data.plan import Job, OutputSpec, Planner, stable_hash
 from streaming_models.data.recipe import Recipe
 from streaming_models.data.render import (
     GeneratorFactory,
@@ -57,6 +58,29 @@ class BuildError(RuntimeError):
     """The build cannot start or finish; the message lists every problem found."""
 
 
+_TRAIN_COMMAND = re.compile(r"`(spoofwatch resynth train [^`]+)`")
+
+
+def _train_hint(problems: list[str]) -> str:
+    """The in-house models a recipe names are build artefacts: say once which commands make them."""
+    commands = list(dict.fromkeys(m.group(1) for p in problems for m in _TRAIN_COMMAND.finditer(p)))
+    if not commands:
+        return ""
+    return "\ntrain the missing in-house resynthesis models first (or `make resynthesis`):\n  " + "\n  ".join(commands)
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    """A job to render, all of it or only the outputs its earlier record lacks (`done`: those it has)."""
+
+    job: Job
+    outputs: tuple[OutputSpec, ...]
+    done: tuple[list[CorpusItem], float] | None = None
+
+    def render_job(self) -> Job:
+        return self.job if self.done is None else replace(self.job, outputs=self.outputs)
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     out_dir: Path
@@ -66,6 +90,9 @@ class BuildOptions:
     shared_dir: Path | None = None
     progress: bool = True
     stop_after_jobs: int | None = None  # render at most this many new jobs, then stop (an interruption)
+    # Build into a folder made by an earlier version of the recipe: jobs planned the same are reused,
+    # jobs that only gained outputs (a new codec group) render just those, the rest render anew.
+    update_recipe: bool = False
     transform_factory: TransformFactory = registry_transform
     generator_factory: GeneratorFactory = make_generator
 
@@ -144,13 +171,13 @@ class CorpusBuilder:
                 self.options.transform_factory(spec).check_available()
             except Exception as exc:  # noqa: BLE001 - the transform package defines its own error types
                 problems.append(f"transform {spec}: {type(exc).__name__}: {exc}")
-        for spec in self.recipe.neural_codec.transforms:
+        for spec in self.recipe.neural_specs():
             if not any(p.startswith(f"transform {spec}:") for p in problems):
                 kind = self.options.transform_factory(spec).kind
                 if kind != "neural":
                     problems.append(f"neural_codec.transforms has {spec!r} of kind {kind!r}, not 'neural'")
         if problems:
-            raise BuildError("cannot build the corpus:\n  - " + "\n  - ".join(problems))
+            raise BuildError("cannot build the corpus:\n  - " + "\n  - ".join(problems) + _train_hint(problems))
         return pools, voices
 
     def voices_only(self) -> tuple[dict[str, list[Utterance]], dict[str, list[Voice]]]:
@@ -181,7 +208,7 @@ class CorpusBuilder:
                 items.extend(record[0])
         name = "manifest.jsonl" if done == len(jobs) else "manifest.partial.jsonl"
         write_manifest(self.out_dir / name, items)
-        summary = summarize(items, self.recipe.neural_codec.transforms,
+        summary = summarize(items, self.recipe.neural_specs(),
                             {"recipe": self.recipe.name, "jobs_done": done, "jobs_planned": len(jobs)})
         (self.out_dir / "summary.partial.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         return done, len(jobs), self.out_dir / name
@@ -210,6 +237,22 @@ class CorpusBuilder:
             return items, float(raw.get("seconds", 0.0))
         return None
 
+    def _render_task(self, job: Job) -> RenderTask | None:
+        """None when the job is done; else what to render. A record of the same job with fewer outputs
+        (the recipe gained a codec group since) keeps its items: only the new outputs are rendered,
+        which gives the same files as a full render (each output has its own seeded stream)."""
+        if self._load_record(job) is not None:
+            return None
+        path = self._record_path(job.job_id)
+        if path.is_file():
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            count = len(raw.get("items", []))
+            if 0 < count < len(job.outputs) and raw.get("job_key") == job_key(replace(job, outputs=job.outputs[:count])):
+                items = [CorpusItem.from_dict(d) for d in raw["items"]]
+                if all((self.out_dir / i.path).is_file() for i in items):
+                    return RenderTask(job, job.outputs[count:], (items, float(raw.get("seconds", 0.0))))
+        return RenderTask(job, job.outputs)
+
     def _write_record(self, job: Job, items: list[dict[str, Any]], seconds: float) -> None:
         path = self._record_path(job.job_id)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -223,14 +266,21 @@ class CorpusBuilder:
         stamp = self.out_dir / "recipe.json"
         fingerprint = self.recipe.fingerprint()
         if stamp.is_file():
-            previous = json.loads(stamp.read_text(encoding="utf-8")).get("fingerprint")
-            if previous != fingerprint:
+            previous = json.loads(stamp.read_text(encoding="utf-8"))
+            if previous.get("fingerprint") == fingerprint:
+                return
+            if not self.options.update_recipe:
                 raise BuildError(
-                    f"{self.out_dir} holds a build of another recipe (fingerprint {previous}, this one "
-                    f"{fingerprint}); choose another --out or delete that folder"
+                    f"{self.out_dir} holds a build of another recipe (fingerprint {previous.get('fingerprint')}, "
+                    f"this one {fingerprint}); choose another --out, delete that folder, or (for a newer "
+                    f"version of the same recipe) pass --update-recipe to reuse every job planned the same"
                 )
-        else:
-            stamp.write_text(json.dumps({"name": self.recipe.name, "fingerprint": fingerprint}) + "\n")
+            if previous.get("name") != self.recipe.name:
+                raise BuildError(f"{self.out_dir} holds recipe {previous.get('name')!r}, not {self.recipe.name!r}: "
+                                 f"--update-recipe only updates a build of the same recipe")
+            log.info("corpus_recipe_updated", out=str(self.out_dir), previous=previous.get("fingerprint"),
+                     now=fingerprint)
+        stamp.write_text(json.dumps({"name": self.recipe.name, "fingerprint": fingerprint}) + "\n")
 
     # ---- the build ---------------------------------------------------------------------------
     def build(self) -> BuildReport:
@@ -240,12 +290,14 @@ class CorpusBuilder:
         self._check_out_dir()
         # Render in a fixed shuffled order: costly engines spread over the whole run, and an
         # interrupted build's partial manifest has a bit of every family.
-        todo = sorted((j for j in jobs if self._load_record(j) is None), key=lambda j: stable_hash(j.job_id))
+        tasks = [t for t in map(self._render_task, jobs) if t is not None]
+        todo = sorted(tasks, key=lambda t: stable_hash(t.job.job_id))
         report = BuildReport(planned_jobs=len(jobs), skipped_jobs=len(jobs) - len(todo), rendered_jobs=0)
         if self.options.stop_after_jobs is not None:
             todo = todo[: self.options.stop_after_jobs]
         planned_h = sum(j.planned_s for j in jobs) / 3600
         log.info("corpus_plan", recipe=self.recipe.name, jobs=len(jobs), to_render=len(todo),
+                 extending=sum(t.done is not None for t in todo),
                  planned_base_hours=round(planned_h, 2), workers=self.options.workers)
         config = RenderConfig(
             out_dir=self.out_dir, seed=self.recipe.seed, cache_dir=Path(self.options.cache_dir),
@@ -253,14 +305,18 @@ class CorpusBuilder:
             transform_factory=self.options.transform_factory, generator_factory=self.options.generator_factory,
         )
         bar = tqdm(total=len(todo), desc=f"corpus {self.recipe.name}", unit="job", disable=not self.options.progress)
-        by_id = {j.job_id: j for j in todo}
-        for job_id, items, error, seconds in self._render_all(todo, config):
+        by_id = {t.job.job_id: t for t in todo}
+        for job_id, items, error, seconds in self._render_all([t.render_job() for t in todo], config):
             if error is not None:
                 report.failures[job_id] = error
                 log.warning("corpus_job_failed", job=job_id, error=error)
             else:
                 assert items is not None
-                self._write_record(by_id[job_id], items, seconds)
+                task = by_id[job_id]
+                if task.done is not None:
+                    items = [json.loads(i.to_json()) for i in task.done[0]] + items
+                    seconds += task.done[1]
+                self._write_record(task.job, items, seconds)
                 report.rendered_jobs += 1
             bar.update(1)
         bar.close()
@@ -302,7 +358,7 @@ class CorpusBuilder:
         (self.out_dir / "manifest.partial.jsonl").unlink(missing_ok=True)
         report.manifest = self.out_dir / "manifest.jsonl"
         write_manifest(report.manifest, items)
-        report.summary = summarize(items, self.recipe.neural_codec.transforms, {
+        report.summary = summarize(items, self.recipe.neural_specs(), {
             "recipe": self.recipe.name, "seed": self.recipe.seed, "fingerprint": self.recipe.fingerprint(),
             "build_seconds": report.seconds, "workers": self.options.workers,
             "worker_seconds_per_audio_second": {g: round(work_s[g] / max(audio_s[g], 1e-9), 4) for g in sorted(work_s)},

@@ -2,6 +2,7 @@
 
     spoofwatch data build --recipe configs/data/default.toml --out corpus/default
     spoofwatch data build --small --out corpus/small
+    spoofwatch data build --recipe configs/data/default.toml --out corpus/default --update-recipe
     spoofwatch data check --recipe configs/data/default.toml
     spoofwatch data import --format asvspoof5|codecfake|labels-csv --root DIR --out manifest.jsonl
 """
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "build":
             p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
             p.add_argument("--no-progress", action="store_true", help="no progress bar")
+            p.add_argument("--update-recipe", action="store_true",
+                           help="--out holds a build of an earlier version of this recipe: reuse every job "
+                                "planned the same, render only what is new")
     return parser
 
 
@@ -64,6 +68,7 @@ def main(argv: list[str]) -> int:
             workers=args.workers if args.command == "build" else 1,
             cache_dir=args.engine_cache, debian_cache_dir=args.debian_cache, shared_dir=args.shared_data,
             progress=not getattr(args, "no_progress", True),
+            update_recipe=getattr(args, "update_recipe", False),
         )
         builder = CorpusBuilder(recipe, options)
         if args.command == "status":

@@ -19,7 +19,7 @@ import numpy as np
 from streaming_models.data import texts
 from streaming_models.data.generators import Voice
 from streaming_models.data.manifest import Source, Split
-from streaming_models.data.recipe import Recipe
+from streaming_models.data.recipe import NeuralCodecSpec, Recipe
 from streaming_models.data.sources import Utterance
 
 JobKind = Literal["bonafide", "tts", "copy"]
@@ -85,20 +85,31 @@ class Planner:
 
     def _outputs(self, item_id: str, source: Source) -> tuple[OutputSpec, ...]:
         recipe = self.recipe
-        rng = job_rng(recipe.seed, f"outputs:{item_id}")  # per item, so editing one section moves no other
         chains = recipe.channel.chains
 
-        def channel() -> tuple[str, ...]:
+        def channel(rng: np.random.Generator) -> tuple[str, ...]:
             if chains and rng.random() < recipe.channel.fraction:
                 return tuple(chains[int(rng.integers(len(chains)))])
             return ()
 
-        outputs = [OutputSpec(item_id, channel())]
-        fraction = recipe.neural_codec.bonafide_fraction if source == "bonafide" else recipe.neural_codec.spoof_fraction
-        codecs = recipe.neural_codec.transforms
-        if codecs and rng.random() < fraction:
-            codec = codecs[int(rng.integers(len(codecs)))]
-            outputs.append(OutputSpec(f"{item_id}~{slug(codec)}", (codec, *channel())))
+        def codec_copy(group: NeuralCodecSpec, rng: np.random.Generator) -> OutputSpec | None:
+            fraction = group.bonafide_fraction if source == "bonafide" else group.spoof_fraction
+            if group.transforms and rng.random() < fraction:
+                codec = group.transforms[int(rng.integers(len(group.transforms)))]
+                return OutputSpec(f"{item_id}~{slug(codec)}", (codec, *channel(rng)))
+            return None
+
+        rng = job_rng(recipe.seed, f"outputs:{item_id}")  # per item, so editing one section moves no other
+        outputs = [OutputSpec(item_id, channel(rng))]
+        # The first codec group shares the item's stream (as when it was the only one); every later
+        # group has a stream of its own, so adding, editing or removing one moves nothing else.
+        draws = [(recipe.neural_codec, rng)] + [
+            (group, job_rng(recipe.seed, f"outputs:{group.stream_key()}:{item_id}"))
+            for group in recipe.more_neural_codecs]
+        for group, group_rng in draws:
+            copy = codec_copy(group, group_rng)
+            if copy is not None:
+                outputs.append(copy)
         return tuple(outputs)
 
     def _segments(self, pool: list[Utterance], join_to_s: float) -> list[list[Utterance]]:

@@ -49,6 +49,12 @@ class NeuralCodecSpec:
     transforms: tuple[str, ...] = ()  # transform specs of kind "neural", e.g. "lyra@6k"
     bonafide_fraction: float = 0.0  # share of bonafide items that also get a neural-codec copy
     spoof_fraction: float = 0.0
+    # Names the group's own random stream (groups after the first); default: its transforms joined
+    # by "+". Renaming a group or editing its transform list re-plans that group only.
+    name: str = ""
+
+    def stream_key(self) -> str:
+        return self.name or "+".join(self.transforms)
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,15 @@ class Recipe:
     bonafide: tuple[BonafideSpec, ...]
     tts: tuple[TtsSpec, ...] = ()
     copy_synthesis: tuple[CopySynthesisSpec, ...] = ()
-    neural_codec: NeuralCodecSpec = field(default_factory=NeuralCodecSpec)
+    neural_codec: NeuralCodecSpec = field(default_factory=NeuralCodecSpec)  # the first codec group
     channel: ChannelSpec = field(default_factory=ChannelSpec)
     dev_fraction: float = 0.15  # share of speakers (and TTS voices) held out as dev
     max_item_s: float = 20.0  # longer source utterances are cut to this
     level_dbfs: tuple[float, float] = (-32.0, -18.0)  # every item's RMS is drawn from this range
     raw_digest: str = ""  # digest of the recipe as written, set by parse_recipe
+    # Codec groups after the first ([[neural_codec]] tables 2..n): each draws from its own random
+    # stream, so adding one leaves every planned item of the first group and of the others alone.
+    more_neural_codecs: tuple[NeuralCodecSpec, ...] = ()
 
     def fingerprint(self) -> str:
         """Identifies the recipe as written, so that a new optional key in a later version keeps it."""
@@ -81,8 +90,15 @@ class Recipe:
     def families(self) -> list[str]:
         return sorted({t.family for t in self.tts} | {c.family for c in self.copy_synthesis})
 
+    def codec_groups(self) -> tuple[NeuralCodecSpec, ...]:
+        return (self.neural_codec, *self.more_neural_codecs)
+
+    def neural_specs(self) -> list[str]:
+        """Every neural-codec transform of every group, in recipe order."""
+        return list(dict.fromkeys(t for group in self.codec_groups() for t in group.transforms))
+
     def transform_specs(self) -> list[str]:
-        specs = set(self.neural_codec.transforms)
+        specs = set(self.neural_specs())
         for chain in self.channel.chains:
             specs.update(chain)
         return sorted(specs)
@@ -110,6 +126,38 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise RecipeError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def _codec_groups(value: object, where: str) -> tuple[NeuralCodecSpec, ...]:
+    """`[neural_codec]` (one group) or `[[neural_codec]]` (several); never an empty tuple."""
+    tables = value if isinstance(value, list) else [value]
+    if not tables or not all(isinstance(t, dict) for t in tables):
+        raise RecipeError(f"{where}: neural_codec must be a table or an array of tables")
+    groups: list[NeuralCodecSpec] = []
+    for i, table in enumerate(tables):
+        at = f"{where}: neural_codec" + (f"[{i}]" if isinstance(value, list) else "")
+        _check_keys(table, {"name", "transforms", "bonafide_fraction", "spoof_fraction"}, at)
+        name = table.get("name", "")
+        if not isinstance(name, str):
+            raise RecipeError(f"{at}.name must be a string, got {name!r}")
+        group = NeuralCodecSpec(
+            _strings(table.get("transforms", []), f"{at}.transforms"),
+            _fraction(table.get("bonafide_fraction", 0.0), f"{at}.bonafide_fraction"),
+            _fraction(table.get("spoof_fraction", 0.0), f"{at}.spoof_fraction"),
+            name,
+        )
+        if (group.bonafide_fraction or group.spoof_fraction) and not group.transforms:
+            raise RecipeError(f"{at}: fractions are set but transforms is empty")
+        groups.append(group)
+    keys = [g.stream_key() for g in groups[1:]]
+    if len(set(keys)) != len(keys):
+        raise RecipeError(f"{where}: two neural_codec groups share the name (or transform list) {keys}; "
+                          f"give each a distinct `name`")
+    specs = [t for g in groups for t in g.transforms]
+    if len(set(specs)) != len(specs):
+        raise RecipeError(f"{where}: a transform is listed in two neural_codec groups: an item could get "
+                          f"two copies with the same id")
+    return tuple(groups)
 
 
 def parse_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -146,15 +194,7 @@ def parse_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         _check_keys(entry, {"family", "hours", "parents"}, at)
         copies.append(CopySynthesisSpec(str(entry["family"]), _positive(entry.get("hours"), f"{at}.hours"),
                                         _strings(entry.get("parents", ["librispeech"]), f"{at}.parents")))
-    nc_raw = raw.get("neural_codec", {})
-    _check_keys(nc_raw, {"transforms", "bonafide_fraction", "spoof_fraction"}, f"{where}: neural_codec")
-    neural = NeuralCodecSpec(
-        _strings(nc_raw.get("transforms", []), f"{where}: neural_codec.transforms"),
-        _fraction(nc_raw.get("bonafide_fraction", 0.0), f"{where}: neural_codec.bonafide_fraction"),
-        _fraction(nc_raw.get("spoof_fraction", 0.0), f"{where}: neural_codec.spoof_fraction"),
-    )
-    if (neural.bonafide_fraction or neural.spoof_fraction) and not neural.transforms:
-        raise RecipeError(f"{where}: neural_codec fractions are set but neural_codec.transforms is empty")
+    groups = _codec_groups(raw.get("neural_codec", {}), where)
     ch_raw = raw.get("channel", {})
     _check_keys(ch_raw, {"fraction", "chains"}, f"{where}: channel")
     chains = tuple(_strings(c, f"{where}: channel.chains[{i}]") for i, c in enumerate(ch_raw.get("chains", [])))
@@ -170,7 +210,8 @@ def parse_recipe(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         bonafide=tuple(bonafide),
         tts=tuple(tts),
         copy_synthesis=tuple(copies),
-        neural_codec=neural,
+        neural_codec=groups[0],
+        more_neural_codecs=groups[1:],
         channel=channel,
         dev_fraction=_fraction(raw.get("dev_fraction", 0.15), f"{where}: dev_fraction"),
         max_item_s=_positive(raw.get("max_item_s", 20.0), f"{where}: max_item_s"),

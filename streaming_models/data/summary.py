@@ -15,6 +15,9 @@ _AXES: dict[str, Callable[[CorpusItem], str]] = {
     "generator": lambda i: i.generator,
     "codec": lambda i: i.codec,
     "codec_family": lambda i: i.codec_family,
+    "codec_objective": lambda i: i.codec_objective,
+    # every neural codec with its objective (e.g. "inhouse-token1k/synthesis"), the rest as "none"
+    "neural_codec": lambda i: f"{i.codec_family}/{i.codec_objective}" if i.codec == "neural" else "none",
     "split": lambda i: i.split,
     "language": lambda i: i.language,
     "class": lambda i: f"{i.source}/{i.codec}",

@@ -27,6 +27,12 @@ _FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "griffinlim": ("griffinlim", "GriffinLimVocoder", ()),
     "hifigan": ("hifigan", "HifiganVocoder", ("universal",)),
     "hifigan-lj": ("hifigan", "HifiganVocoder", ("ljspeech",)),
+    "inhouse-vocoder": ("inhouse", "InhouseVocoderGenerator", ()),
+}
+
+# Families whose weights are trained here (build artefacts, not packages): the command that makes them.
+TRAINED_FAMILIES: dict[str, str] = {
+    "inhouse-vocoder": "spoofwatch resynth train --config configs/resynthesis/vocoder_mel.toml",
 }
 
 
@@ -49,6 +55,7 @@ def is_text_to_speech(generator: Generator) -> bool:
 
 
 __all__ = [
+    "TRAINED_FAMILIES",
     "CopySynthesis",
     "GenerationError",
     "Generator",

@@ -89,6 +89,11 @@ _FAMILIES: Mapping[str, _Family] = MappingProxyType({
 _SPEC = re.compile(r"^(?P<family>[a-z0-9][a-z0-9-]*)(?:@(?P<parameter>[^@\s]+))?$")
 
 
+def trained_transforms() -> list[str]:
+    """The in-house codec specs: registered, but usable only once `spoofwatch resynth train` made them."""
+    return [name for name in _FAMILIES if name.startswith("inhouse-")]
+
+
 def list_transforms() -> list[str]:
     """Every concrete spec with a fixed parameter set, plus examples of the continuous ones."""
     return [spec for family in _FAMILIES.values() for spec in family.specs]
