@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,dev,train,mic
 
-.PHONY: setup demo test serve lint clean
+.PHONY: setup demo test serve lint clean resynthesis corpus
 
 $(STAMP): pyproject.toml scripts/system-packages.txt scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
@@ -30,6 +30,22 @@ serve: setup
 lint: setup
 	$(VENV)/bin/ruff check daemon streaming_models clients tests benchmarks
 	$(VENV)/bin/mypy daemon clients
+
+# The in-house resynthesis models are build artefacts the default corpus needs: each is trained
+# (about 60 min, the configs' budget) only when its checkpoint is missing. Then the default corpus;
+# CORPUS_FLAGS=--update-recipe extends a folder built by an earlier version of the recipe.
+RESYNTH_MODELS := codec_comp6k codec_istft codec_token1k vocoder_mel
+RESYNTH_CHECKPOINTS := $(foreach m,$(RESYNTH_MODELS),artifacts/resynthesis/$(m)/model.pt)
+CORPUS_OUT ?= corpus/default
+CORPUS_FLAGS ?=
+
+artifacts/resynthesis/%/model.pt: | $(STAMP)
+	nice -n 10 $(VENV)/bin/spoofwatch resynth train --config configs/resynthesis/$*.toml
+
+resynthesis: $(RESYNTH_CHECKPOINTS)
+
+corpus: $(RESYNTH_CHECKPOINTS)
+	nice -n 10 $(VENV)/bin/spoofwatch data build --recipe configs/data/default.toml --out $(CORPUS_OUT) $(CORPUS_FLAGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
