@@ -1,0 +1,36 @@
+"""The load benchmark's hand-formatted audio header and its percentile helper."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from daemon.wire.zmq_messages import AudioMessage, parse_request
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def load_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_load", REPO / "benchmarks" / "load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_load"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("stream_id", ["load300-1-2-17", 'quote"and\\slash', "é-unicode"])
+def test_audio_header_parses_as_the_protocol_message(load_module: ModuleType, stream_id: str) -> None:
+    header = load_module.audio_header(stream_id, 42)
+    assert parse_request([header, b"\xff" * 160]) == AudioMessage(stream_id, 42, b"\xff" * 160)
+
+
+def test_percentiles(load_module: ModuleType) -> None:
+    assert load_module.percentiles([]) == {}
+    figures = load_module.percentiles(list(range(101)))
+    assert figures == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
