@@ -134,6 +134,9 @@ class ZmqConfig:
         "messages queued from all clients before the transport pushes back"))
     max_message_bytes: int = field(default=1 << 20, metadata=_help(
         "larger client messages drop the connection (1 s of 48 kHz stereo f32 is 384000 bytes)"))
+    receive_tick_ms: float = field(default=2.0, metadata=_help(
+        "after draining the ingest socket, wait this long before looking again, so one wakeup "
+        "handles every message that arrived meanwhile (adds at most this to a hop's latency; 0 = off)"))
     enabled: bool = field(default=True, metadata=_help("run the ZeroMQ ingest"))
 
     def validate(self) -> None:
@@ -144,6 +147,7 @@ class ZmqConfig:
         _require("zmq.pub_sndbuf_bytes", self.pub_sndbuf_bytes >= 0, "must be >= 0")
         _require("zmq.ingest_hwm", self.ingest_hwm >= 1, "must be >= 1")
         _require("zmq.max_message_bytes", self.max_message_bytes >= 4096, "must be >= 4096")
+        _require("zmq.receive_tick_ms", 0 <= self.receive_tick_ms <= 50, "must be 0..50")
 
 
 @dataclass(frozen=True)

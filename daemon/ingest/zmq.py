@@ -36,7 +36,7 @@ from daemon.wire.zmq_messages import (
 
 log = structlog.get_logger(__name__)
 
-YIELD_EVERY = 16  # messages handled before the receive loop lets other tasks run
+DRAIN_BUDGET = 256  # messages handled before the receive loop lets other tasks run (~2-3 ms of work)
 
 
 @dataclass
@@ -89,18 +89,31 @@ class ZmqIngest:
     async def run_receive(self) -> None:
         """Wait until the socket is readable, then drain it without the per-message future
         machinery of zmq.asyncio (a plain shadow socket, non-blocking), yielding to the loop
-        every YIELD_EVERY messages so scoring and batching never starve under steady input."""
+        every DRAIN_BUDGET messages so scoring and batching never starve under steady input.
+
+        Once the socket is empty, the loop sleeps `receive_tick_ms` before polling again: at
+        real-time pacing the messages of many streams otherwise arrive one by one, and each
+        costs a full event-loop wakeup (epoll, zmq.asyncio's poll future, task switch), which
+        was most of the daemon's CPU per message. A tick of a few ms batches them."""
         assert self._socket is not None
         drain: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket.underlying)
+        tick_s = self._config.receive_tick_ms / 1000.0
         while True:
             await self._socket.poll()  # readable (POLLIN is the default)
-            for _ in range(YIELD_EVERY):
-                try:
-                    frames = drain.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                await self._dispatch(frames)
-            await asyncio.sleep(0)
+            while await self._drain(drain) == DRAIN_BUDGET:
+                await asyncio.sleep(0)
+            if tick_s:
+                await asyncio.sleep(tick_s)
+
+    async def _drain(self, drain: zmq.Socket[bytes]) -> int:
+        """Handle up to DRAIN_BUDGET queued messages in arrival order; returns how many."""
+        for handled in range(DRAIN_BUDGET):
+            try:
+                frames = drain.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return handled
+            await self._dispatch(frames)
+        return DRAIN_BUDGET
 
     async def _dispatch(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
