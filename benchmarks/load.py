@@ -189,15 +189,20 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
 
 @dataclass
 class ProcSample:
-    cpu_s: float
+    cpu_s: float  # all threads
+    main_thread_cpu_s: float  # the event loop: ingest, batching, publishing (inference has its own thread)
     rss_bytes: int
 
 
+def _cpu_s(stat_path: Path) -> float:
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
 def read_proc(pid: int) -> ProcSample:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return ProcSample(cpu_s, rss_pages * PAGE_BYTES)
+    return ProcSample(_cpu_s(Path(f"/proc/{pid}/stat")), _cpu_s(Path(f"/proc/{pid}/task/{pid}/stat")),
+                      rss_pages * PAGE_BYTES)
 
 
 @dataclass
@@ -213,6 +218,7 @@ class LevelResult:
     end_to_end_ms: dict[str, float]
     cpu_percent: float
     cpu_ms_per_1000_messages: float  # daemon CPU (all threads, inference included) per 1000 audio messages
+    main_thread_percent: float  # the event loop's share of one core: it cannot use more than 100
     rss_mb: float
     rss_growth_mb_per_stream: float
     sender_lateness_ms: dict[str, float]
@@ -323,11 +329,12 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
                 end_to_end.append(e2e)
                 late += e2e > args.budget_ms
     expected = expected_per_stream * n
-    cpu_percent = cpu_per_1000 = rss_mb = growth = float("nan")
+    cpu_percent = cpu_per_1000 = main_percent = rss_mb = growth = float("nan")
     if "start" in cpu_window and "end" in cpu_window:
         (t0, first), (t1, last) = cpu_window["start"], cpu_window["end"]
         cpu_s = last.cpu_s - first.cpu_s
         cpu_percent = 100 * cpu_s / (t1 - t0)
+        main_percent = 100 * (last.main_thread_cpu_s - first.main_thread_cpu_s) / (t1 - t0)
         in_window = int(np.count_nonzero((send_times >= t0) & (send_times < t1)))
         cpu_per_1000 = 1e6 * cpu_s / in_window if in_window else float("nan")
         rss_mb = last.rss_bytes / 2**20
@@ -338,7 +345,7 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
         streams=n, duration_s=args.duration, hop_ms=hop_ms, expected=expected, received=received,
         lost=expected - received, late=late, daemon_latency_ms=percentiles(daemon_latency),
         end_to_end_ms=percentiles(end_to_end), cpu_percent=round(cpu_percent, 1),
-        cpu_ms_per_1000_messages=round(cpu_per_1000, 1), rss_mb=round(rss_mb, 1),
+        cpu_ms_per_1000_messages=round(cpu_per_1000, 1), main_thread_percent=round(main_percent, 1), rss_mb=round(rss_mb, 1),
         rss_growth_mb_per_stream=round(growth, 3), sender_lateness_ms=report.lateness_ms,
         sender_cpu_ms_per_1000_messages=round(1e6 * report.cpu_s / max(report.messages, 1), 1),
         send_errors=report.error_count, summaries_dropped=dropped, error_examples=report.errors[:3],
@@ -359,7 +366,8 @@ def print_level(result: LevelResult, budget_ms: float) -> None:
         f"        daemon latency_ms {result.daemon_latency_ms}  (hop complete -> published)\n"
         f"        end-to-end ms     {result.end_to_end_ms}  (hop's last message sent -> result received)\n"
         f"        daemon CPU {result.cpu_percent}% of one core ({per_stream_cpu:.2f}%/stream, "
-        f"{result.cpu_ms_per_1000_messages} ms per 1000 messages), "
+        f"{result.cpu_ms_per_1000_messages} ms per 1000 messages; event-loop thread "
+        f"{result.main_thread_percent}%), "
         f"RSS {result.rss_mb} MB (+{result.rss_growth_mb_per_stream} MB/stream)\n"
         f"        sender lateness ms {result.sender_lateness_ms}, sender CPU "
         f"{result.sender_cpu_ms_per_1000_messages} ms per 1000 messages\n"

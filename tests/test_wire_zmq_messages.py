@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from daemon.wire import results
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import PayloadError, decode_payload, encode_samples, payload_frames
 from daemon.wire.zmq_messages import (
+    _CANONICAL_AUDIO_HEADER,
     AudioMessage,
     ClosedReply,
     CloseMessage,
@@ -21,6 +23,7 @@ from daemon.wire.zmq_messages import (
     ProtocolError,
     parse_reply,
     parse_request,
+    parse_request_json,
 )
 
 
@@ -136,3 +139,38 @@ def test_pub_messages_round_trip() -> None:
     assert results.decode_pub(frames) == closed
     with pytest.raises(ValueError, match="close reason"):
         results.closed_event(stream_id="a", reason="bored", summary=summary)
+
+
+def _outcome(parse: Callable[[list[bytes]], object], frames: list[bytes]) -> object:
+    try:
+        return parse(frames)
+    except ProtocolError as exc:
+        return (exc.code, exc.stream_id, exc.ref, exc.seq)
+
+
+@pytest.mark.parametrize("header", [
+    b'{"v":1,"type":"audio","stream_id":"call-1","seq":0}',
+    b'{"v":1,"type":"audio","stream_id":"a b~!#$%&()*+,-./:;<=>?@[]^_`{|}","seq":123456789012345678}',
+    b'{"v":1,"type":"audio","stream_id":"' + b"x" * 128 + b'","seq":5}',
+    b'{"v":1,"type":"audio","stream_id":"' + b"x" * 129 + b'","seq":5}',  # too long
+    b'{"v":1,"type":"audio","stream_id":"","seq":5}',  # empty id
+    b'{"v":1,"type":"audio","stream_id":"q\\"uote","seq":5}',  # escaped quote: JSON path
+    b'{"v":1,"type":"audio","stream_id":"tab\\there","seq":5}',  # not printable
+    b'{"v":1,"type":"audio","stream_id":"\xc3\xa9","seq":5}',  # non-ASCII: JSON path
+    b'{"v":1,"type":"audio","stream_id":"s","seq":01}',  # not JSON
+    b'{"v":1,"type":"audio","stream_id":"s","seq":-1}',
+    b'{"v":1,"type":"audio","stream_id":"s","seq":1.5}',
+    b'{"v":2,"type":"audio","stream_id":"s","seq":1}',
+    b'{"type":"audio","v":1,"stream_id":"s","seq":1}',  # other key order: JSON path
+    b'{"v": 1, "type": "audio", "stream_id": "s", "seq": 1}',  # spaces: JSON path
+    b'{"v":1,"type":"audio","stream_id":"s","seq":1} ',
+])
+@pytest.mark.parametrize("extra_frames", [1, 0, 2])
+def test_audio_fast_path_agrees_with_the_json_parser(header: bytes, extra_frames: int) -> None:
+    frames = [header] + [b"\x01\x02"] * extra_frames
+    assert _outcome(parse_request, frames) == _outcome(parse_request_json, frames)
+
+
+def test_client_audio_headers_take_the_fast_path() -> None:
+    header = AudioMessage("call-7 [eu]", 99, b"").to_frames()[0]
+    assert _CANONICAL_AUDIO_HEADER.fullmatch(header) is not None

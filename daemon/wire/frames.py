@@ -17,6 +17,7 @@ ENCODINGS: tuple[str, ...] = get_args(Encoding)
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 48000
 MAX_CHANNELS = 2
+_BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class AudioFormat:
 
     @property
     def bytes_per_sample(self) -> int:
-        return {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}[self.encoding]
+        return _BYTES_PER_SAMPLE[self.encoding]
 
     @property
     def bytes_per_frame(self) -> int:

@@ -48,10 +48,10 @@ def decode_payload(payload: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
         samples = np.frombuffer(payload, dtype="<f4").astype(np.float32)
         if not np.all(np.isfinite(samples)):
             raise PayloadError("pcm_f32le payload contains NaN or infinite samples")
-    elif fmt.encoding == "mulaw":
-        samples = g711.decode_mulaw(payload)
     else:
-        samples = g711.decode_alaw(payload)
+        samples = g711.decode_mulaw(payload) if fmt.encoding == "mulaw" else g711.decode_alaw(payload)
+        if fmt.channels == 1:
+            return samples  # a fresh contiguous float32 array from the table lookup
     if fmt.channels == 2:
         samples = samples.reshape(-1, 2).mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(samples, dtype=np.float32)
