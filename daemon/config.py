@@ -76,6 +76,9 @@ class StreamsConfig:
         "messages buffered per in-process event subscriber (WebRTC data channel); more are dropped"))
     resample_quality: Literal["QQ", "LQ", "MQ", "HQ", "VHQ"] = field(default="HQ", metadata=_help(
         "soxr quality of the per-stream resampler"))
+    low_delay_resampling: bool = field(default=True, metadata=_help(
+        "for integer upsampling (8 -> 16 kHz) apply soxr's filter directly: the same samples, "
+        "~10 ms look-ahead instead of soxr's 80-120 ms block buffering, ~8 us more CPU per 20 ms message"))
 
     def validate(self) -> None:
         _require("streams.max_streams", self.max_streams >= 1, "must be >= 1")

@@ -86,7 +86,8 @@ class LiveStream:
         self.spec = spec
         self._hub = hub
         self.buffer = StreamBuffer(spec.sample_rate_hz, meta.sample_rate_hz, meta.hop_samples,
-                                   hub.streams_config.max_buffered_s, hub.streams_config.resample_quality)
+                                   hub.streams_config.max_buffered_s, hub.streams_config.resample_quality,
+                                   hub.streams_config.low_delay_resampling)
         self._max_pending = max(1, math.ceil(self.buffer.cap_samples / meta.hop_samples))
         self._pending: deque[PendingHop] = deque()
         self._hop_ready = asyncio.Event()
@@ -121,7 +122,8 @@ class LiveStream:
             raise StreamClosedError(f"stream {self.stream_id!r} is closed")
         self.last_activity = asyncio.get_running_loop().time()
         self.buffer.push(chunk.samples, chunk.sequence)
-        self._take_hops()
+        if self.buffer.buffered_samples >= self.buffer.hop_samples:
+            self._take_hops()
 
     def _take_hops(self) -> None:
         now = asyncio.get_running_loop().time()

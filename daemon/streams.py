@@ -14,9 +14,9 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import soxr
 
 from daemon.ingest.hub import StreamRejected
+from daemon.resample import make_stream_resampler
 
 
 @dataclass
@@ -45,7 +45,7 @@ class StreamBuffer:
     """
 
     def __init__(self, source_rate_hz: int, model_rate_hz: int, hop_samples: int,
-                 max_buffered_s: float = 5.0, quality: str = "HQ") -> None:
+                 max_buffered_s: float = 5.0, quality: str = "HQ", low_delay: bool = True) -> None:
         if hop_samples <= 0:
             raise ValueError(f"hop_samples must be positive, got {hop_samples}")
         self.source_rate_hz = source_rate_hz
@@ -53,8 +53,7 @@ class StreamBuffer:
         self.hop_samples = hop_samples
         self.cap_samples = max(hop_samples, round(max_buffered_s * model_rate_hz))
         self._max_fill_samples = round(max_buffered_s * source_rate_hz)
-        self._resampler = (None if source_rate_hz == model_rate_hz else
-                           soxr.ResampleStream(source_rate_hz, model_rate_hz, 1, dtype="float32", quality=quality))
+        self._resampler = make_stream_resampler(source_rate_hz, model_rate_hz, quality, low_delay)
         self._pieces: deque[npt.NDArray[np.float32]] = deque()
         self._buffered = 0
         self._consumed = 0  # model-rate samples removed from the front (cut into hops or dropped)
