@@ -73,6 +73,10 @@ class SoxrFirUpsampler:
         """Input samples the output waits for (the filter's look-ahead)."""
         return self._half
 
+    def output_for(self, more_input: int) -> int:
+        """How many samples `resample_chunk` would return now for `more_input` more input samples."""
+        return self.ratio * max(0, len(self._history) + more_input - 2 * self._half)
+
     def resample_chunk(self, x: npt.NDArray[np.float32], last: bool = False) -> npt.NDArray[np.float32]:
         if self._ended:
             raise ValueError("resample_chunk after the last chunk")

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.ingest.hub import StreamRejected
-from daemon.resample import make_stream_resampler
+from daemon.resample import SoxrFirUpsampler, make_stream_resampler
 
 
 @dataclass
@@ -54,6 +54,11 @@ class StreamBuffer:
         self.cap_samples = max(hop_samples, round(max_buffered_s * model_rate_hz))
         self._max_fill_samples = round(max_buffered_s * source_rate_hz)
         self._resampler = make_stream_resampler(source_rate_hz, model_rate_hz, quality, low_delay)
+        # The direct FIR's output is known in advance, so input is held here (source rate) until it
+        # completes a hop: one filter call per hop instead of per message, the same samples, and
+        # each hop still completes on the very message that made it complete.
+        self._deferred: list[npt.NDArray[np.float32]] = []
+        self._deferred_samples = 0
         self._pieces: deque[npt.NDArray[np.float32]] = deque()
         self._buffered = 0
         self._consumed = 0  # model-rate samples removed from the front (cut into hops or dropped)
@@ -93,8 +98,21 @@ class StreamBuffer:
 
     def _append(self, samples: npt.NDArray[np.float32]) -> None:
         self.counters.samples_in += len(samples)
+        if isinstance(self._resampler, SoxrFirUpsampler):
+            self._deferred.append(samples.copy())  # the caller may reuse its array
+            self._deferred_samples += len(samples)
+            if self._buffered + self._resampler.output_for(self._deferred_samples) >= self.hop_samples:
+                self._resample_deferred()
+            return
         out = samples.copy() if self._resampler is None else self._resampler.resample_chunk(samples)
         self._store(out)
+
+    def _resample_deferred(self) -> None:
+        if self._deferred and self._resampler is not None:
+            pending = self._deferred[0] if len(self._deferred) == 1 else np.concatenate(self._deferred)
+            self._deferred.clear()
+            self._deferred_samples = 0
+            self._store(self._resampler.resample_chunk(pending))
 
     def _store(self, out: npt.NDArray[np.float32]) -> None:
         if len(out):
@@ -153,6 +171,7 @@ class StreamBuffer:
         if self._flushed:
             return
         self._flushed = True
+        self._resample_deferred()
         if self._resampler is not None:
             self._store(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         self.counters.samples_unscored = self._buffered % self.hop_samples

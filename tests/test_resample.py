@@ -92,3 +92,24 @@ def test_stream_buffer_hops_are_the_same_with_either_resampler() -> None:
         hops.append(np.stack(buffer.pop_hops()))
     assert hops[0].shape == hops[1].shape
     assert np.abs(hops[0] - hops[1]).max() < 1e-5
+
+
+def test_deferred_block_resampling_matches_per_message_resampling() -> None:
+    """StreamBuffer holds input until it completes a hop, then filters it in one call: same
+    samples as filtering every message, and every hop completes on the same message."""
+    signal = _noise(4.0, 8000, seed=7)
+    buffer = StreamBuffer(8000, 16000, 1600, max_buffered_s=30)
+    upsampler = SoxrFirUpsampler(8000, 2)
+    reference = np.zeros(0, dtype=np.float32)
+    got_hops, expected_hops = [], []
+    for m in range(len(signal) // 160):
+        chunk = signal[m * 160:(m + 1) * 160]
+        buffer.push(chunk, m)
+        got_hops += [(m, audio) for _, _, audio in buffer.pop_hop_spans()]
+        reference = np.concatenate((reference, upsampler.resample_chunk(chunk)))
+        while len(reference) >= 1600:
+            expected_hops.append((m, reference[:1600]))
+            reference = reference[1600:]
+    assert [m for m, _ in got_hops] == [m for m, _ in expected_hops]
+    assert len(got_hops) == 39  # 4 s of 100 ms hops; the last waits for the look-ahead
+    assert max(float(np.abs(a - b).max()) for (_, a), (_, b) in zip(got_hops, expected_hops, strict=True)) < 1e-6
