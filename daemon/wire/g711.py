@@ -51,12 +51,12 @@ def _float_table(law: str) -> npt.NDArray[np.float32]:
 
 def decode_mulaw(data: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     codes = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return _float_table("mulaw")[codes]
+    return _float_table("mulaw").take(codes)
 
 
 def decode_alaw(data: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     codes = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    return _float_table("alaw")[codes]
+    return _float_table("alaw").take(codes)
 
 
 def _to_int16(samples: npt.ArrayLike) -> npt.NDArray[np.int32]:
