@@ -26,6 +26,7 @@ from daemon.errors import StreamClosedError
 from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.policy import DecisionTracker
 from daemon.publisher import ResultPublisher
+from daemon.resample import prepare_low_delay
 from daemon.streams import StreamBuffer, StreamRegistry
 from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
 from daemon.wire.results import (
@@ -249,6 +250,8 @@ class DaemonHub:
         self.streams_config = streams_config
         self.decision_config = decision_config
         self.registry: StreamRegistry[LiveStream] = StreamRegistry(streams_config.max_streams)
+        if streams_config.low_delay_resampling:
+            prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)
         self._accepting = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper_wake = asyncio.Event()

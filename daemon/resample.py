@@ -108,6 +108,18 @@ def fir_matches_soxr(source_rate_hz: int, ratio: int, quality: str) -> bool:
     return got.shape == expected.shape and float(np.abs(got - expected).max()) <= FIR_TOLERANCE
 
 
+TELEPHONE_RATES_HZ = (8000, 16000)
+
+
+def prepare_low_delay(target_rate_hz: int, quality: str) -> None:
+    """Derive and check the filters for the telephone rates now (~15 ms each, once), so that the
+    first call of the day does not pay for it on the event loop."""
+    for rate in TELEPHONE_RATES_HZ:
+        ratio, remainder = divmod(target_rate_hz, rate)
+        if remainder == 0 and ratio >= 2:
+            fir_matches_soxr(rate, ratio, quality)
+
+
 def make_stream_resampler(source_rate_hz: int, target_rate_hz: int, quality: str,
                           low_delay: bool) -> StreamResampler | None:
     """None when the rates match; with `low_delay`, the direct FIR for an integer upsampling
