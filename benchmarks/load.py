@@ -302,8 +302,9 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
             cpu_window["end"] = (now, read_proc(pid))
 
     results, summaries = collect_results(sub, n, start_at + args.duration + 10.0, sample_cpu)
+    # read before joining: the report (send times of every message) can exceed the pipe's buffer
+    report: SenderReport | None = receiver.recv() if receiver.poll(30) else None
     sender.join(timeout=30)
-    report: SenderReport | None = receiver.recv() if receiver.poll(5) else None
     sub.close(linger=0)
     context.term()
     if report is None:
