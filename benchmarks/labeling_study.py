@@ -27,6 +27,9 @@ SETS = {
 }
 INHOUSE_CODECS = ("inhouse-comp6k", "inhouse-istft", "inhouse-token1k")
 DEV_EVAL_SPOOF_SETS = ("hifigan-demo", "nsf-arctic", "matcha", "freevc")
+# Codec objective of the resynthesis systems in the sets (docs/labels.md): SemantiCodec and our
+# 1 kbit/s token codec are "synthesis" token spaces, the rest compression codecs.
+SYNTHESIS_CODEC_PREFIXES = ("SemantiCodec", "inhouse-token1k")
 
 
 def spoofwatch(*args: str) -> str:
@@ -66,6 +69,20 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def called_spoof_by_objective(report: dict[str, Any] | None) -> dict[str, str]:
+    """Share of codec-resynthesized genuine speech the spoof head flags, per codec objective."""
+    flagged = {"compression": [0.0, 0], "synthesis": [0.0, 0]}
+    systems = (report or {}).get("breakdown", {}).get("system", {})
+    for name, row in systems.items():
+        n = row.get("neural_codec", 0)
+        if n == 0 or row.get("bonafide") != row.get("n") or row.get("spoof_flagged") is None:
+            continue
+        objective = "synthesis" if name.startswith(SYNTHESIS_CODEC_PREFIXES) else "compression"
+        flagged[objective][0] += row["spoof_flagged"] * n
+        flagged[objective][1] += n
+    return {k: (pct(total / n) if n else "n/a") for k, (total, n) in flagged.items()}
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -91,12 +108,13 @@ def main(argv: list[str]) -> int:
                 return str(rep.get("label_policy", "?"))
         return "?"
 
-    main_rows, spoof_rows, codec_rows = [], [], []
+    main_rows, spoof_rows, codec_rows, policy_rows = [], [], [], []
     for run, rep in results.items():
         dev, held, inhouse = rep["dev-eval"], rep["heldout"], rep["heldout-inhouse"]
         main_rows.append([
             run.name, policy(run),
             pct(get(dev, "heads", "spoof", "overall", "eer")),
+            pct(get(dev, "breakdown", "codec", "none", "spoof_eer")),
             f"{get(dev, 'heads', 'spoof', 'overall', 'min_dcf') or float('nan'):.3f}",
             pct(get(dev, "heads", "codec", "overall", "eer")),
             pct(get(dev, "breakdown", "dataset", "semanticodec", "codec_eer")),
@@ -104,6 +122,10 @@ def main(argv: list[str]) -> int:
             pct(get(held, "heads", "codec", "overall", "eer")),
             pct(get(held, "breakdown", "dataset", "telephone", "spoof_flagged")),
         ])
+        dev_flags, inhouse_flags = called_spoof_by_objective(dev), called_spoof_by_objective(inhouse)
+        policy_rows.append([run.name, policy(run), dev_flags["compression"], dev_flags["synthesis"],
+                            inhouse_flags["compression"], inhouse_flags["synthesis"],
+                            pct(get(held, "breakdown", "dataset", "lyra", "spoof_flagged"))])
         spoof_rows.append([run.name] + [pct(get(dev, "breakdown", "dataset", s, "spoof_eer_pooled"))
                                         for s in DEV_EVAL_SPOOF_SETS]
                           + [pct(get(inhouse, "breakdown", "system", "inhouse-vocoder", "spoof_eer_pooled"))])
@@ -112,9 +134,13 @@ def main(argv: list[str]) -> int:
                           + [pct(get(held, "heads", "codec", "overall", "eer")),
                              pct(get(dev, "breakdown", "dataset", "semanticodec", "codec_eer"))])
     print(table("Main figures (dev-eval and held-out speakers)",
-                ["run", "policy", "dev-eval spoof EER", "minDCF", "dev-eval codec EER", "codec EER semanticodec",
+                ["run", "policy", "dev-eval spoof EER", "spoof EER, uncoded audio only", "minDCF", "dev-eval codec EER", "codec EER semanticodec",
                  "genuine resynthesized called spoof", "codec EER held-out Lyra", "telephone bonafide FA"],
                 main_rows))
+    print(table("Genuine speech through a neural codec, called spoof at the operating threshold",
+                ["run", "policy", "dev-eval compression codecs", "dev-eval synthesis codecs (SemantiCodec)",
+                 "held-out in-house compression", "held-out in-house token1k (synthesis)", "held-out Lyra"],
+                policy_rows))
     print(table("Spoof head per never-trained spoof set (system vs all dev-eval bonafide)",
                 ["run", *DEV_EVAL_SPOOF_SETS, "in-house vocoder (held-out speakers)"], spoof_rows))
     print(table("Codec head per codec (held-out speakers; pooled against clean test-other)",
