@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from streaming_models.paths import shared_data_dir
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 SETS = {
     "dev-eval": SHARED / "dev-eval" / "labels.csv",
     "heldout": REPO / "artifacts" / "heldout" / "labels.csv",

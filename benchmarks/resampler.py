@@ -21,7 +21,6 @@ Per variant (soxr quality, soxr stream or direct FIR) this prints:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from daemon.wire import g711
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from streaming_models.audio_io import load_audio
+from streaming_models.paths import shared_data_dir
 
 # (soxr quality, direct FIR for integer upsampling: streams.low_delay_resampling)
 VARIANTS = (("HQ", False), ("HQ", True), ("MQ", False), ("LQ", False), ("QQ", False))
@@ -46,14 +46,12 @@ MESSAGE_SAMPLES = 160  # 20 ms at 8 kHz
 TELEPHONE = AudioFormat("mulaw", SOURCE_RATE_HZ, 1)
 
 
-def shared_data() -> Path:
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 def telephone_clips(count: int) -> list[npt.NDArray[np.float32]]:
     """Half real 8 kHz speech (fsdd digits, concatenated to ~4 s clips), half dev-eval clips
     (bona fide and spoofed) taken to 8 kHz µ-law, as a phone call would deliver them."""
-    root = shared_data()
+    root = shared_data_dir()
     fsdd = sorted((root / "speech/fsdd").rglob("*.wav"))
     dev = sorted(p for p in (root / "dev-eval").rglob("*") if p.suffix in (".wav", ".flac"))
     if not fsdd or not dev:

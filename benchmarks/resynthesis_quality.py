@@ -21,9 +21,10 @@ import numpy as np
 import soxr
 import torch
 
+from streaming_models.paths import shared_data_dir
 from streaming_models.resynthesis.checkpoint import CheckpointError, load_checkpoint, load_model
 from streaming_models.resynthesis.codec import Codec
-from streaming_models.resynthesis.dataset import read_mono_16k, shared_data_dir
+from streaming_models.resynthesis.dataset import read_mono_16k
 from streaming_models.resynthesis.metrics import (
     log_spectrogram_correlation,
     log_spectrogram_db,
@@ -42,7 +43,7 @@ IMAGE_SECONDS = 3.0
 
 
 def held_out_utterances(per_speaker: int) -> list[Path]:
-    root = shared_data_dir(REPO_ROOT) / "speech/librispeech-subset/test-other"
+    root = shared_data_dir() / "speech/librispeech-subset/test-other"
     if not root.is_dir():
         raise SystemExit(f"held-out speech not found at {root} (set SPOOFWATCH_SHARED_DATA)")
     files: list[Path] = []

@@ -20,7 +20,6 @@ builder's registry (streaming_models/data/transforms); the in-house models from 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm import tqdm
 from streaming_models.audio_io import load_audio
 from streaming_models.data.transforms.base import TransformUnavailable
 from streaming_models.data.transforms.registry import get_transform, trained_transforms
+from streaming_models.paths import shared_data_dir
 
 RATE = 16000
 LYRA = ("lyra@3.2k", "lyra@6k", "lyra@9.2k")
@@ -45,9 +45,6 @@ DEFAULT_CHECKPOINTS = REPO_ROOT / "artifacts" / "resynthesis"
 Variant = Callable[[np.ndarray, int], tuple[np.ndarray, str, str, str]]
 
 
-def shared_data() -> Path:
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", default))
 
 
 def known_variants() -> list[str]:
@@ -126,7 +123,7 @@ def main(argv: list[str]) -> int:
         names = parse_variants(args.variants)
     except ValueError as exc:
         parser.error(str(exc))
-    source = shared_data() / "speech" / "librispeech-subset" / "test-other"
+    source = shared_data_dir() / "speech" / "librispeech-subset" / "test-other"
     files = sorted(source.rglob("*.flac"))
     if not files:
         print(f"no LibriSpeech test-other audio under {source} (set SPOOFWATCH_SHARED_DATA)", file=sys.stderr)

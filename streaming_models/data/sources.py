@@ -9,7 +9,6 @@ LibriSpeech test-other is pinned to the `test` split: its speakers never train.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ import soundfile as sf
 import structlog
 
 from streaming_models.data.manifest import Split
+from streaming_models.paths import shared_data_dir
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +45,6 @@ class Utterance:
     fixed_split: Split | None = None  # set where the rules of use pin a split (LibriSpeech test-other)
 
 
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 def _info(path: Path) -> tuple[int, float]:

@@ -46,8 +46,9 @@ def main(argv: list[str]) -> int:
         return 2
     import torch  # heavy: only once the arguments are known to be valid
 
+    from streaming_models.paths import shared_data_dir
     from streaming_models.resynthesis.checkpoint import CheckpointError
-    from streaming_models.resynthesis.dataset import TrainingDataError, shared_data_dir
+    from streaming_models.resynthesis.dataset import TrainingDataError
     from streaming_models.resynthesis.train import TrainingError, train
 
     torch.set_num_threads(max(1, args.threads))

@@ -7,7 +7,6 @@ crop, so each FSDD speaker's clips are joined into one long recording.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,9 +27,6 @@ class TrainingDataError(RuntimeError):
     """Training audio is missing or unreadable; the message names the folder or file."""
 
 
-def shared_data_dir(repo_root: Path | None = None) -> Path:
-    default = (repo_root or Path(__file__).resolve().parents[2]).parent / "shared" / "data"
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", default))
 
 
 def read_mono_16k(path: Path) -> np.ndarray:

@@ -12,7 +12,6 @@ Measured delay (cross-correlation peak on the shipped clips, benchmarks/transfor
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from streaming_models.data.transforms.base import (
     TransformUnavailable,
     model_dir_error,
 )
+from streaming_models.paths import shared_data_dir
 
 FRAME_SAMPLES = 320
 FEATURE_DIMS = 64
@@ -31,11 +31,8 @@ NUM_STAGES = 46
 CODES_PER_STAGE = 16
 BITRATES_BPS = {"3.2k": 3200, "6k": 6000, "9.2k": 9200}
 MODEL_FILES = ("soundstream_encoder.tflite", "quantizer.tflite", "lyragan.tflite")
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 def default_model_dir() -> Path:
