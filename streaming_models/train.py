@@ -162,6 +162,11 @@ def seeded_subset(items: list[Any], n: int, seed: int) -> list[Any]:
 
 def excluding(items: list[CorpusItem], codec_families: list[str], generators: list[str]) -> list[CorpusItem]:
     dropped_families, dropped_generators = set(codec_families), set(generators)
+    unknown = sorted((dropped_families - {i.codec_family for i in items})
+                     | (dropped_generators - {i.generator for i in items}))
+    if unknown:  # a misspelt name would otherwise exclude nothing, silently
+        raise ValueError(f"exclude_codec_families / exclude_generators name {unknown}, which no item of "
+                         f"the manifest has")
     kept = [i for i in items if i.codec_family not in dropped_families and i.generator not in dropped_generators]
     if len(kept) < len(items):
         log.info("excluded", items=len(items) - len(kept), codec_families=sorted(dropped_families),
@@ -196,7 +201,11 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     # ---- data ----
-    items = excluding(items, config["exclude_codec_families"], config["exclude_generators"])
+    try:
+        items = excluding(items, config["exclude_codec_families"], config["exclude_generators"])
+    except ValueError as exc:
+        print(f"spoofwatch train: {exc}", file=sys.stderr)
+        return 2
     train_items = seeded_subset([i for i in items if i.split == "train"], config["max_train_items"], config["seed"])
     dev_items = seeded_subset([i for i in items if i.split == "dev"], config["dev_max_items"], config["seed"])
     if not train_items or not dev_items:

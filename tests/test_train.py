@@ -79,6 +79,8 @@ def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(cor
     assert {i.split for i in kept} == {i.split for i in items}
     assert len(kept) == sum(1 for i in items if i.codec_family != family and i.generator != generator)
     assert train.excluding(items, [], []) == items
+    with pytest.raises(ValueError, match="inhouse-nosuch"):
+        train.excluding(items, ["inhouse-nosuch"], [])
 
 
 def test_an_exclusion_list_written_as_a_string_is_refused(corpus: Path, tmp_path: Path,
