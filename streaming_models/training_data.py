@@ -90,6 +90,26 @@ class Augmentation:
     noise_prob: float = 0.4
     snr_db: tuple[float, float] = (10.0, 40.0)
     tilt_prob: float = 0.3  # first-order spectral tilt y[n] = x[n] + a*x[n-1]: a cheap channel
+    lowpass_prob: float = 0.0  # random band limit; cut-off as a fraction of Nyquist
+    lowpass_cutoff: tuple[float, float] = (0.42, 0.95)
+
+
+def random_lowpass(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+    """Low-pass a random subset of rows at a random cut-off (cosine roll-off over 5 % of the band).
+
+    Genuine speech reaches us through every bandwidth (8 kHz telephony, 16 kHz wideband, full band)
+    while synthetic speech is mostly full band; limiting the band of both classes alike keeps the
+    width of the band from becoming the cue.
+    """
+    b, n = audio.shape
+    lo, hi = aug.lowpass_cutoff
+    cutoff = lo + (hi - lo) * torch.rand(b, 1, generator=gen)
+    chosen = torch.rand(b, 1, generator=gen) < aug.lowpass_prob
+    position = torch.linspace(0.0, 1.0, n // 2 + 1)[None, :]  # bin frequency / Nyquist
+    rolloff = 0.05
+    ramp = ((cutoff + rolloff / 2 - position) / rolloff).clamp(0.0, 1.0)
+    gain = torch.where(chosen, 0.5 - 0.5 * torch.cos(torch.pi * ramp), torch.ones_like(ramp))
+    return torch.fft.irfft(torch.fft.rfft(audio) * gain, n=n)
 
 
 def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
@@ -101,6 +121,8 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
 
     tilt = uniform(-0.9, 0.9) * (torch.rand(b, 1, generator=gen) < aug.tilt_prob)
     audio = audio + tilt * torch.nn.functional.pad(audio, (1, 0))[:, :-1]
+    if aug.lowpass_prob > 0:  # guarded so that recipes without it draw the same random numbers as before
+        audio = random_lowpass(audio, aug, gen)
     rms = audio.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-5)
     # Coloured noise, shaped in the frequency domain: 1/f^(2*slope) power, slope in [0, 1]
     # per row (white .. brown).
