@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,24 @@ def test_source_names_and_split_hash() -> None:
     splits = [split_for_speaker(f"spk{i}", 0.2) for i in range(2000)]
     assert 0.17 < splits.count("dev") / len(splits) < 0.23
     assert split_for_speaker("spk1", 0.2) == split_for_speaker("spk1", 0.2)
+
+
+def test_wideband_asterisk_prompts_are_decoded_from_g722_once(tmp_path: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (scripts/system-packages.txt lists it)")
+    package = "asterisk-core-sounds-en-g722"
+    sounds = tmp_path / package / "usr" / "share" / "asterisk" / "sounds" / "en_US_f_Allison"
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000), 16000)
+    for name in ("digits/1.g722", "hello.g722"):
+        (sounds / name).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(tone), "-ar", "16000", "-c:a", "g722",
+                        "-f", "g722", str(sounds / name)], check=True)
+    (tmp_path / package / ".complete").write_text("ok\n")
+    prompts = load_source(f"debian:{package}", debian_cache_dir=tmp_path)
+    assert sorted(u.utt_id for u in prompts) == [f"{package}-digits-1", f"{package}-hello"]
+    assert {(u.speaker, u.language, u.sample_rate_hz) for u in prompts} == {("asterisk/Allison", "en", 16000)}
+    decoded, rate = sf.read(prompts[0].path)
+    assert rate == 16000 and abs(len(decoded) - 16000) < 400 and np.abs(decoded).max() > 0.2
+    (sounds / "hello.g722").unlink()  # a finished decode is reused, not redone
+    assert len(load_source(f"debian:{package}", debian_cache_dir=tmp_path)) == 2

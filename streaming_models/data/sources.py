@@ -126,15 +126,48 @@ def _audio_files(root: Path) -> list[Path]:
 
 
 def _asterisk(package: str, cache_dir: Path) -> list[Utterance]:
-    root = fetch_debian_package(package, cache_dir)
+    return _asterisk_prompts(package, fetch_debian_package(package, cache_dir))
+
+
+def _asterisk_g722(package: str, cache_dir: Path) -> list[Utterance]:
+    """The wideband (16 kHz) studio versions of the prompts, decoded once from raw G.722 to WAV.
+
+    G.722 at 64 kbit/s is close to transparent below 7 kHz; like LibriSpeech's MP3 and Fillets'
+    Vorbis origins, this coding at the source is not labelled as a channel.
+    """
+    return _asterisk_prompts(package, _decode_g722_tree(fetch_debian_package(package, cache_dir)))
+
+
+def _decode_g722_tree(root: Path) -> Path:
+    """Mirror every headerless .g722 file under root as a 16 kHz WAV under root-decoded (reused once complete)."""
+    decoded = root.with_name(f"{root.name}-decoded")
+    marker = decoded / ".complete"
+    if marker.is_file():
+        return decoded
+    if shutil.which("ffmpeg") is None:
+        raise SourceUnavailable(f"`ffmpeg` (Debian package ffmpeg) is needed to decode the G.722 prompts in {root}")
+    for source in sorted(root.rglob("*.g722")):
+        target = decoded / source.relative_to(root).with_suffix(".wav")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "g722",
+                               "-i", str(source), "-ar", "16000", "-ac", "1", str(target)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SourceUnavailable(f"ffmpeg could not decode {source}: {done.stderr.strip()[-300:]}")
+    marker.write_text("ok\n")
+    return decoded
+
+
+def _asterisk_prompts(package: str, root: Path) -> list[Utterance]:
     out = []
-    for path in _audio_files(root / "usr" / "share" / "asterisk" / "sounds"):
+    sounds = root / "usr" / "share" / "asterisk" / "sounds"
+    for path in _audio_files(sounds):
         if path.parent.name == "silence":  # silence/1.wav ... silence/10.wav hold no speech
             continue
-        voice_dir = path.relative_to(root / "usr" / "share" / "asterisk" / "sounds").parts[0]
+        voice_dir = path.relative_to(sounds).parts[0]
         lang, _region, _gender, voice = voice_dir.split("_", 3)
         sr, dur = _info(path)
-        stem = "-".join(path.relative_to(root / "usr" / "share" / "asterisk" / "sounds" / voice_dir).with_suffix("").parts)
+        stem = "-".join(path.relative_to(sounds / voice_dir).with_suffix("").parts)
         out.append(Utterance(f"{package}-{stem}", path, f"asterisk/{voice}", lang, package, sr, dur))
     return out
 
@@ -181,6 +214,7 @@ def _pocketsphinx(package: str, cache_dir: Path) -> list[Utterance]:
 # codec2-examples is left out on purpose: most of its clips are codec2 or HTS outputs, not genuine speech.
 _DEBIAN_READERS: dict[str, Callable[[str, Path], list[Utterance]]] = {
     "asterisk-core-sounds-en-wav": _asterisk,
+    "asterisk-core-sounds-en-g722": _asterisk_g722,
     "asterisk-core-sounds-es-wav": _asterisk,
     "asterisk-core-sounds-fr-wav": _asterisk,
     "asterisk-core-sounds-it-wav": _asterisk,
