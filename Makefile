@@ -32,15 +32,17 @@ lint: setup
 	$(VENV)/bin/mypy daemon clients
 
 # The in-house resynthesis models are build artefacts the default corpus needs: each is trained
-# (about 60 min, the configs' budget) only when its checkpoint is missing. Then the default corpus;
+# (about 60 min, the configs' budget) until its summary.json exists, which only a finished run
+# writes; an interrupted run's model.pt is resumed, not taken as trained. Then the default corpus;
 # CORPUS_FLAGS=--update-recipe extends a folder built by an earlier version of the recipe.
 RESYNTH_MODELS := codec_comp6k codec_istft codec_token1k vocoder_mel
-RESYNTH_CHECKPOINTS := $(foreach m,$(RESYNTH_MODELS),artifacts/resynthesis/$(m)/model.pt)
+RESYNTH_CHECKPOINTS := $(foreach m,$(RESYNTH_MODELS),artifacts/resynthesis/$(m)/summary.json)
 CORPUS_OUT ?= corpus/default
 CORPUS_FLAGS ?=
 
-artifacts/resynthesis/%/model.pt: | $(STAMP)
-	nice -n 10 $(VENV)/bin/spoofwatch resynth train --config configs/resynthesis/$*.toml
+artifacts/resynthesis/%/summary.json: | $(STAMP)
+	nice -n 10 $(VENV)/bin/spoofwatch resynth train --config configs/resynthesis/$*.toml \
+		$(if $(wildcard artifacts/resynthesis/$*/model.pt),--resume)
 
 resynthesis: $(RESYNTH_CHECKPOINTS)
 
