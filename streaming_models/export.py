@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from streaming_models.logs import log_to_stderr
-from streaming_models.model import StreamingDetector, load_checkpoint
+from streaming_models.model import Detector, DetectorEnsemble, load_checkpoint
 from streaming_models.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
@@ -44,7 +44,7 @@ MODEL_VERSION = "0.1.0"
 class OneHop(nn.Module):
     """(audio [B, hop], *states) -> (logits [B, heads], *new states): the exported signature."""
 
-    def __init__(self, model: StreamingDetector) -> None:
+    def __init__(self, model: Detector) -> None:
         super().__init__()
         self.model = model
 
@@ -57,7 +57,7 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def build_metadata(model: StreamingDetector, ckpt: dict[str, Any]) -> ModelMetadata:
+def build_metadata(model: Detector, ckpt: dict[str, Any]) -> ModelMetadata:
     c = model.config
     states = tuple(StateSpec(f"{name}_in", f"{name}_out", shape)
                    for name, shape in model.state_shapes().items())
@@ -69,10 +69,15 @@ def build_metadata(model: StreamingDetector, ckpt: dict[str, Any]) -> ModelMetad
         "manifest": str(ckpt.get("manifest", "")),
         "model_args": c.to_dict(),
     }
+    kind = c.features
+    if isinstance(model, DetectorEnsemble):
+        kind = f"{c.features}x{len(model.members)}"
+        extra["model_args"] = [m.config.to_dict() for m in model.detectors()]
+        extra["members"] = [str(m.get("source", "")) for m in ckpt.get("members", [])]
     extra.update({f"threshold_{head}": float(t) for head, t in ckpt.get("thresholds", {}).items()})
     extra.update({f"dev_{k}": float(v) for k, v in ckpt.get("dev_metrics", {}).items()})
     meta = ModelMetadata(
-        model_id=f"spoofwatch-{c.features}-{corpus_hash[:8]}-s{int(ckpt.get('step', 0))}",
+        model_id=f"spoofwatch-{kind}-{corpus_hash[:8]}-s{int(ckpt.get('step', 0))}",
         sample_rate_hz=c.sample_rate_hz,
         hop_samples=c.hop_samples,
         states=states,
@@ -86,7 +91,7 @@ def build_metadata(model: StreamingDetector, ckpt: dict[str, Any]) -> ModelMetad
     return meta
 
 
-def export_onnx(model: StreamingDetector, meta: ModelMetadata, out: Path) -> None:
+def export_onnx(model: Detector, meta: ModelMetadata, out: Path) -> None:
     wrapper = OneHop(model).eval()  # export restores the wrapper's mode afterwards: keep it eval
     batch = 2
     audio = torch.zeros(batch, model.config.hop_samples)
@@ -113,7 +118,7 @@ def export_onnx(model: StreamingDetector, meta: ModelMetadata, out: Path) -> Non
     onnx.save(proto, str(out))
 
 
-def parity_max_diff(model: StreamingDetector, onnx_path: Path, hops: int = 12, batch: int = 3,
+def parity_max_diff(model: Detector, onnx_path: Path, hops: int = 12, batch: int = 3,
                     seed: int = 0) -> float:
     """Largest |ONNX - PyTorch| over logits and states, feeding `hops` hops one by one."""
     import onnxruntime as ort
@@ -139,7 +144,7 @@ def parity_max_diff(model: StreamingDetector, onnx_path: Path, hops: int = 12, b
     return worst
 
 
-def export_torchscript(model: StreamingDetector, meta: ModelMetadata, out: Path) -> float:
+def export_torchscript(model: Detector, meta: ModelMetadata, out: Path) -> float:
     """Traced TorchScript for daemon/backends/torch.py (CPU or CUDA), metadata as the extra file
     `spoofwatch`; returns the largest |TorchScript - eager| over a multi-hop stream at batch 3."""
     wrapper = OneHop(model).eval()

@@ -139,15 +139,74 @@ class StreamingDetector(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[StreamingDetector, dict[str, Any]]:
-    """Rebuild a model from a self-describing checkpoint (model_args + weights); returns it in eval mode."""
+class DetectorEnsemble(nn.Module):
+    """Several detectors fed the same hops; the logits are their mean (score-level fusion).
+
+    It has StreamingDetector's interface (config, state_shapes, initial_states, forward), so
+    training's dev scoring, the exporter and the daemon treat it as one model whose states are
+    the members' states side by side, each name prefixed with its member (`m0_gru_h`, ...).
+    """
+
+    def __init__(self, members: list[StreamingDetector]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        first = members[0].config
+        for member in members[1:]:
+            c = member.config
+            if (c.sample_rate_hz, c.hop_samples, c.heads) != (first.sample_rate_hz, first.hop_samples, first.heads):
+                raise ValueError(f"ensemble members disagree on sample rate, hop or heads: "
+                                 f"{(c.sample_rate_hz, c.hop_samples, c.heads)} vs "
+                                 f"{(first.sample_rate_hz, first.hop_samples, first.heads)}")
+        self.members = nn.ModuleList(members)
+        self.config = first
+        self._state_counts = [len(m.state_shapes()) for m in members]
+
+    def detectors(self) -> list[StreamingDetector]:
+        return [m for m in self.members if isinstance(m, StreamingDetector)]
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {f"m{i}_{name}": shape for i, member in enumerate(self.detectors())
+                for name, shape in member.state_shapes().items()}
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        return [torch.zeros(batch, *shape) for shape in self.state_shapes().values()]
+
+    def forward(self, audio: torch.Tensor, states: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        logits, new_states, start = [], [], 0
+        for member, count in zip(self.detectors(), self._state_counts, strict=True):
+            member_logits, member_states = member(audio, states[start:start + count])
+            logits.append(member_logits)
+            new_states.extend(member_states)
+            start += count
+        return torch.stack(logits).mean(0), new_states
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+Detector = StreamingDetector | DetectorEnsemble
+
+
+def _detector_from(entry: dict[str, Any]) -> StreamingDetector:
+    model = StreamingDetector(ModelConfig(**entry["model_args"]))
+    model.load_state_dict(entry["model"], strict=True)
+    return model
+
+
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Detector, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint (model_args + weights, or an ensemble's
+    members); returns it in eval mode."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or "model_args" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path} is not a spoofwatch checkpoint (no model_args/model)")
-    model = StreamingDetector(ModelConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"], strict=True)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("members"), list):
+        model: Detector = DetectorEnsemble([_detector_from(entry) for entry in ckpt["members"]])
+    elif isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt:
+        model = _detector_from(ckpt)
+    else:
+        raise ValueError(f"{path} is not a spoofwatch checkpoint (no model_args/model or members)")
     model.eval()
     return model, ckpt

@@ -32,7 +32,7 @@ from streaming_models.data.manifest import CorpusItem, ManifestError, read_manif
 from streaming_models.export import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
-from streaming_models.model import ModelConfig, StreamingDetector
+from streaming_models.model import Detector, ModelConfig, StreamingDetector
 from streaming_models.training_data import (
     Augmentation,
     Clip,
@@ -125,7 +125,7 @@ def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.T
 
 
 @torch.no_grad()
-def evaluate_dev(model: StreamingDetector, clips: list[Clip], config: dict[str, Any]
+def evaluate_dev(model: Detector, clips: list[Clip], config: dict[str, Any]
                  ) -> tuple[dict[str, float], dict[str, float]]:
     """Dev EER per head from the output after `dev_seconds` (or the clip's end); and thresholds."""
     model.eval()

@@ -1,0 +1,107 @@
+"""Fuse trained detectors into one ensemble checkpoint (mean of their logits), ready to export.
+
+    spoofwatch ensemble --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --out runs/ab/best.pt
+
+Runs that differ only in seed disagree by several EER points on unseen systems
+(docs/labeling-study.md); averaging them is the cheapest way to keep what each learned
+and lose what each guessed. The members must share the label policy and the corpus.
+The operating thresholds are chosen again for the fused scores, on the whole dev split of
+that corpus, the same way training chooses them (`operating_fpr` of the first member's
+recipe); the dev EERs of every member and of the ensemble on that split are printed and stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from streaming_models.data.manifest import ManifestError, read_manifest
+from streaming_models.export import file_hash
+from streaming_models.logs import log_to_stderr
+from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
+from streaming_models.train import evaluate_dev, excluding
+from streaming_models.training_data import load_clips
+
+log = structlog.get_logger(__name__)
+
+
+def _agreed(ckpts: list[dict[str, Any]], paths: list[Path], what: str, value: Any) -> Any:
+    values = [value(c) for c in ckpts]
+    if any(v != values[0] for v in values[1:]):
+        listing = ", ".join(f"{p}: {v!r}" for p, v in zip(paths, values, strict=True))
+        raise ValueError(f"ensemble members must share the {what} ({listing})")
+    return values[0]
+
+
+def fuse(paths: list[Path], manifest: Path | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Return (the ensemble checkpoint, dev metrics per member and for the ensemble)."""
+    if len(paths) < 2:
+        raise ValueError("give at least two --checkpoint files")
+    loaded = [load_checkpoint(str(p)) for p in paths]
+    members = [model for model, _ in loaded if isinstance(model, StreamingDetector)]
+    if len(members) < len(loaded):
+        raise ValueError("members must be single detectors, not ensembles")
+    ckpts = [c for _, c in loaded]
+    policy = _agreed(ckpts, paths, "label policy", lambda c: c.get("policy"))
+    corpus_hash = _agreed(ckpts, paths, "training corpus (manifest hash)", lambda c: c.get("corpus_hash"))
+    exclusions = _agreed(ckpts, paths, "exclusions", lambda c: (c["config"].get("exclude_codec_families", []),
+                                                               c["config"].get("exclude_generators", [])))
+    manifest = manifest or Path(ckpts[0]["manifest"])
+    if not manifest.is_file():
+        raise ValueError(f"the members' corpus manifest {manifest} is missing: pass --manifest")
+    if file_hash(manifest) != corpus_hash:
+        raise ValueError(f"{manifest} is not the corpus the members trained on (hash {file_hash(manifest)}, "
+                         f"theirs {corpus_hash}): thresholds must come from that corpus's dev split")
+    config = ckpts[0]["config"]
+    items = excluding([i for i in read_manifest(manifest) if i.split == "dev"], *exclusions)
+    ensemble = DetectorEnsemble(members).eval()
+    dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")
+    report: dict[str, dict[str, float]] = {}
+    for path, (model, _) in zip(paths, loaded, strict=True):
+        report[str(path)], _ = evaluate_dev(model, dev, config)
+    report["ensemble"], thresholds = evaluate_dev(ensemble, dev, config)
+    ensemble.eval()  # evaluate_dev leaves models in train mode
+    checkpoint = {
+        "members": [{"model_args": c["model_args"], "model": m.state_dict(), "step": int(c.get("step", 0)),
+                     "source": str(p)} for p, (m, c) in zip(paths, loaded, strict=True)],
+        "policy": policy, "manifest": str(manifest), "corpus_hash": corpus_hash, "config": dict(config),
+        "step": max(int(c.get("step", 0)) for c in ckpts), "thresholds": thresholds,
+        "dev_metrics": report["ensemble"], "dev_items": len(dev),
+    }
+    return checkpoint, report
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="spoofwatch ensemble", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, action="append", required=True,
+                        help="a member's training checkpoint (.pt); give two or more")
+    parser.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
+    parser.add_argument("--manifest", type=Path, help="the members' corpus manifest (default: as recorded)")
+    args = parser.parse_args(argv)
+    log_to_stderr()
+    missing = [str(p) for p in args.checkpoint if not p.is_file()]
+    if missing:
+        parser.error(f"checkpoint(s) not found: {', '.join(missing)}")
+    try:
+        checkpoint, report = fuse(args.checkpoint, args.manifest)
+    except (OSError, ValueError, ManifestError) as exc:
+        print(f"spoofwatch ensemble: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, args.out.with_suffix(".tmp"))
+    args.out.with_suffix(".tmp").replace(args.out)
+    log.info("ensemble_written", out=str(args.out), members=len(checkpoint["members"]),
+             dev_items=checkpoint["dev_items"], thresholds=checkpoint["thresholds"])
+    print(json.dumps({"out": str(args.out), "dev_items": checkpoint["dev_items"],
+                      "dev_metrics": {k: {m: round(v, 4) for m, v in r.items()} for k, r in report.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

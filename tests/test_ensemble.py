@@ -1,0 +1,107 @@
+"""Ensembles: the fused model streams like its members, fuses their logits, and exports to one file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from synthetic_corpus import write_corpus
+
+from streaming_models import ensemble, train
+from streaming_models.api import Detector
+from streaming_models.export import export_checkpoint
+from streaming_models.model import DetectorEnsemble, ModelConfig, StreamingDetector, load_checkpoint
+from streaming_models.model_format import METADATA_KEY, ModelMetadata
+
+
+def _member(seed: int, **kwargs: object) -> StreamingDetector:
+    torch.manual_seed(seed)
+    model = StreamingDetector(ModelConfig(conv_channels=16, gru_hidden=24, **kwargs))  # type: ignore[arg-type]
+    with torch.no_grad():
+        model.frontend.fit_normalization(0.1 * torch.randn(2, 160 + 8000))
+    return model.eval()
+
+
+def test_ensemble_mean_of_members_and_streams_hop_by_hop() -> None:
+    members = [_member(1), _member(2, features="lfcc")]
+    fused = DetectorEnsemble(members).eval()
+    hop = fused.config.hop_samples
+    audio = 0.1 * torch.randn(2, 6 * hop, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        whole, _ = fused(audio, fused.initial_states(2))
+        expected = torch.stack([m(audio, m.initial_states(2))[0] for m in members]).mean(0)
+        assert torch.allclose(whole, expected, atol=1e-6)
+        states, per_hop = fused.initial_states(2), []
+        for i in range(6):
+            logits, states = fused(audio[:, i * hop:(i + 1) * hop], states)
+            per_hop.append(logits)
+    assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
+    assert list(fused.state_shapes())[:2] == ["m0_audio_ctx", "m0_conv0_ctx"] and "m1_gru_h" in fused.state_shapes()
+
+
+def test_members_must_agree_on_the_hop() -> None:
+    with pytest.raises(ValueError, match="disagree"):
+        DetectorEnsemble([_member(1), _member(2, hop_samples=3200)])
+    with pytest.raises(ValueError, match="at least two"):
+        DetectorEnsemble([_member(1)])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("ensemble")
+    corpus = write_corpus(root, per_class=8)
+    steps = root / "steps.toml"
+    steps.write_text("max_steps = 6\neval_interval = 3\n")
+    runs = []
+    for seed in (1, 2):
+        seed_file = root / f"seed{seed}.toml"
+        seed_file.write_text(f"seed = {seed}\n")
+        out = root / f"run{seed}"
+        assert train.main(["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--out", str(out), "--small",
+                           "--config", str(steps), "--config", str(seed_file)]) == 0
+        runs.append(out / "best.pt")
+    return corpus, runs[0], runs[1]
+
+
+@pytest.mark.slow
+def test_fused_checkpoint_exports_to_one_onnx_file(two_runs: tuple[Path, Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _, first, second = two_runs
+    out = tmp_path / "fused.pt"
+    assert ensemble.main(["--checkpoint", str(first), "--checkpoint", str(second), "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["dev_metrics"]) == {str(first), str(second), "ensemble"}
+    model, ckpt = load_checkpoint(str(out))
+    assert isinstance(model, DetectorEnsemble) and len(model.members) == 2
+    assert set(ckpt["thresholds"]) == {"spoof", "codec"} and ckpt["dev_items"] > 0
+    onnx_path = tmp_path / "fused.onnx"
+    meta = export_checkpoint(out, onnx_path)  # raises if ONNX and PyTorch differ by more than 1e-4
+    assert meta.model_id.startswith(f"spoofwatch-{ckpt['members'][0]['model_args']['features']}x2-")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    stored = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert len(stored.states) == 2 * len(StreamingDetector(ModelConfig(**ckpt["members"][0]["model_args"]))
+                                         .state_shapes())
+    assert stored.extra["threshold_spoof"] == pytest.approx(ckpt["thresholds"]["spoof"])
+    scores = Detector(onnx_path).score(0.1 * np.sin(np.arange(16000, dtype=np.float32) * 0.05), 16000)
+    assert scores.p_spoof.shape == (10,) and np.all((scores.p_spoof >= 0) & (scores.p_spoof <= 1))
+
+
+@pytest.mark.slow
+def test_members_of_different_policies_or_corpora_are_refused(two_runs: tuple[Path, Path, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    corpus, first, second = two_runs
+    other = torch.load(second, weights_only=False)
+    other["policy"] = "by_objective"
+    torch.save(other, tmp_path / "other_policy.pt")
+    args = ["--checkpoint", str(first), "--out", str(tmp_path / "x.pt")]
+    assert ensemble.main([*args, "--checkpoint", str(tmp_path / "other_policy.pt")]) == 2
+    assert "label policy" in capsys.readouterr().err
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(corpus.read_text() + "\n")
+    assert ensemble.main([*args, "--checkpoint", str(second), "--manifest", str(changed)]) == 2
+    assert "not the corpus the members trained on" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
