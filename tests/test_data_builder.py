@@ -327,3 +327,17 @@ def test_status_writes_the_manifest_of_finished_jobs(tmp_path: Path) -> None:
     make_builder(tmp_path, "p").build()
     done, planned, manifest = make_builder(tmp_path, "p").status()
     assert done == planned and manifest.name == "manifest.jsonl"
+
+
+def test_a_tts_family_with_few_voices_is_split_by_item_not_by_voice(tmp_path: Path) -> None:
+    few = {**RECIPE, "tts": [{"family": "faketts", "hours": 0.02, "voices": ["v0", "v1"]}]}
+    builder = make_builder(tmp_path, "few", few)
+    jobs = [j for j in builder.plan(*builder.voices_only()) if j.kind == "tts"]
+    assert {j.speaker for j in jobs} == {"faketts/v0", "faketts/v1"}
+    assert {j.split for j in jobs} == {"train", "dev"}  # each voice would otherwise sit in one split only
+    many = {**RECIPE, "tts": [{"family": "faketts", "hours": 0.02}]}
+    builder = make_builder(tmp_path, "many", many)
+    splits_by_voice: dict[str, set[str]] = {}
+    for job in (j for j in builder.plan(*builder.voices_only()) if j.kind == "tts"):
+        splits_by_voice.setdefault(job.speaker, set()).add(job.split)
+    assert len(splits_by_voice) >= 4 and all(len(s) == 1 for s in splits_by_voice.values())

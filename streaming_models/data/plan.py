@@ -29,6 +29,11 @@ _SPLIT_SALT = "spoofwatch-split-v1"  # fixed, so that every recipe puts a speake
 _SECONDS_PER_CHAR = {"espeak": 0.0685, "festival": 0.103, "flite": 0.081, "hibari": 0.093, "kokoro": 0.077,
                      "openjtalk": 0.213, "piper": 0.111}
 _DEFAULT_SECONDS_PER_CHAR = 0.08
+# A TTS family with fewer voices than this is split by item, not by voice: held out by voice, a
+# one- or two-voice engine (hibari, Open JTalk, Piper, festival) would land whole in one split, so
+# training would never see it or checkpoint selection never score it. Voices are not people:
+# speaker-disjoint splits protect against learning human speakers, which stay disjoint.
+MIN_VOICES_FOR_VOICE_SPLIT = 4
 _MIN_CLIP_S = 0.05  # two fillets-ng-data-nl files decode to zero samples
 _MIN_PARENT_S = 0.25  # a vocoder needs a few frames; this also leaves out Asterisk's 0.2 s beeps
 
@@ -166,6 +171,7 @@ class Planner:
             if not voices:
                 raise ValueError(f"tts {spec.family}: no voice matches voices={spec.voices} languages={spec.languages}")
             rng = np.random.default_rng([self.recipe.seed, stable_hash(f"tts:{spec.family}")])
+            split_by_item = len({v.voice_id for v in voices}) < MIN_VOICES_FOR_VOICE_SPLIT
             total_s, index = 0.0, 0
             while total_s < spec.hours * 3600:
                 voice = voices[int(rng.integers(len(voices)))]
@@ -177,9 +183,10 @@ class Planner:
                 job_id = f"{spec.family}-{index:06d}"
                 index += 1
                 speaker = f"{spec.family}/{voice.voice_id}"
+                split = split_for_speaker(job_id if split_by_item else speaker, self.recipe.dev_fraction)
                 jobs.append(Job(
                     job_id=job_id, kind="tts", source="spoof", generator=spec.family, speaker=speaker,
-                    language=voice.language, split=split_for_speaker(speaker, self.recipe.dev_fraction),
+                    language=voice.language, split=split,
                     corpus="spoofwatch-tts", outputs=self._outputs(job_id, "spoof"), text=text, voice=voice,
                     planned_s=planned,
                 ))
