@@ -160,7 +160,6 @@ class DetectorEnsemble(nn.Module):
                                  f"{(first.sample_rate_hz, first.hop_samples, first.heads)}")
         self.members = nn.ModuleList(members)
         self.config = first
-        self._state_counts = [len(m.state_shapes()) for m in members]
 
     def detectors(self) -> list[StreamingDetector]:
         return [m for m in self.members if isinstance(m, StreamingDetector)]
@@ -175,7 +174,8 @@ class DetectorEnsemble(nn.Module):
     def forward(self, audio: torch.Tensor, states: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         logits, new_states, start = [], [], 0
-        for member, count in zip(self.detectors(), self._state_counts, strict=True):
+        for member in self.detectors():
+            count = len(member.state_shapes())
             member_logits, member_states = member(audio, states[start:start + count])
             logits.append(member_logits)
             new_states.extend(member_states)
