@@ -66,6 +66,7 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
     tilt_prob=0.3,
     lowpass_prob=0.0, lowpass_min=0.42, lowpass_max=0.95,  # random band limit, cut-off / Nyquist
+    eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
     # loss
     warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
     codec_weight=1.0,
@@ -222,7 +223,9 @@ def main(argv: list[str]) -> int:
     max_hops = max(min_hops, round(config["crop_max_s"] * sr / hop))
     aug = Augmentation((config["gain_db_min"], config["gain_db_max"]), config["noise_prob"],
                        (config["snr_db_min"], config["snr_db_max"]), config["tilt_prob"],
-                       config["lowpass_prob"], (config["lowpass_min"], config["lowpass_max"]))
+                       config["lowpass_prob"], (config["lowpass_min"], config["lowpass_max"]),
+                       eq_prob=config["eq_prob"], eq_max_bands=config["eq_max_bands"],
+                       eq_gain_db=(config["eq_gain_db_min"], config["eq_gain_db_max"]))
     aug_gen = torch.Generator().manual_seed(config["seed"])
     log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
 

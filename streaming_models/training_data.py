@@ -92,6 +92,10 @@ class Augmentation:
     tilt_prob: float = 0.3  # first-order spectral tilt y[n] = x[n] + a*x[n-1]: a cheap channel
     lowpass_prob: float = 0.0  # random band limit; cut-off as a fraction of Nyquist
     lowpass_cutoff: tuple[float, float] = (0.42, 0.95)
+    eq_prob: float = 0.0  # random smooth equalizer: a microphone, room or handset response
+    eq_max_bands: int = 4
+    eq_gain_db: tuple[float, float] = (-24.0, 12.0)
+    eq_width: tuple[float, float] = (0.01, 0.15)  # Gaussian bump's standard deviation / Nyquist
 
 
 def random_lowpass(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
@@ -112,8 +116,33 @@ def random_lowpass(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator)
     return torch.fft.irfft(torch.fft.rfft(audio) * gain, n=n)
 
 
+def random_equalizer(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+    """Colour a random subset of rows with a random smooth frequency response (zero phase).
+
+    The response in dB is a sum of up to `eq_max_bands` Gaussian bumps and notches at random
+    centres. It is the linear part of RawBoost's convolutive noise (Tak et al., ICASSP 2022):
+    genuine and synthetic speech both reach us through unknown microphones and handsets, so the
+    detector should not lean on the fine shape of the long-term spectrum, and a deep notch acts
+    like SpecAugment's frequency mask, which makes it use more than one band.
+    """
+    b, n = audio.shape
+    k = aug.eq_max_bands
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, k, 1, generator=gen)
+
+    centre, width, gain = uniform(0.0, 1.0), uniform(*aug.eq_width), uniform(*aug.eq_gain_db)
+    band_used = torch.rand(b, k, 1, generator=gen) < 0.5
+    band_used[:, 0] = True  # at least one band per chosen row
+    chosen = torch.rand(b, 1, generator=gen) < aug.eq_prob
+    position = torch.linspace(0.0, 1.0, n // 2 + 1)[None, None, :]
+    response_db = (band_used * gain * torch.exp(-0.5 * ((position - centre) / width) ** 2)).sum(1)
+    response = torch.where(chosen, 10.0 ** (response_db / 20.0), torch.ones_like(response_db))
+    return torch.fft.irfft(torch.fft.rfft(audio) * response, n=n)
+
+
 def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
-    """Gain, additive coloured noise and channel tilt, per row, applied to both classes alike."""
+    """Gain, additive coloured noise and channel colouring, per row, applied to both classes alike."""
     b = audio.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -123,6 +152,8 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
     audio = audio + tilt * torch.nn.functional.pad(audio, (1, 0))[:, :-1]
     if aug.lowpass_prob > 0:  # guarded so that recipes without it draw the same random numbers as before
         audio = random_lowpass(audio, aug, gen)
+    if aug.eq_prob > 0:  # guarded likewise
+        audio = random_equalizer(audio, aug, gen)
     rms = audio.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-5)
     # Coloured noise, shaped in the frequency domain: 1/f^(2*slope) power, slope in [0, 1]
     # per row (white .. brown).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streaming_models.training_data import Augmentation, augment, random_lowpass
+from streaming_models.training_data import Augmentation, augment, random_equalizer, random_lowpass
 
 
 def _tones(n: int, fractions_of_nyquist: tuple[float, ...]) -> torch.Tensor:
@@ -38,3 +38,28 @@ def test_augment_is_seeded_and_the_band_limit_is_applied_within_it() -> None:
     assert not torch.allclose(plain, limited)
     assert torch.equal(plain, augment(audio, Augmentation(), torch.Generator().manual_seed(7)))
     assert np.isfinite(limited.numpy()).all() and limited.abs().max() <= 0.99 + 1e-6
+
+
+def test_random_equalizer_colours_chosen_rows_only_and_differently() -> None:
+    audio = torch.randn(3, 8000, generator=torch.Generator().manual_seed(1))
+    notch = Augmentation(eq_prob=1.0, eq_max_bands=1, eq_gain_db=(-30.0, -30.0), eq_width=(0.05, 0.05))
+    out = random_equalizer(audio, notch, torch.Generator().manual_seed(3))
+    energy_ratio = out.pow(2).sum(1) / audio.pow(2).sum(1)
+    assert (energy_ratio < 0.99).all() and (energy_ratio > 0.7).all()  # a notch 0.05 wide, not a mute
+    response = torch.fft.rfft(out).abs() / torch.fft.rfft(audio).abs()
+    assert not torch.allclose(response[0], response[1], atol=0.05)  # each row its own notch
+    untouched = random_equalizer(audio, Augmentation(eq_prob=0.0), torch.Generator())
+    assert torch.allclose(untouched, audio, atol=1e-5)
+
+
+def test_equalizer_notch_is_at_its_centre() -> None:
+    audio = _tones(4000, (0.25, 0.75))
+    gen = torch.Generator().manual_seed(0)
+    aug = Augmentation(eq_prob=1.0, eq_max_bands=1, eq_gain_db=(-40.0, -40.0), eq_width=(0.01, 0.01))
+    out = random_equalizer(audio, aug, gen)
+    centre = torch.rand(1, 1, 1, generator=torch.Generator().manual_seed(0)).item()  # first draw
+    near = min((0.25, 0.75), key=lambda f: abs(f - centre))
+    far = 0.75 if near == 0.25 else 0.25
+    expected_db = -40.0 * np.exp(-0.5 * ((near - centre) / 0.01) ** 2)
+    assert abs(20 * np.log10(_level_at(out, near) / _level_at(audio, near)) - expected_db) < 0.5
+    assert abs(_level_at(out, far) / _level_at(audio, far) - 1.0) < 1e-3 or abs(far - centre) < 0.06
