@@ -16,9 +16,39 @@ rules, with f = smoothed fake score and c = smoothed p_codec:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 from daemon.config import DecisionConfig
+
+
+def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -> tuple[DecisionConfig, list[str]]:
+    """The decision config with `thresholds = "model"` replaced by the model's operating thresholds.
+
+    A fixed 0.7 means something different for every model; the operating threshold in the model's
+    metadata was chosen for it (1 % false alarms on its dev split). Each exit keeps its configured
+    distance below its enter. Returns the config (thresholds = "config") and the heads that had
+    no threshold in the model and kept the configured values.
+    """
+    if config.thresholds != "model":
+        return config, []
+    changes: dict[str, Any] = {"thresholds": "config"}
+    missing = []
+    for head in ("spoof", "codec"):
+        raw = model_extra.get(f"threshold_{head}", "nan")
+        try:
+            enter = float(raw)
+        except (TypeError, ValueError):
+            enter = float("nan")
+        if not 0.0 <= enter <= 1.0:  # also NaN
+            missing.append(head)
+            continue
+        gap = getattr(config, f"{head}_enter") - getattr(config, f"{head}_exit")
+        changes[f"{head}_enter"] = enter
+        changes[f"{head}_exit"] = max(0.0, enter - gap)
+    return dataclasses.replace(config, **changes), missing
 
 
 class DecisionTracker:

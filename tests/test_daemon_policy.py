@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from daemon.config import DecisionConfig
-from daemon.policy import DecisionTracker
+from daemon.policy import DecisionTracker, resolve_thresholds
 
 BASE = DecisionConfig(window_hops=1, min_hops=2, spoof_enter=0.7, spoof_exit=0.4, codec_enter=0.7, codec_exit=0.4)
 
@@ -54,3 +54,25 @@ def test_smoothing_delays_the_decision() -> None:
     decisions = _run(config, [(0.0, 0)] * 4 + [(1.0, 0)] * 4)
     assert decisions[4] == "bonafide"  # one loud hop among three quiet ones: mean 0.25
     assert decisions[6] == "spoof"  # mean 0.75
+
+
+def test_model_thresholds_replace_the_enter_values_and_keep_the_exit_gap() -> None:
+    config = replace(BASE, spoof_exit=0.5, codec_exit=0.3)  # gaps 0.2 and 0.4
+    resolved, missing = resolve_thresholds(config, {"threshold_spoof": "0.95", "threshold_codec": 0.25})
+    assert missing == []
+    assert resolved.thresholds == "config"
+    assert (resolved.spoof_enter, resolved.codec_enter) == (0.95, 0.25)
+    assert resolved.spoof_exit == pytest.approx(0.75)
+    assert resolved.codec_exit == 0.0  # 0.25 - 0.4 is clipped to the probability range
+    assert resolved.window_hops == config.window_hops and resolved.policy == config.policy
+
+
+def test_a_model_without_thresholds_keeps_the_configured_values() -> None:
+    resolved, missing = resolve_thresholds(BASE, {"threshold_spoof": "not a number"})
+    assert missing == ["spoof", "codec"]
+    assert (resolved.spoof_enter, resolved.spoof_exit, resolved.codec_enter) == (0.7, 0.4, 0.7)
+
+
+def test_configured_thresholds_are_used_as_they_are() -> None:
+    config = replace(BASE, thresholds="config")
+    assert resolve_thresholds(config, {"threshold_spoof": 0.95, "threshold_codec": 0.9}) == (config, [])

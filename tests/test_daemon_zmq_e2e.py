@@ -14,6 +14,7 @@ import zmq.asyncio
 from daemon_harness import Client, Subscriber, is_event, running_daemon, wait_subscribed
 
 from daemon.backends.onnx import OnnxBackend
+from daemon.config import DEFAULT_MODEL_PATH, DecisionConfig
 from daemon.streams import StreamBuffer
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
@@ -270,3 +271,18 @@ async def test_slow_subscriber_never_blocks_ingest_and_drops_are_counted(
         stuck.close()
         client.close()
         calm_sub.close()
+
+
+
+async def test_decisions_use_the_models_operating_thresholds_unless_configured() -> None:
+    shipped = Path(__file__).resolve().parent.parent / DEFAULT_MODEL_PATH  # carries its thresholds
+    model_threshold = float(OnnxBackend(shipped, providers=["CPUExecutionProvider"]).metadata.extra["threshold_spoof"])
+    assert model_threshold != DecisionConfig().spoof_enter
+    async with running_daemon(shipped) as daemon:
+        assert daemon.hub is not None
+        used = daemon.hub.decision_config
+        assert used.spoof_enter == pytest.approx(model_threshold)
+        assert used.spoof_exit == pytest.approx(model_threshold - 0.3)  # the default gap, 0.7 - 0.4
+    async with running_daemon(shipped, decision={"thresholds": "config", "spoof_enter": 0.8}) as daemon:
+        assert daemon.hub is not None
+        assert daemon.hub.decision_config.spoof_enter == 0.8
