@@ -43,9 +43,9 @@ def test_missing_shared_data_names_the_variable(tmp_path: Path) -> None:
         load_source("nosuch", tmp_path)
 
 
-def _tone(path: Path, sr: int = 8000) -> None:
+def _tone(path: Path, sr: int = 8000, seconds: float = 0.5) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, 0.2 * np.sin(np.arange(sr // 2) * 0.1), sr)
+    sf.write(path, 0.2 * np.sin(np.arange(int(sr * seconds)) * 0.1), sr)
 
 
 def test_debian_packages_parse_speakers_and_languages(tmp_path: Path) -> None:
@@ -103,3 +103,25 @@ def test_wideband_asterisk_prompts_are_decoded_from_g722_once(tmp_path: Path) ->
     assert rate == 16000 and abs(len(decoded) - 16000) < 400 and np.abs(decoded).max() > 0.2
     (sounds / "hello.g722").unlink()  # a finished decode is reused, not redone
     assert len(load_source(f"debian:{package}", debian_cache_dir=tmp_path)) == 2
+
+
+def test_full_band_volunteer_recordings_keep_speech_only_and_drop_copies(tmp_path: Path) -> None:
+    stamps = tmp_path / "tuxpaint-stamps-default" / "usr" / "share" / "tuxpaint" / "stamps"
+    _tone(stamps / "animals" / "frog_desc.ogg", 44100)
+    _tone(stamps / "animals" / "frog_desc_pt_BR.ogg", 44100, seconds=0.6)
+    _tone(stamps / "animals" / "frog.ogg", 44100, seconds=0.7)  # the croak: a sound effect, not speech
+    _tone(stamps / "shapes" / "star_desc_es.ogg", 44100, seconds=0.8)
+    shutil.copy(stamps / "shapes" / "star_desc_es.ogg", stamps / "animals" / "star_desc_es.ogg")
+    words = tmp_path / "ktuberling-data" / "usr" / "share" / "ktuberling" / "sounds"
+    _tone(words / "sr" / "hat.ogg", 22050)
+    (words / "sr@latin").mkdir()
+    shutil.copy(words / "sr" / "hat.ogg", words / "sr@latin" / "hat.ogg")  # the same recording, Latin script
+    _tone(words / "de" / "hat.ogg", 22050, seconds=0.9)
+    for name in ("tuxpaint-stamps-default", "ktuberling-data"):
+        (tmp_path / name / ".complete").write_text("ok\n")
+    described = load_source("debian:tuxpaint-stamps-default", debian_cache_dir=tmp_path)
+    assert sorted((u.speaker, u.language) for u in described) == [
+        ("tuxpaint/en", "en"), ("tuxpaint/es", "es"), ("tuxpaint/pt", "pt")]
+    assert all(u.sample_rate_hz == 44100 for u in described)
+    spoken = load_source("debian:ktuberling-data", debian_cache_dir=tmp_path)
+    assert sorted(u.speaker for u in spoken) == ["ktuberling/de", "ktuberling/sr"]

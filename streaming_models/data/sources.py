@@ -9,6 +9,8 @@ LibriSpeech test-other is pinned to the `test` split: its speakers never train.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -211,6 +213,60 @@ def _pocketsphinx(package: str, cache_dir: Path) -> list[Utterance]:
     return out
 
 
+def _first_of_each_recording(paths: list[Path]) -> list[Path]:
+    """Drop byte-identical copies (both packages reuse one recording under several names)."""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(path)
+    return kept
+
+
+_TUXPAINT_DESCRIPTION = re.compile(r"_desc(?:_(?P<locale>[A-Za-z]{2,3}(?:_[A-Za-z]{2})?))?$")
+
+
+def _tuxpaint(package: str, cache_dir: Path) -> list[Utterance]:
+    """Tux Paint's spoken stamp descriptions: volunteers' full-band (44.1 kHz) home recordings.
+
+    `NAME_desc.ogg` is English, `NAME_desc_LOCALE.ogg` the translation; the stamps' other sounds
+    are effects, not speech. Each language was recorded by one or a few volunteers (the package
+    changelog credits them per language), so the language stands for the speaker.
+    """
+    root = fetch_debian_package(package, cache_dir)
+    out = []
+    base = root / "usr" / "share" / "tuxpaint" / "stamps"
+    described = [p for p in _audio_files(base) if _TUXPAINT_DESCRIPTION.search(p.stem)]
+    for path in _first_of_each_recording(described):
+        match = _TUXPAINT_DESCRIPTION.search(path.stem)
+        assert match is not None
+        lang = (match.group("locale") or "en").split("_")[0].lower()
+        sr, dur = _info(path)
+        stem = "-".join(path.relative_to(base).with_suffix("").parts)
+        out.append(Utterance(f"tuxpaint-{stem}", path, f"tuxpaint/{lang}", lang, package, sr, dur))
+    return out
+
+
+def _ktuberling(package: str, cache_dir: Path) -> list[Utterance]:
+    """KTuberling's spoken words (one folder per language, one or two voices each, 8-48 kHz).
+
+    The Serbian script variants (sr@latin, sr@ijekavian...) reuse the sr recordings: copies go.
+    """
+    root = fetch_debian_package(package, cache_dir)
+    out = []
+    base = root / "usr" / "share" / "ktuberling" / "sounds"
+    for path in _first_of_each_recording(_audio_files(base)):
+        if len(path.relative_to(base).parts) != 2:  # sounds/LANG/WORD.ogg only
+            continue
+        lang = path.parent.name.split("@")[0].lower()
+        sr, dur = _info(path)
+        out.append(Utterance(f"ktuberling-{path.parent.name}-{path.stem}", path, f"ktuberling/{lang}", lang,
+                             package, sr, dur))
+    return out
+
+
 # codec2-examples is left out on purpose: most of its clips are codec2 or HTS outputs, not genuine speech.
 _DEBIAN_READERS: dict[str, Callable[[str, Path], list[Utterance]]] = {
     "asterisk-core-sounds-en-wav": _asterisk,
@@ -223,7 +279,9 @@ _DEBIAN_READERS: dict[str, Callable[[str, Path], list[Utterance]]] = {
     "fillets-ng-data-cs": _fillets,
     "fillets-ng-data-nl": _fillets,
     "klettres-data": _klettres,
+    "ktuberling-data": _ktuberling,
     "pocketsphinx-testdata": _pocketsphinx,
+    "tuxpaint-stamps-default": _tuxpaint,
 }
 
 _SHARED_READERS: dict[str, Callable[[Path], list[Utterance]]] = {
