@@ -22,7 +22,7 @@ import numpy as np
 
 from daemon.backends.onnx import OnnxBackend
 from daemon.config import DecisionConfig, load_config
-from daemon.policy import DecisionTracker, resolve_thresholds
+from daemon.policy import DecisionTracker, early_thresholds, resolve_thresholds
 from streaming_models.evaluate import EvalItem, read_labels_csv, read_labels_manifest, stream_scores
 from streaming_models.logs import log_to_stderr
 
@@ -33,8 +33,8 @@ def class_of(item: EvalItem) -> str:
     return "bonafide, neural codec" if item.genuine_resynthesized else "bonafide"
 
 
-def replay(config: DecisionConfig, scores: np.ndarray) -> list[str]:
-    tracker = DecisionTracker(config)
+def replay(config: DecisionConfig, early: dict[str, tuple[float, ...]], scores: np.ndarray) -> list[str]:
+    tracker = DecisionTracker(config, early)
     return [tracker.update(float(p[0]), float(p[1]))[2] for p in scores]
 
 
@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
     config = load_config(args.config, environ={}, flags=flags).decision
     backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
     meta = backend.metadata
+    early = early_thresholds(config, meta)
     decision, missing = resolve_thresholds(config, meta.extra)
     if args.labels.suffix == ".csv":
         items = read_labels_csv(args.labels, args.labels.parent)
@@ -64,13 +65,14 @@ def main(argv: list[str]) -> int:
     print(f"decision: thresholds={config.thresholds}{' (model has none: configured values)' if missing else ''}  "
           f"spoof enter/exit {decision.spoof_enter:.3f}/{decision.spoof_exit:.3f}  codec enter/exit "
           f"{decision.codec_enter:.3f}/{decision.codec_exit:.3f}  window {decision.window_hops} hops  "
-          f"min {decision.min_hops} hops  policy {decision.policy}")
+          f"min {decision.min_hops} hops  policy {decision.policy}  early thresholds "
+          f"{ {head: len(by_hop) for head, by_hop in early.items()} or 'none'}")
     print(f"{'class':24} {'n':>5} {'ever spoof':>10} {'spoof at end':>12} {'spoof <= 1 s':>12} "
           f"{'median to spoof':>15} {'codec at end':>12}")
     rows: dict[str, list[list[str]]] = {}
     for item, s in zip(items, scores, strict=True):
         if len(s):
-            rows.setdefault(class_of(item), []).append(replay(decision, s))
+            rows.setdefault(class_of(item), []).append(replay(decision, early, s))
     first_second = max(1, round(1.0 / hop_s))
     for name in ("spoof", "bonafide", "bonafide, neural codec"):
         runs = rows.get(name, [])

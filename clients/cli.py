@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("streaming_models.train", "train the streaming detector"),
     "evaluate": ("streaming_models.evaluate", "evaluate an exported model through the streaming path"),
     "export": ("streaming_models.export", "export a checkpoint to ONNX with metadata"),
+    "calibrate": ("streaming_models.calibrate", "choose an exported model's early operating thresholds"),
     "ensemble": ("streaming_models.ensemble", "fuse trained detectors into one checkpoint (mean logits)"),
     "resynth": ("streaming_models.resynthesis.cli", "train in-house neural codecs and vocoders"),
 }

@@ -36,7 +36,7 @@ from daemon.ingest.audiosocket import AudioSocketIngest
 from daemon.ingest.base import IngestAdapter
 from daemon.ingest.twilio import TwilioIngest
 from daemon.ingest.zmq import ZmqIngest
-from daemon.policy import resolve_thresholds
+from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
 from streaming_models.model_format import ModelMetadata
@@ -105,13 +105,15 @@ class Daemon:
                                          sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes)
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor)
+        early = early_thresholds(cfg.decision, meta)
         decision, no_threshold = resolve_thresholds(cfg.decision, meta.extra)
         if no_threshold:
             log.warning("model_has_no_operating_threshold", heads=no_threshold,
                         using="the configured decision.*_enter/_exit values")
         log.info("decision_thresholds", source=cfg.decision.thresholds,
+                 early_hops={head: len(by_hop) for head, by_hop in early.items()},
                  **{k: round(getattr(decision, k), 4) for k in ("spoof_enter", "spoof_exit", "codec_enter", "codec_exit")})
-        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision)
+        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early)
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
                        asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper")]
         for task in self._tasks:

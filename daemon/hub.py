@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,7 @@ class LiveStream:
         self._pending: deque[PendingHop] = deque()
         self._hop_ready = asyncio.Event()
         self._slot = hub.batcher.open_slot(spec.stream_id)
-        self._tracker = DecisionTracker(hub.decision_config)
+        self._tracker = DecisionTracker(hub.decision_config, hub.early_thresholds)
         self._feeds: list[EventFeed] = []
         self._opened_message: Mapping[str, Any] | None = None  # replayed to feeds subscribed after open
         self._closed_message: Mapping[str, Any] | None = None
@@ -243,12 +243,14 @@ class DaemonHub:
     """Implements `StreamHub`: admission, the open streams, the idle reaper, draining."""
 
     def __init__(self, metadata: ModelMetadata, batcher: Batcher, publisher: ResultPublisher,
-                 streams_config: StreamsConfig, decision_config: DecisionConfig) -> None:
+                 streams_config: StreamsConfig, decision_config: DecisionConfig,
+                 early_thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
         self.metadata = metadata
         self.batcher = batcher
         self.publisher = publisher
         self.streams_config = streams_config
         self.decision_config = decision_config
+        self.early_thresholds = dict(early_thresholds or {})  # per-hop enter thresholds, per head
         self.registry: StreamRegistry[LiveStream] = StreamRegistry(streams_config.max_streams)
         if streams_config.low_delay_resampling:
             prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)

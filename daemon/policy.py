@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.config import DecisionConfig
+from streaming_models.model_format import ModelMetadata
+
+HEADS = ("spoof", "codec")
 
 
 def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -> tuple[DecisionConfig, list[str]]:
@@ -51,9 +54,23 @@ def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -
     return dataclasses.replace(config, **changes), missing
 
 
+def early_thresholds(config: DecisionConfig, metadata: ModelMetadata) -> dict[str, tuple[float, ...]]:
+    """Per-hop enter thresholds for a stream's first seconds (`spoofwatch calibrate`), per head.
+
+    Only with `thresholds = "model"`: configured values are used as they are. A head without a
+    schedule in the model gets none, and its one enter threshold holds from the first hop.
+    """
+    if config.thresholds != "model":
+        return {}
+    return {head: by_hop for head in HEADS if (by_hop := metadata.enter_thresholds_by_hop(head))}
+
+
 class DecisionTracker:
-    def __init__(self, config: DecisionConfig) -> None:
+    def __init__(self, config: DecisionConfig, early: Mapping[str, Sequence[float]] | None = None) -> None:
+        """`early[head][h - 1]` replaces the head's enter threshold at hop h while it lasts; each
+        exit keeps the configured distance below its enter."""
         self.config = config
+        self._early = {head: tuple(early.get(head, ())) for head in HEADS} if early else {}
         self._spoof: deque[float] = deque(maxlen=config.window_hops)
         self._codec: deque[float] = deque(maxlen=config.window_hops)
         self.hops = 0
@@ -70,15 +87,26 @@ class DecisionTracker:
         if self.hops < cfg.min_hops:
             return spoof_smooth, codec_smooth, self.decision
         fake = spoof_smooth if cfg.policy == "codec_as_bonafide" else max(spoof_smooth, codec_smooth)
+        spoof_enter, spoof_exit = self._thresholds("spoof")
+        codec_enter, codec_exit = self._thresholds("codec")
         previous = self.decision
-        if fake >= cfg.spoof_enter or (previous == "spoof" and fake >= cfg.spoof_exit):
+        if fake >= spoof_enter or (previous == "spoof" and fake >= spoof_exit):
             decision = "spoof"
-        elif fake >= cfg.spoof_exit:
+        elif fake >= spoof_exit:
             decision = previous if previous in ("bonafide", "codec") else "undecided"
         elif cfg.policy == "codec_as_bonafide" and (
-                codec_smooth >= cfg.codec_enter or (previous == "codec" and codec_smooth >= cfg.codec_exit)):
+                codec_smooth >= codec_enter or (previous == "codec" and codec_smooth >= codec_exit)):
             decision = "codec"
         else:
             decision = "bonafide"
         self.decision = decision
         return spoof_smooth, codec_smooth, decision
+
+    def _thresholds(self, head: str) -> tuple[float, float]:
+        """(enter, exit) of `head` at the current hop."""
+        enter: float = getattr(self.config, f"{head}_enter")
+        gap = enter - getattr(self.config, f"{head}_exit")
+        early = self._early.get(head, ())
+        if self.hops <= len(early):
+            enter = early[self.hops - 1]
+        return enter, max(0.0, enter - gap)

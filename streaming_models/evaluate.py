@@ -12,7 +12,8 @@ Reported per head (spoof, codec): EER and ASVspoof 5 minDCF (metrics.py) on the 
 the end of each clip; the same after 0.5, 1, 2 and 4 s of audio; breakdowns per dataset,
 corpus, system and codec (EER within the group, and "pooled": the group's positives against
 every negative of the set, the usual per-attack figure); and, at the operating threshold (model metadata, else 0.5), the flag
-rate, the false-alarm rate and the time to detection (first hop at or above threshold).
+rate, the false-alarm rate and the time to detection (first hop at or above threshold; in a
+model calibrated by `spoofwatch calibrate`, its early thresholds apply to the first seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import csv
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,24 @@ def score_at(scores: np.ndarray, seconds: float | None, hop_s: float) -> np.ndar
 
 
 def detection_summary(items: Sequence[EvalItem], scores: Sequence[np.ndarray], head: int, threshold: float,
-                      hop_s: float) -> dict[str, Any]:
-    """Flag rates and time to detection at `threshold`, for positives and negatives of one head."""
-    out: dict[str, Any] = {"threshold": threshold}
+                      hop_s: float, early: Sequence[float] = ()) -> dict[str, Any]:
+    """Flag rates and time to detection at `threshold`, for positives and negatives of one head.
+
+    `early[h]` replaces the threshold at hop h + 1 (the model's early thresholds, `spoofwatch calibrate`).
+    """
+    out: dict[str, Any] = {"threshold": threshold, "early_threshold_hops": len(early)}
+
+    def per_hop(n: int) -> np.ndarray:
+        thresholds = np.full(n, threshold)
+        thresholds[: min(n, len(early))] = early[:n]
+        return thresholds
+
     for name, want in (("positive", 1), ("negative", 0)):
         rows = [s[:, head] for it, s in zip(items, scores, strict=True)
                 if (it.spoof if head == 0 else it.codec) == want]
         if not rows:
             continue
-        first = [int(np.argmax(r >= threshold)) if (r >= threshold).any() else -1 for r in rows]
+        first = [int(np.argmax(hit)) if (hit := r >= per_hop(len(r))).any() else -1 for r in rows]
         times = np.array([(f + 1) * hop_s for f in first if f >= 0])
         out[name] = {
             "n": len(rows),
@@ -150,7 +160,7 @@ def head_metrics(labels: np.ndarray, finals: np.ndarray) -> dict[str, float] | N
 
 
 def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: float,
-              thresholds: dict[str, float]) -> dict[str, Any]:
+              thresholds: dict[str, float], early: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
     kept = [(it, s) for it, s in zip(items, scores, strict=True) if len(s)]
     items = [it for it, _ in kept]
     scores = [s for _, s in kept]
@@ -161,7 +171,7 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
         entry: dict[str, Any] = {"overall": head_metrics(labels, finals), "after_s": {}}
         for t in CHECKPOINTS_S:
             entry["after_s"][str(t)] = head_metrics(labels, np.array([score_at(s, t, hop_s)[col] for s in scores]))
-        entry["detection"] = detection_summary(items, scores, col, thresholds[head], hop_s)
+        entry["detection"] = detection_summary(items, scores, col, thresholds[head], hop_s, (early or {}).get(head, ()))
         report["heads"][head] = entry
     resynth = [i for i, it in enumerate(items) if it.genuine_resynthesized]
     if resynth:  # what the label-policy study compares: is codec-resynthesized genuine speech called spoof?
@@ -215,7 +225,8 @@ def format_report(report: dict[str, Any]) -> str:
             if name in d:
                 s = d[name]
                 med = "-" if s["median_time_to_flag_s"] is None else f"{s['median_time_to_flag_s']:.1f}s"
-                lines.append(f"{head} threshold {d['threshold']:.3f} {name:8}: n={s['n']:4d}  flagged at end "
+                schedule = f" (early: {d['early_threshold_hops']} hops)" if d.get("early_threshold_hops") else ""
+                lines.append(f"{head} threshold {d['threshold']:.3f}{schedule} {name:8}: n={s['n']:4d}  flagged at end "
                              f"{_pct(s['flagged_at_end'])}  any hop {_pct(s['flagged_any_hop'])}  within 1 s "
                              f"{_pct(s['flagged_within_1s'])}  median time to flag {med}")
     if "genuine_resynthesized" in report:
@@ -269,7 +280,9 @@ def main(argv: list[str]) -> int:
         "codec": args.threshold_codec if args.threshold_codec is not None
         else float(meta.extra.get("threshold_codec", 0.5)),
     }
-    report = summarize(items, scores, meta.hop_ms / 1000.0, thresholds)
+    given = {"spoof": args.threshold_spoof, "codec": args.threshold_codec}
+    early = {head: meta.enter_thresholds_by_hop(head) for head in HEADS if given[head] is None}
+    report = summarize(items, scores, meta.hop_ms / 1000.0, thresholds, early)
     report.update(model_id=meta.model_id, labels=str(args.labels), hop_ms=meta.hop_ms,
                   label_policy=meta.label_policy,
                   unscored_shorter_than_one_hop=sum(1 for s in scores if not len(s)))

@@ -103,3 +103,26 @@ class ModelMetadata:
         for state in self.states:
             if any(d <= 0 for d in state.shape):
                 raise ModelFormatError(f"state {state.input_name!r} has a non-positive dimension")
+
+    def enter_thresholds_by_hop(self, head: str) -> tuple[float, ...]:
+        """The early operating thresholds of `head` (`spoofwatch calibrate`), one per hop.
+
+        `extra["threshold_<head>_by_s"]` is [[seconds, threshold], ...]; hop h (h * hop seconds
+        of audio heard) takes the threshold of the last point at or before it (the first point's
+        before that), up to the last point, from which the last threshold holds for good. Empty
+        when the model has no valid schedule.
+        """
+        raw = self.extra.get(f"threshold_{head}_by_s")
+        try:
+            points = sorted((float(s), float(t)) for s, t in raw)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return ()
+        if not points or not all(s > 0 and 0.0 <= t <= 1.0 for s, t in points):
+            return ()
+        hop_s = self.hop_samples / self.sample_rate_hz
+        last_hop = max(1, round(points[-1][0] / hop_s))
+        by_hop = []
+        for hop in range(1, last_hop + 1):
+            heard = hop * hop_s + 1e-9
+            by_hop.append(next((t for s, t in reversed(points) if s <= heard), points[0][1]))
+        return tuple(by_hop)

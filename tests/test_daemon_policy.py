@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from daemon.config import DecisionConfig
-from daemon.policy import DecisionTracker, resolve_thresholds
+from daemon.policy import DecisionTracker, early_thresholds, resolve_thresholds
 
 BASE = DecisionConfig(window_hops=1, min_hops=2, spoof_enter=0.7, spoof_exit=0.4, codec_enter=0.7, codec_exit=0.4)
 
@@ -76,3 +76,22 @@ def test_a_model_without_thresholds_keeps_the_configured_values() -> None:
 def test_configured_thresholds_are_used_as_they_are() -> None:
     config = replace(BASE, thresholds="config")
     assert resolve_thresholds(config, {"threshold_spoof": 0.95, "threshold_codec": 0.9}) == (config, [])
+
+
+def test_early_thresholds_apply_to_the_first_hops_then_the_configured_ones() -> None:
+    config = replace(BASE, min_hops=1, spoof_enter=0.9, spoof_exit=0.6)  # gap 0.3
+    scores = [(0.55, 0), (0.35, 0), (0.55, 0), (0.55, 0)]
+    assert _run(config, scores) == ["bonafide"] * 4
+    tracker = DecisionTracker(config, {"spoof": (0.5, 0.5, 0.5)})
+    decisions = [tracker.update(s, c)[2] for s, c in scores]
+    # hop 1 enters at 0.5; hop 2 stays (0.35 >= 0.5 - 0.3); hop 3 still early; hop 4 leaves (0.55 < 0.6)
+    assert decisions == ["spoof", "spoof", "spoof", "bonafide"]
+
+
+def test_early_thresholds_come_from_the_model_only_when_thresholds_are_the_models() -> None:
+    from streaming_models.model_format import ModelMetadata, StateSpec
+
+    meta = ModelMetadata("m", 16000, 1600, (StateSpec("a", "b", (1,)),),
+                         extra={"threshold_spoof_by_s": [[0.2, 0.5], [0.3, 0.8]]})
+    assert early_thresholds(BASE, meta) == {"spoof": (0.5, 0.5, 0.8)}
+    assert early_thresholds(replace(BASE, thresholds="config"), meta) == {}
