@@ -12,6 +12,9 @@ rules, with f = smoothed fake score and c = smoothed p_codec:
   else `bonafide`; under `codec_as_spoof`, `bonafide`;
 - in between (spoof_exit <= f < spoof_enter, not spoof) the previous bonafide/codec decision
   holds, and a stream leaving spoof or never decided is `undecided`.
+
+The enter thresholds are by default the model's (`resolve_thresholds`), and for a stream's first
+seconds the model's early ones where it was calibrated (`early_thresholds`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -
         return config, []
     changes: dict[str, Any] = {"thresholds": "config"}
     missing = []
-    for head in ("spoof", "codec"):
+    for head in HEADS:
         raw = model_extra.get(f"threshold_{head}", "nan")
         try:
             enter = float(raw)
