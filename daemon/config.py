@@ -100,8 +100,9 @@ class DecisionConfig:
     thresholds: Literal["model", "config"] = field(default="model", metadata=_help(
         "model: spoof_enter and codec_enter are the model's operating thresholds from its metadata "
         "(chosen in training for 1 % false alarms on its dev split), each exit keeping its configured "
-        "distance below its enter; a model without them falls back to the values here. config: the "
-        "values here as they are"))
+        "distance below its enter, and a calibrated model's early thresholds (`spoofwatch calibrate`) "
+        "hold for a stream's first seconds; a model without them falls back to the values here. "
+        "config: the values here as they are"))
     spoof_enter: float = field(default=0.7, metadata=_help(
         "smoothed spoof score at or above which the decision becomes spoof"))
     spoof_exit: float = field(default=0.4, metadata=_help(
