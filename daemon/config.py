@@ -104,12 +104,14 @@ class DecisionConfig:
         "hold for a stream's first seconds; a model without them falls back to the values here. "
         "config: the values here as they are"))
     spoof_enter: float = field(default=0.7, metadata=_help(
-        "smoothed spoof score at or above which the decision becomes spoof"))
+        "smoothed spoof score at or above which the decision becomes spoof (with thresholds = "
+        "\"model\" the model's threshold takes its place and only its distance to spoof_exit counts)"))
     spoof_exit: float = field(default=0.4, metadata=_help(
         "smoothed spoof score below which a spoof decision is left (hysteresis); "
         "between exit and enter the previous decision holds"))
     codec_enter: float = field(default=0.7, metadata=_help(
-        "smoothed p_codec at or above which the decision becomes codec (codec_as_bonafide)"))
+        "smoothed p_codec at or above which the decision becomes codec (codec_as_bonafide; with "
+        "thresholds = \"model\" the model's threshold takes its place, as for spoof_enter)"))
     codec_exit: float = field(default=0.4, metadata=_help(
         "smoothed p_codec below which a codec decision is left"))
 
