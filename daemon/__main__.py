@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
             default = getattr(getattr(defaults, section), spec.name)
             group.add_argument(f"--{section}.{spec.name.replace('_', '-')}", dest=f"{section}.{spec.name}",
                                metavar=_metavar(kind), default=None,
-                               help=f"{spec.metadata.get('help', '')} (default: {default!r})")
+                               # argparse %-formats help strings: a literal "1 %" must reach it as "1 %%"
+                               help=f"{spec.metadata.get('help', '')} (default: {default!r})".replace("%", "%%"))
     return parser
 
 

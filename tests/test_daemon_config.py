@@ -77,6 +77,15 @@ def test_cli_flags_are_derived_from_the_dataclasses() -> None:
     assert expected <= options
 
 
+def test_help_renders_every_settings_help_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse %-formats help strings: a help text with a literal % must not break --help."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "for 1 % false alarms on its dev split" in text
+
+
 def test_serve_with_invalid_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--zmq.pub-hwm", "0"]) == 2
     assert "zmq.pub_hwm" in capsys.readouterr().err
