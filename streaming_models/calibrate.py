@@ -9,7 +9,9 @@ the daemon's streaming path (`evaluate.stream_scores`) and, per head, picks the 
 flags `--fpr` of the negatives after 0.3, 0.5, 1 and 2 s of audio. The schedule goes into the
 model's metadata (`threshold_<head>_by_s`: [[seconds, threshold], ...], in place or to --out),
 ending with [4, the training threshold `threshold_<head>`], which holds from 4 s on. The daemon's decisions
-(`decision.thresholds = "model"`) and `spoofwatch evaluate` use it.
+(`decision.thresholds = "model"`) and `spoofwatch evaluate` use it. The thresholds are chosen on
+per-hop scores; the daemon compares them with a moving mean, which varies less, so its false
+alarms on such files can only be rarer than `--fpr`.
 """
 
 from __future__ import annotations
