@@ -11,7 +11,8 @@ model's metadata (`threshold_<head>_by_s`: [[seconds, threshold], ...], in place
 ending with [4, the training threshold `threshold_<head>`], which holds from 4 s on. The daemon's decisions
 (`decision.thresholds = "model"`) and `spoofwatch evaluate` use it. The thresholds are chosen on
 per-hop scores; the daemon compares them with a moving mean, which varies less, so its false
-alarms on such files can only be rarer than `--fpr`.
+alarms on such files are usually rarer than `--fpr` (not always: the mean also carries earlier
+hops, whose thresholds differ).
 """
 
 from __future__ import annotations
