@@ -22,8 +22,10 @@ import numpy as np
 
 from daemon.backends.onnx import OnnxBackend
 from daemon.config import DecisionConfig, load_config
+from daemon.errors import DaemonError
 from daemon.policy import DecisionTracker, early_thresholds, resolve_thresholds
-from streaming_models.evaluate import EvalItem, read_labels_csv, read_labels_manifest, stream_scores
+from streaming_models.data.manifest import ManifestError
+from streaming_models.evaluate import EvalItem, load_items, stream_scores
 from streaming_models.logs import log_to_stderr
 
 
@@ -48,17 +50,20 @@ def main(argv: list[str]) -> int:
                         help="override a daemon setting, as `spoofwatch serve --section.key VALUE`")
     args = parser.parse_args(argv)
     log_to_stderr()
-    flags = dict(item.split("=", 1) for item in args.set)
-    config = load_config(args.config, environ={}, flags=flags).decision
-    backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
-    meta = backend.metadata
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        parser.error(f"--set takes SECTION.KEY=VALUE, got {bad[0]!r}")
+    try:
+        config = load_config(args.config, environ={}, flags=dict(item.split("=", 1) for item in args.set)).decision
+        backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
+        meta = backend.metadata
+        items = load_items(args.labels, None, meta.label_policy, args.split)
+        scores = stream_scores(backend, items, 64)
+    except (OSError, ValueError, ManifestError, DaemonError) as exc:
+        print(f"decisions: {exc}", file=sys.stderr)
+        return 2
     early = early_thresholds(config, meta)
     decision, missing = resolve_thresholds(config, meta.extra)
-    if args.labels.suffix == ".csv":
-        items = read_labels_csv(args.labels, args.labels.parent)
-    else:
-        items = read_labels_manifest(args.labels, None, meta.label_policy, args.split)
-    scores = stream_scores(backend, items, 64)
     hop_s = meta.hop_ms / 1000.0
 
     print(f"model {meta.model_id}  labels {args.labels}")

@@ -32,8 +32,7 @@ from streaming_models.data.manifest import ManifestError
 from streaming_models.evaluate import (
     HEADS,
     EvalItem,
-    read_labels_csv,
-    read_labels_manifest,
+    load_items,
     score_at,
     stream_scores,
 )
@@ -82,15 +81,7 @@ def main(argv: list[str]) -> int:
     try:
         backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
         meta = backend.metadata
-        if args.labels.suffix == ".csv":
-            items = read_labels_csv(args.labels, args.labels.parent)
-        else:
-            items = read_labels_manifest(args.labels, None, meta.label_policy, args.split)
-        if not items:
-            raise ValueError(f"{args.labels}: no items in split {args.split!r}")
-        missing = [str(it.path) for it in items if not it.path.is_file()]
-        if missing:
-            raise ValueError(f"{len(missing)} audio files not found, e.g. {missing[0]}")
+        items = load_items(args.labels, None, meta.label_policy, args.split)
         scores = stream_scores(backend, items, 64)
         hop_s = meta.hop_ms / 1000.0
         schedules = {head: threshold_schedule(items, scores, col, hop_s, args.fpr) for col, head in enumerate(HEADS)}

@@ -91,6 +91,23 @@ def read_labels_manifest(path: Path, root: Path | None, policy: str, split: str 
     return items
 
 
+def load_items(labels: Path, root: Path | None, policy: str, split: str | None) -> list[EvalItem]:
+    """The labelled files of a labels.csv or a manifest (its `split`), all present on disk.
+
+    Raises ValueError naming the problem: no items, or audio files that are not there.
+    """
+    if labels.suffix == ".csv":
+        items = read_labels_csv(labels, root or labels.parent)
+    else:
+        items = read_labels_manifest(labels, root, policy, split)
+    if not items:
+        raise ValueError(f"{labels}: no items{f' in split {split!r}' if split else ''}")
+    missing = [str(it.path) for it in items if not it.path.is_file()]
+    if missing:
+        raise ValueError(f"{len(missing)} audio files not found, e.g. {missing[0]} (use --root)")
+    return items
+
+
 def stream_scores(backend: OnnxBackend, items: Sequence[EvalItem], batch_size: int) -> list[np.ndarray]:
     """Per file: probabilities [hops, 2] after each hop, scored `batch_size` files at a time."""
     meta = backend.metadata
@@ -260,16 +277,7 @@ def main(argv: list[str]) -> int:
     try:
         backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
         meta = backend.metadata
-        root = args.root or args.labels.parent
-        if args.labels.suffix == ".csv":
-            items = read_labels_csv(args.labels, root)
-        else:
-            items = read_labels_manifest(args.labels, args.root, meta.label_policy, args.split)
-        if not items:
-            raise ValueError(f"{args.labels}: no items to evaluate")
-        missing = [str(it.path) for it in items if not it.path.is_file()]
-        if missing:
-            raise ValueError(f"{len(missing)} audio files not found, e.g. {missing[0]} (use --root)")
+        items = load_items(args.labels, args.root, meta.label_policy, args.split)
         scores = stream_scores(backend, items, max(1, args.batch))
     except (OSError, ValueError, ManifestError, DaemonError) as exc:
         print(f"spoofwatch evaluate: {exc}", file=sys.stderr)
