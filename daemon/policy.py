@@ -74,6 +74,10 @@ class DecisionTracker:
         exit keeps the configured distance below its enter."""
         self.config = config
         self._early = {head: tuple(early.get(head, ())) for head in HEADS} if early else {}
+        # per head: (configured enter, enter - exit), read once here rather than at every hop
+        self._enter_and_gap = {head: (getattr(config, f"{head}_enter"),
+                                      getattr(config, f"{head}_enter") - getattr(config, f"{head}_exit"))
+                               for head in HEADS}
         self._spoof: deque[float] = deque(maxlen=config.window_hops)
         self._codec: deque[float] = deque(maxlen=config.window_hops)
         self.hops = 0
@@ -107,8 +111,7 @@ class DecisionTracker:
 
     def _thresholds(self, head: str) -> tuple[float, float]:
         """(enter, exit) of `head` at the current hop."""
-        enter: float = getattr(self.config, f"{head}_enter")
-        gap = enter - getattr(self.config, f"{head}_exit")
+        enter, gap = self._enter_and_gap[head]
         early = self._early.get(head, ())
         if self.hops <= len(early):
             enter = early[self.hops - 1]
