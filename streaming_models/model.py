@@ -16,12 +16,16 @@ is carried exactly, one forward over a whole clip equals feeding its hops one by
 Per hop of 100 ms (1600 samples at 16 kHz): 10 STFT frames of 20 ms every 10 ms -> causal
 conv -> average-pool x2 -> residual dilated causal convs -> GRU over 5 steps of 20 ms ->
 two logits read at the hop's last step.
+
+Optional auxiliary heads (`aux_classes`, e.g. the generator family) read the same hop-end
+GRU output during training only: forward() never computes them, so the exported graph and
+its cost are those of the two main heads.
 """
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -47,10 +51,15 @@ class ModelConfig:
     gru_layers: int = 1
     dropout: float = 0.1
     heads: tuple[str, ...] = ("spoof", "codec")
+    aux_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # training-only heads: classes
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations)
         self.heads = tuple(self.heads)
+        self.aux_classes = {name: tuple(classes) for name, classes in self.aux_classes.items()}
+        for name, classes in self.aux_classes.items():
+            if len(classes) < 2:
+                raise ValueError(f"auxiliary head {name!r} needs at least two classes, got {classes}")
         frames, rem = divmod(self.hop_samples, self.frame_hop_samples)
         if rem or frames % self.pool:
             raise ValueError(f"hop_samples {self.hop_samples} must be a whole number of "
@@ -97,6 +106,8 @@ class StreamingDetector(nn.Module):
         self.gru = nn.GRU(c.conv_channels, c.gru_hidden, c.gru_layers, batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.gru_hidden, len(c.heads))
+        self.aux_heads = nn.ModuleDict(
+            {name: nn.Linear(c.gru_hidden, len(classes)) for name, classes in c.aux_classes.items()})
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-stream state shapes (without batch), in the order forward() takes them."""
@@ -117,6 +128,19 @@ class StreamingDetector(nn.Module):
     def forward(self, audio: torch.Tensor, states: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio [B, n * hop_samples], states as state_shapes() -> logits [B, n, heads], new states."""
+        at_hop_end, new_states = self.hop_outputs(audio, states)
+        return self.head(at_hop_end), new_states
+
+    def forward_with_aux(self, audio: torch.Tensor, states: list[torch.Tensor]
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor]]:
+        """forward() plus each auxiliary head's logits [B, n, classes] (training)."""
+        at_hop_end, new_states = self.hop_outputs(audio, states)
+        aux = {name: head(at_hop_end) for name, head in self.aux_heads.items()}
+        return self.head(at_hop_end), aux, new_states
+
+    def hop_outputs(self, audio: torch.Tensor, states: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The (dropped-out) GRU output at each hop's end [B, n, H] that the heads read; new states."""
         c = self.config
         audio_ctx, conv0_ctx, *conv_ctxs, gru_h = states
         x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
@@ -132,11 +156,12 @@ class StreamingDetector(nn.Module):
         seq, new_h = self.gru(h.transpose(1, 2), gru_h.transpose(0, 1).contiguous())
         # seq: [B, steps, H]; new_h: [layers, B, H]
         at_hop_end = seq[:, c.steps_per_hop - 1:: c.steps_per_hop]  # [B, n, H]
-        logits = self.head(self.dropout(at_hop_end))  # [B, n, heads]
-        return logits, [new_audio_ctx, new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
+        return self.dropout(at_hop_end), [new_audio_ctx, new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Parameters that run at inference (the training-only auxiliary heads are not counted)."""
+        aux = sum(p.numel() for p in self.aux_heads.parameters())
+        return sum(p.numel() for p in self.parameters()) - aux
 
 
 class DetectorEnsemble(nn.Module):
@@ -183,7 +208,7 @@ class DetectorEnsemble(nn.Module):
         return torch.stack(logits).mean(0), new_states
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(member.num_parameters() for member in self.detectors())
 
 
 Detector = StreamingDetector | DetectorEnsemble

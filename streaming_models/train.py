@@ -14,11 +14,11 @@ the first `warmup_hops` so early hops learn without dominating.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
 import tomllib
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from streaming_models.training_data import (
     Augmentation,
     Clip,
     augment,
+    aux_labels,
     load_clips,
     sample_batch,
     sampling_weights,
@@ -70,6 +71,10 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # loss
     warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
     codec_weight=1.0,
+    # auxiliary heads (training only, not exported): classify each crop's "generator" family and/or
+    # its "codec_family" (CorpusItem fields) from the same hop outputs, weighted by aux_weight
+    aux_targets=[],
+    aux_weight=0.3,
     # optimizer: AdamW, linear warmup then cosine decay
     max_steps=3000,
     max_minutes=55.0,  # wall-clock budget (0 = none): on a busy machine it ends the run and the
@@ -81,7 +86,9 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     operating_fpr=0.01,  # operating threshold: flags this fraction of dev negatives
     norm_fit_crops=128,  # crops used to fit the feature standardization
 )
-DEFAULT_MODEL_ARGS: dict[str, Any] = {f.name: f.default for f in fields(ModelConfig)}
+# aux_classes is not a recipe key: the auxiliary heads' classes come from the training data
+DEFAULT_MODEL_ARGS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                                      if f.name != "aux_classes"}
 # ----------------------------------------------------------------------------------------------
 
 
@@ -114,15 +121,21 @@ def lr_at(step: int, progress: float, config: dict[str, Any]) -> float:
 
 
 def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor,
-                   hop_mask: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
-    logits, _ = model(audio, model.initial_states(audio.shape[0]))  # [B, hops, 2]
+                   hop_mask: torch.Tensor, config: dict[str, Any],
+                   aux_targets: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-hop loss of both heads (and of the auxiliary heads, class indices [B]), ramped in."""
+    logits, aux_logits, _ = model.forward_with_aux(audio, model.initial_states(audio.shape[0]))  # [B, hops, 2]
     hops = logits.shape[1]
     ramp = torch.clamp((torch.arange(hops) + 1.0) / config["warmup_hops"], max=1.0)  # [hops]
     weight = hop_mask * ramp  # [B, hops]
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    loss_spoof = bce(logits[..., 0], spoof[:, None].expand(-1, hops), reduction="none")
-    loss_codec = bce(logits[..., 1], codec[:, None].expand(-1, hops), reduction="none")
-    return ((loss_spoof + config["codec_weight"] * loss_codec) * weight).sum() / weight.sum()
+    loss = bce(logits[..., 0], spoof[:, None].expand(-1, hops), reduction="none")
+    loss = loss + config["codec_weight"] * bce(logits[..., 1], codec[:, None].expand(-1, hops), reduction="none")
+    for name, target in (aux_targets or {}).items():
+        ce = torch.nn.functional.cross_entropy(aux_logits[name].transpose(1, 2), target[:, None].expand(-1, hops),
+                                               reduction="none")  # [B, hops]
+        loss = loss + config["aux_weight"] * ce
+    return (loss * weight).sum() / weight.sum()
 
 
 @torch.no_grad()
@@ -218,6 +231,12 @@ def main(argv: list[str]) -> int:
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
     weights = sampling_weights(train)
+    try:
+        aux = {target: aux_labels(train, target) for target in config["aux_targets"]}
+    except ValueError as exc:
+        print(f"spoofwatch train: {exc}", file=sys.stderr)
+        return 2
+    model_cfg = dataclasses.replace(model_cfg, aux_classes={target: classes for target, (classes, _) in aux.items()})
     hop = model_cfg.hop_samples
     min_hops = max(1, round(config["crop_min_s"] * sr / hop))
     max_hops = max(min_hops, round(config["crop_max_s"] * sr / hop))
@@ -274,7 +293,8 @@ def main(argv: list[str]) -> int:
             group["lr"] = lr_at(step, progress, config)
         batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops)
         audio = augment(batch.audio, aug, aug_gen)
-        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config)
+        aux_targets = {target: torch.from_numpy(index[batch.clip_indices]) for target, (_, index) in aux.items()}
+        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config, aux_targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])

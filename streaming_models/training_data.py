@@ -38,6 +38,19 @@ def load_clips(manifest: Path, items: Sequence[CorpusItem], policy: Policy, samp
     return clips
 
 
+AUX_TARGETS = ("generator", "codec_family")  # CorpusItem fields an auxiliary head can classify
+
+
+def aux_labels(clips: Sequence[Clip], target: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """An auxiliary head's classes (sorted) and each clip's class index, from a CorpusItem field."""
+    if target not in AUX_TARGETS:
+        raise ValueError(f"auxiliary target must be one of {AUX_TARGETS}, got {target!r}")
+    values = [str(getattr(clip.item, target)) for clip in clips]
+    classes = tuple(sorted(set(values)))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, np.array([index[v] for v in values], np.int64)
+
+
 def balance_group(clip: Clip) -> tuple[object, ...]:
     """What the sampler balances: generator, codec family and the first channel stage."""
     channel = clip.item.channel[0].split("@")[0] if clip.item.channel else "clean"
@@ -60,6 +73,7 @@ class Batch:
     spoof: torch.Tensor  # [B] float32 target
     codec: torch.Tensor  # [B] float32 target
     hop_mask: torch.Tensor  # [B, hops] 1 where the hop holds real audio
+    clip_indices: np.ndarray  # [B] which clip each row was cropped from (for per-clip targets)
 
 
 def sample_batch(clips: Sequence[Clip], weights: np.ndarray, rng: np.random.Generator, batch_size: int,
@@ -81,7 +95,7 @@ def sample_batch(clips: Sequence[Clip], weights: np.ndarray, rng: np.random.Gene
     spoof = np.array([clips[i].spoof for i in picks], np.float32)
     codec = np.array([clips[i].codec for i in picks], np.float32)
     return Batch(torch.from_numpy(audio), torch.from_numpy(spoof), torch.from_numpy(codec),
-                 torch.from_numpy(mask))
+                 torch.from_numpy(mask), picks)
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,24 @@ def test_default_model_is_small() -> None:
 def test_bad_config_is_rejected(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         ModelConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_auxiliary_heads_leave_the_main_output_and_the_parameter_count_alone() -> None:
+    torch.manual_seed(0)
+    plain = StreamingDetector(ModelConfig()).eval()
+    torch.manual_seed(0)
+    aux = StreamingDetector(ModelConfig(aux_classes={"generator": ("human", "kokoro", "world")})).eval()
+    audio = 0.1 * torch.randn(2, 4 * plain.config.hop_samples)
+    with torch.no_grad():
+        expected, _ = plain(audio, plain.initial_states(2))
+        logits, _ = aux(audio, aux.initial_states(2))
+        with_aux, aux_logits, _ = aux.forward_with_aux(audio, aux.initial_states(2))
+    assert torch.equal(logits, expected) and torch.equal(with_aux, expected)
+    assert aux_logits["generator"].shape == (2, 4, 3)
+    assert aux.num_parameters() == plain.num_parameters()
+    assert sum(p.numel() for p in aux.parameters()) == plain.num_parameters() + 3 * (plain.config.gru_hidden + 1)
+
+
+def test_an_auxiliary_head_needs_two_classes() -> None:
+    with pytest.raises(ValueError, match="at least two classes"):
+        ModelConfig(aux_classes={"generator": ("human",)})
