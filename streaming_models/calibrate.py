@@ -47,7 +47,7 @@ def threshold_schedule(items: Sequence[EvalItem], scores: Sequence[np.ndarray], 
                        fpr: float) -> list[list[float]]:
     """[[seconds, threshold], ...]: the (1 - fpr) quantile of the negatives' score after each time."""
     negatives = [s for it, s in zip(items, scores, strict=True)
-                 if len(s) and (it.spoof if head == 0 else it.codec) == 0]
+                 if len(s) and it.target(head) == 0]
     if not negatives:
         raise ValueError(f"no negatives for the {HEADS[head]} head: cannot choose its thresholds")
     schedule = []

@@ -59,6 +59,10 @@ class EvalItem:
     genuine_resynthesized: bool = False  # bona fide speech passed through a neural codec
     dataset: str = ""  # labels.csv: the path's top folder (e.g. hifigan-demo); manifest: the corpus
 
+    def target(self, head: str | int) -> int:
+        """The item's target for a head, by name ("spoof", "codec") or by column (0, 1)."""
+        return self.spoof if head in ("spoof", 0) else self.codec
+
 
 def read_labels_csv(path: Path, root: Path) -> list[EvalItem]:
     with path.open(newline="", encoding="utf-8") as fh:
@@ -155,7 +159,7 @@ def detection_summary(items: Sequence[EvalItem], scores: Sequence[np.ndarray], h
 
     for name, want in (("positive", 1), ("negative", 0)):
         rows = [s[:, head] for it, s in zip(items, scores, strict=True)
-                if (it.spoof if head == 0 else it.codec) == want]
+                if it.target(head) == want]
         if not rows:
             continue
         first = [int(np.argmax(hit)) if (hit := r >= per_hop(len(r))).any() else -1 for r in rows]
@@ -183,7 +187,7 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
     scores = [s for _, s in kept]
     report: dict[str, Any] = {"files": len(items), "heads": {}, "breakdown": {}}
     for col, head in enumerate(HEADS):
-        labels = np.array([it.spoof if head == "spoof" else it.codec for it in items])
+        labels = np.array([it.target(head) for it in items])
         finals = np.array([score_at(s, None, hop_s)[col] for s in scores])
         entry: dict[str, Any] = {"overall": head_metrics(labels, finals), "after_s": {}}
         for t in CHECKPOINTS_S:
@@ -206,7 +210,7 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
             row: dict[str, Any] = {"n": len(idx), "bonafide": sum(1 - items[i].spoof for i in idx),
                                    "neural_codec": sum(items[i].codec for i in idx)}
             for col, head in enumerate(HEADS):
-                labels = np.array([items[i].spoof if head == "spoof" else items[i].codec for i in idx])
+                labels = np.array([items[i].target(head) for i in idx])
                 finals = np.array([scores[i][-1, col] for i in idx])
                 row[f"p_{head}_mean"] = float(finals.mean())
                 row[f"{head}_flagged"] = float((finals >= thresholds[head]).mean())
