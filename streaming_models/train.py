@@ -231,12 +231,13 @@ def main(argv: list[str]) -> int:
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
     weights = sampling_weights(train)
-    try:
+    try:  # an unknown target, or one with a single class in the training data
         aux = {target: aux_labels(train, target) for target in config["aux_targets"]}
+        aux_classes = {target: classes for target, (classes, _) in aux.items()}
+        model_cfg = dataclasses.replace(model_cfg, aux_classes=aux_classes)
     except ValueError as exc:
         print(f"spoofwatch train: {exc}", file=sys.stderr)
         return 2
-    model_cfg = dataclasses.replace(model_cfg, aux_classes={target: classes for target, (classes, _) in aux.items()})
     hop = model_cfg.hop_samples
     min_hops = max(1, round(config["crop_min_s"] * sr / hop))
     max_hops = max(min_hops, round(config["crop_max_s"] * sr / hop))

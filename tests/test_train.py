@@ -128,3 +128,9 @@ def test_an_unknown_auxiliary_target_is_refused(corpus: Path, tmp_path: Path, ca
     assert train.main(["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--out", str(tmp_path / "x"),
                        "--small", "--config", str(recipe)]) == 2
     assert "auxiliary target must be one of" in capsys.readouterr().err
+    single = corpus.parent / "uncoded-only.jsonl"  # beside the audio; codec_family has one class
+    write_manifest(single, [i for i in read_manifest(corpus) if i.codec == "none"])
+    recipe.write_text('aux_targets = ["codec_family"]\n')
+    assert train.main(["--manifest", str(single), "--policy", "codec_as_bonafide", "--out", str(tmp_path / "y"),
+                       "--small", "--config", str(recipe)]) == 2
+    assert "needs at least two classes" in capsys.readouterr().err
