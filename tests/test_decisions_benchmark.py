@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from benchmark_modules import load_benchmark
 from detector_checkpoint import write_checkpoint
 from synthetic_corpus import write_corpus
 
 from daemon.config import DecisionConfig
 from streaming_models import export
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def decisions() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_decisions", REPO / "benchmarks" / "decisions.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_decisions"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("decisions")
 
 
 def test_replay_follows_the_trackers_hysteresis(decisions: ModuleType) -> None:

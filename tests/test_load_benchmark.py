@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_modules import load_benchmark
 
 from daemon.wire.zmq_messages import AudioMessage, parse_request
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_load", REPO / "benchmarks" / "load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_load"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("load")
 
 
 @pytest.mark.parametrize("stream_id", ["load300-1-2-17", 'quote"and\\slash', "é-unicode"])
