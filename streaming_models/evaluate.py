@@ -23,7 +23,7 @@ import csv
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,16 +112,29 @@ def load_items(labels: Path, root: Path | None, policy: str, split: str | None) 
     return items
 
 
-def stream_scores(backend: OnnxBackend, items: Sequence[EvalItem], batch_size: int) -> list[np.ndarray]:
-    """Per file: probabilities [hops, 2] after each hop, scored `batch_size` files at a time."""
+AudioLoader = Callable[[EvalItem], tuple[np.ndarray, int]]
+
+
+def read_mono(item: EvalItem) -> tuple[np.ndarray, int]:
+    """An item's audio as float32 mono at its own sample rate (channels averaged)."""
+    audio, rate = sf.read(str(item.path), dtype="float32", always_2d=True)
+    return audio.mean(axis=1), int(rate)
+
+
+def stream_scores(backend: OnnxBackend, items: Sequence[EvalItem], batch_size: int,
+                  load: AudioLoader = read_mono) -> list[np.ndarray]:
+    """Per file: probabilities [hops, 2] after each hop, scored `batch_size` files at a time.
+
+    `load` gives an item's mono audio and its rate; benchmarks pass one that alters the audio first.
+    """
     meta = backend.metadata
     results: list[np.ndarray] = [np.zeros((0, 2), np.float32) for _ in items]
     for lo in tqdm(range(0, len(items), batch_size), desc="scoring", unit="batch", leave=False):
         group = list(range(lo, min(lo + batch_size, len(items))))
         hops = []
         for i in group:
-            audio, rate = sf.read(str(items[i].path), dtype="float32", always_2d=True)
-            hops.append(list(iter_file_hops(audio.mean(axis=1), rate, meta.sample_rate_hz, meta.hop_samples)))
+            audio, rate = load(items[i])
+            hops.append(list(iter_file_hops(audio, rate, meta.sample_rate_hz, meta.hop_samples)))
         states = backend.initial_states(len(group))
         longest = max((len(h) for h in hops), default=0)
         outs = [np.zeros((len(h), 2), np.float32) for h in hops]

@@ -1,0 +1,73 @@
+"""benchmarks/sensitivity.py: the same files scored again after one change each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import soundfile as sf
+from benchmark_modules import load_benchmark
+from detector_checkpoint import write_checkpoint
+from synthetic_corpus import write_corpus
+
+from daemon.backends.onnx import OnnxBackend
+from streaming_models import evaluate, export
+from streaming_models.evaluate import EvalItem
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def sensitivity() -> ModuleType:
+    return load_benchmark("sensitivity")
+
+
+def tone(seconds: float) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+
+
+def test_trim_keeps_the_sound_between_the_silences(sensitivity: ModuleType) -> None:
+    quiet = np.zeros(RATE // 2, np.float32) + 1e-6
+    audio = np.concatenate([quiet, tone(1.0), quiet])
+    trimmed = sensitivity.trim_silence(audio, RATE)
+    assert len(trimmed) == RATE  # 0.5 s is a whole number of 20 ms frames on both sides
+    np.testing.assert_array_equal(trimmed, tone(1.0))
+
+
+def test_a_change_is_applied_at_16k_and_repeats_per_file(sensitivity: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    sf.write(path, tone(1.0), RATE)
+    item = EvalItem(path, 0, 0, "human", "none", "test")
+    original, rate = sensitivity.loader_for("none")(item)
+    assert rate == RATE
+    quieter, _ = sensitivity.loader_for("gain@-6dB")(item)
+    np.testing.assert_allclose(quieter, original * 10 ** (-6 / 20), atol=1e-6)
+    noisy = sensitivity.loader_for("noise-white@20dB")
+    first, second = noisy(item)[0], noisy(item)[0]
+    np.testing.assert_array_equal(first, second)
+    assert 0 < np.abs(first - original).max()
+
+
+def test_the_unchanged_row_matches_evaluate(sensitivity: ModuleType, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.onnx"
+    export.export_checkpoint(write_checkpoint(tmp_path / "ckpt.pt"), model)
+    manifest = write_corpus(tmp_path, per_class=3)
+    capsys.readouterr()
+    assert sensitivity.main(["--model", str(model), "--labels", str(manifest), "--change", "none",
+                             "--change", "noise-white@10dB"]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "change" not in line}
+    assert set(rows) == {"none", "noise-white@10dB"}
+    backend = OnnxBackend(model, providers=("CPUExecutionProvider",))
+    items = evaluate.load_items(manifest, None, backend.metadata.label_policy, None)
+    report = evaluate.summarize(items, evaluate.stream_scores(backend, items, 8), 0.1, {"spoof": 0.5, "codec": 0.5})
+    assert rows["none"][0].strip() == f"{100 * report['heads']['spoof']['overall']['eer']:.1f} %"
+
+
+def test_an_unknown_change_is_a_message_and_exit_2(sensitivity: ModuleType, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert sensitivity.main(["--model", "m.onnx", "--labels", str(tmp_path / "l.csv"), "--change", "warp@9"]) == 2
+    assert "sensitivity: unknown transform 'warp@9'" in capsys.readouterr().err
