@@ -39,7 +39,7 @@ from daemon.streams import iter_file_hops
 from streaming_models.data.labels import POLICIES, check_policy, targets
 from streaming_models.data.manifest import ManifestError, read_manifest, resolve_audio_path
 from streaming_models.logs import log_to_stderr
-from streaming_models.metrics import eer, min_dcf
+from streaming_models.metrics import eer, eer_interval, min_dcf
 
 log = structlog.get_logger(__name__)
 
@@ -187,10 +187,14 @@ def detection_summary(items: Sequence[EvalItem], scores: Sequence[np.ndarray], h
     return out
 
 
-def head_metrics(labels: np.ndarray, finals: np.ndarray) -> dict[str, float] | None:
+def head_metrics(labels: np.ndarray, finals: np.ndarray, interval: bool = False) -> dict[str, Any] | None:
+    """EER, minDCF and count; with `interval`, the EER's 95 % bootstrap interval over files too."""
     if not 0 < labels.sum() < len(labels):
         return None
-    return {"eer": eer(finals, labels)[0], "min_dcf": min_dcf(finals, labels)[0], "n": len(labels)}
+    out: dict[str, Any] = {"eer": eer(finals, labels)[0], "min_dcf": min_dcf(finals, labels)[0], "n": len(labels)}
+    if interval:
+        out["eer_ci95"] = list(eer_interval(finals, labels))
+    return out
 
 
 def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: float,
@@ -202,7 +206,7 @@ def summarize(items: Sequence[EvalItem], scores: Sequence[np.ndarray], hop_s: fl
     for col, head in enumerate(HEADS):
         labels = np.array([it.target(head) for it in items])
         finals = np.array([score_at(s, None, hop_s)[col] for s in scores])
-        entry: dict[str, Any] = {"overall": head_metrics(labels, finals), "after_s": {}}
+        entry: dict[str, Any] = {"overall": head_metrics(labels, finals, interval=True), "after_s": {}}
         for t in CHECKPOINTS_S:
             entry["after_s"][str(t)] = head_metrics(labels, np.array([score_at(s, t, hop_s)[col] for s in scores]))
         entry["detection"] = detection_summary(items, scores, col, thresholds[head], hop_s, (early or {}).get(head, ()))
@@ -246,12 +250,14 @@ def _pct(value: float | None) -> str:
 def format_report(report: dict[str, Any]) -> str:
     lines = [(f"model {report['model_id']}  ({report['labels']}, {report['files']} files scored, "
               f"hop {report['hop_ms']:.0f} ms)"), ""]
-    lines.append(f"{'head':6} {'EER':>7} {'minDCF':>7} | EER after " + " ".join(f"{t:>5}s" for t in CHECKPOINTS_S))
+    lines.append(f"{'head':6} {'EER':>7} {'95% interval':>13} {'minDCF':>7} | EER after "
+                 + " ".join(f"{t:>5}s" for t in CHECKPOINTS_S))
     for head, entry in report["heads"].items():
         o = entry["overall"]
         after = " ".join(_pct(m["eer"] if m else None) for m in entry["after_s"].values())
         dcf = f"{o['min_dcf']:.3f}" if o else "-"
-        lines.append(f"{head:6} {_pct(o['eer'] if o else None):>7} {dcf:>7} | {'':9} {after}")
+        ci = f"{100 * o['eer_ci95'][0]:.1f}-{100 * o['eer_ci95'][1]:.1f}%" if o else "-"
+        lines.append(f"{head:6} {_pct(o['eer'] if o else None):>7} {ci:>13} {dcf:>7} | {'':9} {after}")
     lines.append("")
     for head, entry in report["heads"].items():
         d = entry["detection"]

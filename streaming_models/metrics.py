@@ -83,6 +83,26 @@ def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float((fp + fn) / 2.0), float(curve.thresholds[i])
 
 
+def eer_interval(scores: np.ndarray, labels: np.ndarray, level: float = 0.95, resamples: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the EER over files, positives and negatives resampled apart.
+
+    On a few hundred files one EER is one draw: this says how far another draw of files from the
+    same sources could move it (not how far another training seed would: that needs more runs).
+    """
+    scores, labels = _check(scores, labels)
+    if not 0 < level < 1 or resamples < 1:
+        raise ValueError("level must be in (0, 1) and resamples >= 1")
+    rng = np.random.default_rng(seed)
+    pos, neg = scores[labels], scores[~labels]
+    both = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    draws = [eer(np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]), both)[0]
+             for _ in range(resamples)]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def min_dcf(scores: np.ndarray, labels: np.ndarray, pi_spoof: float = PI_SPOOF, c_miss: float = C_MISS,
             c_fa: float = C_FA) -> tuple[float, float]:
     """(ASVspoof 5 minimum normalized DCF, threshold there)."""

@@ -50,6 +50,8 @@ def test_json_report_has_every_part(model_path: Path, labels_csv: Path, capsys: 
     for head in ("spoof", "codec"):
         entry = report["heads"][head]
         assert 0.0 <= entry["overall"]["eer"] <= 1.0 and entry["overall"]["min_dcf"] >= 0.0
+        low, high = entry["overall"]["eer_ci95"]
+        assert low <= entry["overall"]["eer"] <= high
         assert set(entry["after_s"]) == {"0.5", "1.0", "2.0", "4.0"}
         assert entry["detection"]["threshold"] == (0.6 if head == "spoof" else 0.7)  # from the metadata
         assert entry["detection"]["positive"]["n"] + entry["detection"]["negative"]["n"] == 12

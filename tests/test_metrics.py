@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming_models.metrics import eer, min_dcf, threshold_at_false_positive_rate
+from streaming_models.metrics import eer, eer_interval, min_dcf, threshold_at_false_positive_rate
 
 
 def test_eer_perfect_inverted_and_known_overlap() -> None:
@@ -19,6 +19,24 @@ def test_eer_of_random_scores_is_about_half() -> None:
     rng = np.random.default_rng(0)
     value, _ = eer(rng.random(20000), rng.integers(0, 2, 20000))
     assert value == pytest.approx(0.5, abs=0.02)
+
+
+def test_eer_interval_holds_the_estimate_and_narrows_with_more_files() -> None:
+    rng = np.random.default_rng(1)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 2, n)
+        return rng.normal(labels * 1.0, 1.0), labels  # true EER about 31 %
+
+    few, many = draw(200), draw(5000)
+    low, high = eer_interval(*few, resamples=300)
+    assert low < eer(*few)[0] < high
+    assert 0.0 < low and high < 1.0
+    low_many, high_many = eer_interval(*many, resamples=300)
+    assert high_many - low_many < (high - low) / 3  # width shrinks like 1/sqrt(n)
+    assert eer_interval(*few, resamples=300) == (low, high)  # seeded: repeatable
+    separable = np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])
+    assert eer_interval(*separable, resamples=50) == (0.0, 0.0)
 
 
 def test_min_dcf_asvspoof5_cost_model() -> None:
