@@ -65,6 +65,7 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # augmentation (training only)
     gain_db_min=-18.0, gain_db_max=6.0,
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
+    spoof_extra_noise_prob=0.0,  # of the spoof crops that drew no noise, this share gets it too
     tilt_prob=0.3,
     lowpass_prob=0.0, lowpass_min=0.42, lowpass_max=0.95,  # random band limit, cut-off / Nyquist
     eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
@@ -245,7 +246,8 @@ def main(argv: list[str]) -> int:
                        (config["snr_db_min"], config["snr_db_max"]), config["tilt_prob"],
                        config["lowpass_prob"], (config["lowpass_min"], config["lowpass_max"]),
                        eq_prob=config["eq_prob"], eq_max_bands=config["eq_max_bands"],
-                       eq_gain_db=(config["eq_gain_db_min"], config["eq_gain_db_max"]))
+                       eq_gain_db=(config["eq_gain_db_min"], config["eq_gain_db_max"]),
+                       spoof_extra_noise_prob=config["spoof_extra_noise_prob"])
     aug_gen = torch.Generator().manual_seed(config["seed"])
     log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
 
@@ -293,7 +295,7 @@ def main(argv: list[str]) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, progress, config)
         batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops)
-        audio = augment(batch.audio, aug, aug_gen)
+        audio = augment(batch.audio, aug, aug_gen, batch.spoof)
         aux_targets = {target: torch.from_numpy(index[batch.clip_indices]) for target, (_, index) in aux.items()}
         loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config, aux_targets)
         optimizer.zero_grad(set_to_none=True)

@@ -110,6 +110,10 @@ class Augmentation:
     eq_max_bands: int = 4
     eq_gain_db: tuple[float, float] = (-24.0, 12.0)
     eq_width: tuple[float, float] = (0.01, 0.15)  # Gaussian bump's standard deviation / Nyquist
+    # Of the spoof crops that drew no noise, this share gets noise too: genuine recordings carry
+    # their own noise floor and synthetic speech mostly none, so without it "noise -> genuine" is a
+    # cue the data rewards and that fails on studio-clean genuine speech.
+    spoof_extra_noise_prob: float = 0.0
 
 
 def random_lowpass(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
@@ -155,8 +159,12 @@ def random_equalizer(audio: torch.Tensor, aug: Augmentation, gen: torch.Generato
     return torch.fft.irfft(torch.fft.rfft(audio) * response, n=n)
 
 
-def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
-    """Gain, additive coloured noise and channel colouring, per row, applied to both classes alike."""
+def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
+            spoof: torch.Tensor | None = None) -> torch.Tensor:
+    """Gain, additive coloured noise and channel colouring, per row, applied to both classes alike.
+
+    `spoof` ([B] targets) is needed only for `aug.spoof_extra_noise_prob`, the one class-aware step.
+    """
     b = audio.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -177,8 +185,13 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
     noise = torch.fft.irfft(spectrum, n=audio.shape[1])
     noise = noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-8)
     snr = uniform(*aug.snr_db)
-    use_noise = (torch.rand(b, 1, generator=gen) < aug.noise_prob).float()
-    audio = audio + use_noise * noise * rms / (10 ** (snr / 20))
+    use_noise = torch.rand(b, 1, generator=gen) < aug.noise_prob
+    if aug.spoof_extra_noise_prob > 0:  # guarded so that recipes without it draw the same random numbers
+        if spoof is None:
+            raise ValueError("spoof_extra_noise_prob needs the rows' spoof targets")
+        extra = torch.rand(b, 1, generator=gen) < aug.spoof_extra_noise_prob
+        use_noise = use_noise | (extra & (spoof.reshape(b, 1) > 0.5))
+    audio = audio + use_noise.float() * noise * rms / (10 ** (snr / 20))
     audio = audio * 10 ** (uniform(*aug.gain_db) / 20)
     peak = audio.abs().amax(1, keepdim=True)
     return audio / torch.clamp(peak / 0.99, min=1.0)  # never clip: clipping would be a label-free artefact

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from streaming_models.training_data import Augmentation, augment, random_equalizer, random_lowpass
@@ -38,6 +39,21 @@ def test_augment_is_seeded_and_the_band_limit_is_applied_within_it() -> None:
     assert not torch.allclose(plain, limited)
     assert torch.equal(plain, augment(audio, Augmentation(), torch.Generator().manual_seed(7)))
     assert np.isfinite(limited.numpy()).all() and limited.abs().max() <= 0.99 + 1e-6
+
+
+def test_spoof_extra_noise_reaches_spoof_rows_only() -> None:
+    audio = torch.randn(6, 8000, generator=torch.Generator().manual_seed(1)) * 0.1
+    spoof = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    aug = Augmentation(gain_db=(0.0, 0.0), noise_prob=0.0, tilt_prob=0.0, spoof_extra_noise_prob=1.0)
+    out = augment(audio, aug, torch.Generator().manual_seed(7), spoof)
+    changed = (out - audio).abs().amax(dim=1) > 1e-6
+    assert changed.tolist() == [True, False, True, False, True, False]
+    with pytest.raises(ValueError, match="spoof targets"):
+        augment(audio, aug, torch.Generator())
+    # At 0 (the default) no extra random numbers are drawn: recipes without it are unchanged.
+    default = Augmentation()
+    assert torch.equal(augment(audio, default, torch.Generator().manual_seed(7), spoof),
+                       augment(audio, default, torch.Generator().manual_seed(7)))
 
 
 def test_random_equalizer_colours_chosen_rows_only_and_differently() -> None:
