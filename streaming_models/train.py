@@ -105,6 +105,8 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
             raise ValueError(f"{path}: unknown config key {key!r}")
         if isinstance(config[key], list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ValueError(f"{path}: {key} must be a list of strings, got {value!r}")
+        if key.endswith("_prob") and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{path}: {key} is a probability, within 0..1, got {value!r}")
         config[key] = value
 
 

@@ -85,13 +85,16 @@ def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(cor
         train.excluding(items, ["inhouse-nosuch"], [])
 
 
-def test_an_exclusion_list_written_as_a_string_is_refused(corpus: Path, tmp_path: Path,
+def test_a_list_written_as_a_string_or_a_probability_out_of_range_is_refused(corpus: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('exclude_codec_families = "lyra"\n')
     args = ["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--out", str(tmp_path / "x")]
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "exclude_codec_families must be a list of strings" in capsys.readouterr().err
+    bad.write_text("spoof_extra_noise_prob = 67\n")  # a percentage where a probability belongs
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "spoof_extra_noise_prob is a probability, within 0..1, got 67" in capsys.readouterr().err
 
 
 @pytest.mark.slow
