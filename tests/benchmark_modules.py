@@ -11,7 +11,13 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """benchmarks/NAME.py as module `bench_NAME` (registered, so its dataclasses resolve)."""
+    """benchmarks/NAME.py as module `bench_NAME` (registered, so its dataclasses resolve).
+
+    benchmarks/ goes on sys.path, as it is for a script run from there, so that one benchmark can
+    import another (paired_runs imports labeling_study).
+    """
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
