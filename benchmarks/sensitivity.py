@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -55,19 +56,19 @@ def loader_for(change: str) -> AudioLoader:
         return read_mono
     alter: Callable[[np.ndarray, int], np.ndarray]
     if change == "trim":
-        def alter(audio: np.ndarray, index: int) -> np.ndarray:
+        def alter(audio: np.ndarray, seed: int) -> np.ndarray:
             return trim_silence(audio, SAMPLE_RATE_HZ)
     else:
         transform = get_transform(change)
         transform.check_available()
 
-        def alter(audio: np.ndarray, index: int) -> np.ndarray:
-            return transform.apply(audio, np.random.default_rng(index))
+        def alter(audio: np.ndarray, seed: int) -> np.ndarray:
+            return transform.apply(audio, np.random.default_rng(seed))
 
     def load(item: EvalItem) -> tuple[np.ndarray, int]:
         audio, rate = read_mono(item)
         # Seeded by the path, so every model sees the same noise on the same file.
-        seed = int.from_bytes(str(item.path).encode()[-8:].rjust(8, b"\0"), "little")
+        seed = zlib.crc32(str(item.path).encode())
         return alter(resample(audio, rate, SAMPLE_RATE_HZ), seed), SAMPLE_RATE_HZ
 
     return load
