@@ -1,4 +1,4 @@
-"""A fresh (untrained) detector saved as a training checkpoint, for export/evaluate/api tests."""
+"""A fresh (untrained) detector saved as a training checkpoint, or exported, for export/evaluate/api tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from streaming_models import export
 from streaming_models.model import ModelConfig, StreamingDetector
 
 
@@ -18,3 +19,10 @@ def write_checkpoint(path: Path, features: str = "logpow") -> Path:
                 "corpus_hash": "0123456789abcdef", "step": 7, "thresholds": {"spoof": 0.6, "codec": 0.7},
                 "dev_metrics": {"spoof_eer": 0.1}, "manifest": "m.jsonl"}, path)
     return path
+
+
+def write_exported_model(folder: Path, name: str = "model.onnx") -> Path:
+    """`write_checkpoint` exported to ONNX in `folder` (checkpoint beside it as ckpt.pt)."""
+    model = folder / name
+    export.export_checkpoint(write_checkpoint(folder / "ckpt.pt"), model)
+    return model

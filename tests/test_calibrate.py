@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from detector_checkpoint import write_checkpoint
+from detector_checkpoint import write_exported_model
 
 from daemon.backends.onnx import OnnxBackend
-from streaming_models import calibrate, evaluate, export
+from streaming_models import calibrate, evaluate
 from streaming_models.evaluate import EvalItem
 from streaming_models.model_format import ModelMetadata, StateSpec
 
@@ -48,8 +48,7 @@ def test_schedule_expands_to_one_threshold_per_hop() -> None:
 def test_calibrate_writes_the_schedule_and_evaluate_uses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from synthetic_corpus import write_corpus
 
-    model = tmp_path / "model.onnx"
-    export.export_checkpoint(write_checkpoint(tmp_path / "ckpt.pt"), model)
+    model = write_exported_model(tmp_path)
     assert calibrate.main(["--model", str(model), "--labels", str(tmp_path / "none.jsonl")]) == 2
     manifest = write_corpus(tmp_path, per_class=3)
     calibrated = tmp_path / "calibrated.onnx"

@@ -8,11 +8,10 @@ from types import ModuleType
 import numpy as np
 import pytest
 from benchmark_modules import load_benchmark
-from detector_checkpoint import write_checkpoint
+from detector_checkpoint import write_exported_model
 from synthetic_corpus import write_corpus
 
 from daemon.config import DecisionConfig
-from streaming_models import export
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,7 @@ def test_replay_follows_the_trackers_hysteresis(decisions: ModuleType) -> None:
 
 def test_rows_per_class_on_an_exported_model(decisions: ModuleType, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    model = tmp_path / "model.onnx"
-    export.export_checkpoint(write_checkpoint(tmp_path / "ckpt.pt"), model)
+    model = write_exported_model(tmp_path)
     manifest = write_corpus(tmp_path, per_class=3)
     capsys.readouterr()
     # Thresholds of 0 call every file spoof from the first decision on; 1.0 never does.

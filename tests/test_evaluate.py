@@ -6,19 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from detector_checkpoint import write_checkpoint
+from detector_checkpoint import write_exported_model
 from synthetic_corpus import voice
 
 from daemon.backends.onnx import OnnxBackend
-from streaming_models import evaluate, export
+from streaming_models import evaluate
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    out = folder / "model.onnx"
-    export.export_checkpoint(write_checkpoint(folder / "ckpt.pt"), out)
-    return out
+    return write_exported_model(folder)
 
 
 @pytest.fixture(scope="module")

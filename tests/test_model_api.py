@@ -5,17 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from detector_checkpoint import write_checkpoint
+from detector_checkpoint import write_exported_model
 
-from streaming_models import export
 from streaming_models.api import DEFAULT_MODEL_PATH, load_detector
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("api")
-    export.export_checkpoint(write_checkpoint(folder / "ckpt.pt"), folder / "m.onnx")
-    return folder / "m.onnx"
+    return write_exported_model(folder, "m.onnx")
 
 
 def test_score_array_and_file_agree(model_path: Path, tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from benchmark_modules import load_benchmark
-from detector_checkpoint import write_checkpoint
+from detector_checkpoint import write_exported_model
 from synthetic_corpus import write_corpus
 
 from daemon.backends.onnx import OnnxBackend
-from streaming_models import evaluate, export
+from streaming_models import evaluate
 from streaming_models.evaluate import EvalItem
 
 RATE = 16000
@@ -52,8 +52,7 @@ def test_a_change_is_applied_at_16k_and_repeats_per_file(sensitivity: ModuleType
 
 def test_the_unchanged_row_matches_evaluate(sensitivity: ModuleType, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    model = tmp_path / "model.onnx"
-    export.export_checkpoint(write_checkpoint(tmp_path / "ckpt.pt"), model)
+    model = write_exported_model(tmp_path)
     manifest = write_corpus(tmp_path, per_class=3)
     capsys.readouterr()
     assert sensitivity.main(["--model", str(model), "--labels", str(manifest), "--change", "none",
