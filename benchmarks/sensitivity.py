@@ -107,6 +107,8 @@ def main(argv: list[str]) -> int:
         loaders = {change: loader_for(change) for change in changes}
         backend = OnnxBackend(args.model, providers=("CPUExecutionProvider",))
         items = load_items(args.labels, None, backend.metadata.label_policy, args.split)
+        if len({item.spoof for item in items}) < 2:
+            raise ValueError(f"{args.labels}: an EER needs both spoof and bona fide files; these are all one class")
     except (ValueError, TransformUnavailable, DaemonError, ManifestError, OSError) as exc:
         print(f"sensitivity: {exc}", file=sys.stderr)
         return 2

@@ -110,9 +110,10 @@ class Augmentation:
     eq_max_bands: int = 4
     eq_gain_db: tuple[float, float] = (-24.0, 12.0)
     eq_width: tuple[float, float] = (0.01, 0.15)  # Gaussian bump's standard deviation / Nyquist
-    # Of the spoof crops that drew no noise, this share gets noise too: genuine recordings carry
-    # their own noise floor and synthetic speech mostly none, so without it "noise -> genuine" is a
-    # cue the data rewards and that fails on studio-clean genuine speech.
+    # Of the spoof crops that drew no noise, this share gets noise too: meant to take away the
+    # "noise -> genuine" cue (genuine recordings carry a noise floor, synthetic speech mostly none).
+    # Measured on six seeds it made the spoof head worse and reversed the cue (docs/model-card.md):
+    # off in the recipe.
     spoof_extra_noise_prob: float = 0.0
 
 

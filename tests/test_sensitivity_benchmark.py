@@ -70,3 +70,13 @@ def test_an_unknown_change_is_a_message_and_exit_2(sensitivity: ModuleType, tmp_
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert sensitivity.main(["--model", "m.onnx", "--labels", str(tmp_path / "l.csv"), "--change", "warp@9"]) == 2
     assert "sensitivity: unknown transform 'warp@9'" in capsys.readouterr().err
+
+
+def test_files_of_one_class_are_a_message_and_exit_2(sensitivity: ModuleType, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    sf.write(tmp_path / "a.wav", tone(1.0), RATE)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,codec,system,corpus\na.wav,bonafide,none,human,test\n")
+    model = write_exported_model(tmp_path)
+    assert sensitivity.main(["--model", str(model), "--labels", str(labels), "--change", "none"]) == 2
+    assert "needs both spoof and bona fide files" in capsys.readouterr().err
