@@ -45,16 +45,16 @@ def triangular_filterbank(edges_hz: torch.Tensor, bins: int, sample_rate_hz: int
     return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32)
 
 
-def linear_filterbank(filters: int, bins: int, sample_rate_hz: int) -> torch.Tensor:
-    edges = torch.linspace(0, sample_rate_hz / 2, filters + 2, dtype=torch.float64)
+def linear_filterbank(filters: int, bins: int, sample_rate_hz: int, top_hz: float) -> torch.Tensor:
+    edges = torch.linspace(0, top_hz, filters + 2, dtype=torch.float64)
     return triangular_filterbank(edges, bins, sample_rate_hz)
 
 
-def mel_filterbank(filters: int, bins: int, sample_rate_hz: int) -> torch.Tensor:
+def mel_filterbank(filters: int, bins: int, sample_rate_hz: int, top_hz: float) -> torch.Tensor:
     def to_mel(hz: float) -> float:
         return 2595.0 * math.log10(1.0 + hz / 700.0)
 
-    mels = torch.linspace(0, to_mel(sample_rate_hz / 2), filters + 2, dtype=torch.float64)
+    mels = torch.linspace(0, to_mel(top_hz), filters + 2, dtype=torch.float64)
     edges = 700.0 * (10 ** (mels / 2595.0) - 1.0)
     return triangular_filterbank(edges, bins, sample_rate_hz)
 
@@ -68,9 +68,15 @@ def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
     return m.to(torch.float32)
 
 
-def feature_dim(kind: str, window_samples: int, n_filters: int, n_ceps: int) -> int:
+def bins_below(top_hz: float, window_samples: int, sample_rate_hz: int) -> int:
+    """How many DFT bins (from 0 Hz) lie at or below top_hz."""
+    return min(window_samples // 2, math.floor(top_hz * window_samples / sample_rate_hz)) + 1
+
+
+def feature_dim(kind: str, window_samples: int, n_filters: int, n_ceps: int,
+                top_hz: float | None = None, sample_rate_hz: int = 16000) -> int:
     if kind == "logpow":
-        return window_samples // 2 + 1
+        return bins_below(sample_rate_hz / 2 if top_hz is None else top_hz, window_samples, sample_rate_hz)
     if kind == "lfcc":
         return n_ceps
     if kind == "logmel":
@@ -82,6 +88,9 @@ class SpectralFrontEnd(nn.Module):
     """Audio with `window - frame_hop` samples of left context -> normalized features per frame.
 
     Input [B, context + n * frame_hop] gives n frames: the caller carries the context.
+    `top_hz` (default: Nyquist) is the highest frequency the features describe: the filterbank
+    spans 0..top_hz, or logpow keeps the bins up to it. A detector that must not read the high
+    band (which telephone channels remove and vocoders fill in their own way) sets it to 4000.
     """
 
     basis: torch.Tensor
@@ -91,20 +100,25 @@ class SpectralFrontEnd(nn.Module):
     std: torch.Tensor
 
     def __init__(self, kind: str, sample_rate_hz: int, window_samples: int, frame_hop_samples: int,
-                 n_filters: int, n_ceps: int) -> None:
+                 n_filters: int, n_ceps: int, top_hz: float | None = None) -> None:
         super().__init__()
+        nyquist = sample_rate_hz / 2
+        top = nyquist if top_hz is None else top_hz
+        if not 0 < top <= nyquist:
+            raise ValueError(f"top_hz must be in (0, {nyquist:g}] Hz, got {top_hz}")
         self.kind = kind
         self.frame_hop_samples = frame_hop_samples
-        self.out_dim = feature_dim(kind, window_samples, n_filters, n_ceps)
+        self.out_dim = feature_dim(kind, window_samples, n_filters, n_ceps, top, sample_rate_hz)
         bins = window_samples // 2 + 1
         self.bins = bins
+        self.kept_bins = bins_below(top, window_samples, sample_rate_hz) if kind == "logpow" else bins
         self.register_buffer("basis", dft_basis(window_samples), persistent=False)
         if kind == "logpow":
             proj = torch.empty(0)
         elif kind == "lfcc":
-            proj = linear_filterbank(n_filters, bins, sample_rate_hz)
+            proj = linear_filterbank(n_filters, bins, sample_rate_hz, top)
         else:
-            proj = mel_filterbank(n_filters, bins, sample_rate_hz)
+            proj = mel_filterbank(n_filters, bins, sample_rate_hz, top)
         self.register_buffer("filterbank", proj, persistent=False)  # [filters, bins]
         self.register_buffer("dct", dct_matrix(n_ceps, n_filters) if kind == "lfcc" else torch.empty(0),
                              persistent=False)
@@ -117,7 +131,10 @@ class SpectralFrontEnd(nn.Module):
         spec = nn.functional.conv1d(audio.unsqueeze(1), self.basis, stride=self.frame_hop_samples)
         # spec: [B, 2*bins, frames] (real rows, then imaginary rows)
         power = spec[:, : self.bins] ** 2 + spec[:, self.bins:] ** 2  # [B, bins, frames]
-        if self.kind != "logpow":
+        if self.kind == "logpow":
+            if self.kept_bins < self.bins:
+                power = power[:, : self.kept_bins]
+        else:
             power = torch.einsum("fk,bkt->bft", self.filterbank, power)  # [B, filters, frames]
         feats = torch.log(power + LOG_FLOOR)
         if self.kind == "lfcc":

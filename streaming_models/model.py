@@ -43,6 +43,7 @@ class ModelConfig:
     features: str = "logpow"  # logpow | lfcc | logmel (features.py)
     n_filters: int = 60  # filterbank size for lfcc / logmel
     n_ceps: int = 40  # cepstra kept for lfcc
+    top_hz: float | None = None  # highest frequency the features describe (None: Nyquist)
     conv_channels: int = 64
     conv_kernel: int = 3
     pool: int = 2  # time pooling after the first conv: GRU steps are pool * 10 ms
@@ -67,6 +68,8 @@ class ModelConfig:
         if self.window_samples < self.frame_hop_samples:
             raise ValueError("window_samples must be >= frame_hop_samples")
         feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps)  # validates the kind
+        if self.top_hz is not None and not 0 < self.top_hz <= self.sample_rate_hz / 2:
+            raise ValueError(f"top_hz must be in (0, {self.sample_rate_hz / 2:g}] Hz, got {self.top_hz}")
 
     @property
     def steps_per_hop(self) -> int:
@@ -97,7 +100,7 @@ class StreamingDetector(nn.Module):
         self.config = config
         c = config
         self.frontend = SpectralFrontEnd(c.features, c.sample_rate_hz, c.window_samples,
-                                         c.frame_hop_samples, c.n_filters, c.n_ceps)
+                                         c.frame_hop_samples, c.n_filters, c.n_ceps, c.top_hz)
         feat = self.frontend.out_dim
         self.conv0 = CausalConv(feat, c.conv_channels, c.conv_kernel, 1)
         self.pool = nn.AvgPool1d(c.pool, c.pool)

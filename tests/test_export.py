@@ -71,6 +71,14 @@ def test_parity_check_catches_a_wrong_graph(exported: tuple[Path, Path]) -> None
     assert export.parity_max_diff(model, path) > 0.5
 
 
+@pytest.mark.parametrize("features", ["logpow", "lfcc"])
+def test_a_low_band_model_exports_with_parity(features: str, tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", features=features, top_hz=4000.0)
+    meta = export.export_checkpoint(ckpt, tmp_path / "model.onnx")  # raises if parity fails
+    assert meta.extra["model_args"]["top_hz"] == 4000.0
+    assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
+
+
 def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         export.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])

@@ -6,18 +6,19 @@ import torch
 from streaming_models.model import ModelConfig, StreamingDetector
 
 
-def _random_model(features: str) -> StreamingDetector:
+def _random_model(features: str, top_hz: float | None = None) -> StreamingDetector:
     torch.manual_seed(0)
-    model = StreamingDetector(ModelConfig(features=features)).eval()
+    model = StreamingDetector(ModelConfig(features=features, top_hz=top_hz)).eval()
     with torch.no_grad():  # non-trivial standardization, as after training
         model.frontend.mean.uniform_(-8.0, -2.0)
         model.frontend.std.uniform_(0.5, 3.0)
     return model
 
 
-@pytest.mark.parametrize("features", ["logpow", "lfcc", "logmel"])
-def test_whole_clip_equals_hop_by_hop(features: str) -> None:
-    model = _random_model(features)
+@pytest.mark.parametrize("features,top_hz", [("logpow", None), ("lfcc", None), ("logmel", None),
+                                             ("logpow", 4000.0), ("lfcc", 4000.0)])
+def test_whole_clip_equals_hop_by_hop(features: str, top_hz: float | None) -> None:
+    model = _random_model(features, top_hz)
     hop, hops, batch = model.config.hop_samples, 15, 3
     audio = 0.1 * torch.randn(batch, hops * hop)
     audio[1, 3 * hop: 5 * hop] = 0.0  # digital silence mid-stream
@@ -63,6 +64,8 @@ def test_default_model_is_small() -> None:
     ({"hop_samples": 1650}, "whole number"),
     ({"hop_samples": 1760}, "whole number"),  # 11 frames do not pool by 2
     ({"features": "mfcc"}, "feature kind"),
+    ({"top_hz": 0.0}, "top_hz"),
+    ({"top_hz": 8001.0}, "top_hz"),
 ])
 def test_bad_config_is_rejected(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
