@@ -1,10 +1,14 @@
 """Fuse trained detectors into one ensemble checkpoint (mean of their logits), ready to export.
 
     spoofwatch ensemble --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --out runs/ab/best.pt
+    spoofwatch ensemble --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --head spoof=0 --head codec=1 ...
 
 Runs that differ only in seed disagree by several EER points on unseen systems
 (docs/labeling-study.md); averaging them is the cheapest way to keep what each learned
-and lose what each guessed. The members must share the label policy and the corpus.
+and lose what each guessed. `--head NAME=I[,J...]` takes a head from the members listed
+(0-based, in --checkpoint order) instead of all of them: a recipe that helps one head and hurts
+the other (docs/model-card.md) then serves only the head it helps. The members must share the
+label policy and the corpus.
 The operating thresholds are chosen again for the fused scores, on the whole dev split of
 that corpus, the same way training chooses them (`operating_fpr` of the first member's
 recipe); the dev EERs of every member and of the ensemble on that split are printed and stored.
@@ -39,7 +43,19 @@ def _agreed(ckpts: list[dict[str, Any]], paths: list[Path], what: str, value: An
     return values[0]
 
 
-def fuse(paths: list[Path], manifest: Path | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+def parse_head_choice(text: str) -> tuple[str, tuple[int, ...]]:
+    """'spoof=0,2' -> ('spoof', (0, 2))."""
+    head, sep, indexes = text.partition("=")
+    try:
+        if not sep or not head:
+            raise ValueError
+        return head.strip(), tuple(int(i) for i in indexes.split(","))
+    except ValueError:
+        raise ValueError(f"--head wants NAME=INDEX[,INDEX...] (members counted from 0), got {text!r}") from None
+
+
+def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str, tuple[int, ...]] | None = None
+         ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Return (the ensemble checkpoint, dev metrics per member and for the ensemble)."""
     if len(paths) < 2:
         raise ValueError("give at least two --checkpoint files")
@@ -60,7 +76,7 @@ def fuse(paths: list[Path], manifest: Path | None = None) -> tuple[dict[str, Any
                          f"theirs {corpus_hash}): thresholds must come from that corpus's dev split")
     config = ckpts[0]["config"]
     items = excluding([i for i in read_manifest(manifest) if i.split == "dev"], *exclusions)
-    ensemble = DetectorEnsemble(members).eval()
+    ensemble = DetectorEnsemble(members, head_members).eval()
     dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")
     report: dict[str, dict[str, float]] = {}
     for path, (model, _) in zip(paths, loaded, strict=True):
@@ -70,6 +86,7 @@ def fuse(paths: list[Path], manifest: Path | None = None) -> tuple[dict[str, Any
     checkpoint = {
         "members": [{"model_args": c["model_args"], "model": m.state_dict(), "step": int(c.get("step", 0)),
                      "source": str(p)} for p, (m, c) in zip(paths, loaded, strict=True)],
+        "head_members": {head: list(indexes) for head, indexes in ensemble.head_members.items()},
         "policy": policy, "manifest": str(manifest), "corpus_hash": corpus_hash, "config": dict(config),
         "step": max(int(c.get("step", 0)) for c in ckpts), "thresholds": thresholds,
         "dev_metrics": report["ensemble"], "dev_items": len(dev),
@@ -83,13 +100,20 @@ def main(argv: list[str]) -> int:
                         help="a member's training checkpoint (.pt); give two or more")
     parser.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
     parser.add_argument("--manifest", type=Path, help="the members' corpus manifest (default: as recorded)")
+    parser.add_argument("--head", action="append", default=[], metavar="NAME=I[,J...]",
+                        help="take head NAME from these members only (0-based, --checkpoint order); "
+                             "default: every head is the mean of all members")
     args = parser.parse_args(argv)
     log_to_stderr()
     missing = [str(p) for p in args.checkpoint if not p.is_file()]
     if missing:
         parser.error(f"checkpoint(s) not found: {', '.join(missing)}")
     try:
-        checkpoint, report = fuse(args.checkpoint, args.manifest)
+        choices = [parse_head_choice(text) for text in args.head]
+        head_members = dict(choices)
+        if len(head_members) < len(choices):
+            raise ValueError("each head may be given once with --head")
+        checkpoint, report = fuse(args.checkpoint, args.manifest, head_members)
     except (OSError, ValueError, ManifestError) as exc:
         print(f"spoofwatch ensemble: {exc}", file=sys.stderr)
         return 2

@@ -74,6 +74,7 @@ def build_metadata(model: Detector, ckpt: dict[str, Any]) -> ModelMetadata:
         kind = f"{c.features}x{len(model.members)}"
         extra["model_args"] = [m.config.to_dict() for m in model.detectors()]
         extra["members"] = [str(m.get("source", "")) for m in ckpt.get("members", [])]
+        extra["head_members"] = {head: list(indexes) for head, indexes in model.head_members.items()}
     extra.update({f"threshold_{head}": float(t) for head, t in ckpt.get("thresholds", {}).items()})
     extra.update({f"dev_{k}": float(v) for k, v in ckpt.get("dev_metrics", {}).items()})
     meta = ModelMetadata(

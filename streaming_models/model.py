@@ -168,14 +168,21 @@ class StreamingDetector(nn.Module):
 
 
 class DetectorEnsemble(nn.Module):
-    """Several detectors fed the same hops; the logits are their mean (score-level fusion).
+    """Several detectors fed the same hops; each head's logit is the mean of that head's logits
+    over the members chosen for it (score-level fusion): by default every member, or
+    `head_members` names them per head, e.g. {"spoof": (0,), "codec": (1,)} takes each head from
+    the member trained for it (a specialist per head, as when one recipe helps one head and
+    hurts the other).
 
     It has StreamingDetector's interface (config, state_shapes, initial_states, forward), so
     training's dev scoring, the exporter and the daemon treat it as one model whose states are
     the members' states side by side, each name prefixed with its member (`m0_gru_h`, ...).
     """
 
-    def __init__(self, members: list[StreamingDetector]) -> None:
+    head_weights: torch.Tensor
+
+    def __init__(self, members: list[StreamingDetector],
+                 head_members: dict[str, tuple[int, ...]] | None = None) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
@@ -188,6 +195,12 @@ class DetectorEnsemble(nn.Module):
                                  f"{(first.sample_rate_hz, first.hop_samples, first.heads)}")
         self.members = nn.ModuleList(members)
         self.config = first
+        self.head_members = resolve_head_members(head_members or {}, first.heads, len(members))
+        weights = torch.zeros(len(members), len(first.heads))  # [members, heads]
+        for column, head in enumerate(first.heads):
+            chosen = self.head_members[head]
+            weights[list(chosen), column] = 1.0 / len(chosen)
+        self.register_buffer("head_weights", weights, persistent=False)
 
     def detectors(self) -> list[StreamingDetector]:
         return [m for m in self.members if isinstance(m, StreamingDetector)]
@@ -208,10 +221,29 @@ class DetectorEnsemble(nn.Module):
             logits.append(member_logits)
             new_states.extend(member_states)
             start += count
-        return torch.stack(logits).mean(0), new_states
+        stacked = torch.stack(logits)  # [members, B, n, heads]
+        return (stacked * self.head_weights[:, None, None, :]).sum(0), new_states
 
     def num_parameters(self) -> int:
         return sum(member.num_parameters() for member in self.detectors())
+
+
+def resolve_head_members(chosen: dict[str, tuple[int, ...]], heads: tuple[str, ...], members: int
+                         ) -> dict[str, tuple[int, ...]]:
+    """Which members feed each head: those given, every member for the heads not given."""
+    unknown = sorted(set(chosen) - set(heads))
+    if unknown:
+        raise ValueError(f"unknown head(s) {unknown}: the members' heads are {list(heads)}")
+    resolved: dict[str, tuple[int, ...]] = {}
+    for head in heads:
+        indexes = tuple(chosen.get(head, range(members)))
+        if not indexes or len(set(indexes)) != len(indexes) or not all(0 <= i < members for i in indexes):
+            raise ValueError(f"head {head!r} needs distinct member indexes in 0..{members - 1}, got {list(indexes)}")
+        resolved[head] = indexes
+    idle = sorted(set(range(members)) - {i for indexes in resolved.values() for i in indexes})
+    if idle:
+        raise ValueError(f"member(s) {idle} feed no head: they would cost inference time for nothing")
+    return resolved
 
 
 Detector = StreamingDetector | DetectorEnsemble
@@ -231,7 +263,8 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Detector, dic
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
     if isinstance(ckpt, dict) and isinstance(ckpt.get("members"), list):
-        model: Detector = DetectorEnsemble([_detector_from(entry) for entry in ckpt["members"]])
+        head_members = {head: tuple(indexes) for head, indexes in ckpt.get("head_members", {}).items()}
+        model: Detector = DetectorEnsemble([_detector_from(entry) for entry in ckpt["members"]], head_members)
     elif isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt:
         model = _detector_from(ckpt)
     else:

@@ -43,6 +43,36 @@ def test_ensemble_mean_of_members_and_streams_hop_by_hop() -> None:
     assert list(fused.state_shapes())[:2] == ["m0_audio_ctx", "m0_conv0_ctx"] and "m1_gru_h" in fused.state_shapes()
 
 
+def test_each_head_can_come_from_its_own_members() -> None:
+    members = [_member(1), _member(2, features="lfcc", top_hz=4000.0), _member(3)]
+    fused = DetectorEnsemble(members, {"spoof": (1,), "codec": (0, 2)}).eval()
+    hop = fused.config.hop_samples
+    audio = 0.1 * torch.randn(2, 5 * hop, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole, _ = fused(audio, fused.initial_states(2))
+        own = [m(audio, m.initial_states(2))[0] for m in members]
+        states, per_hop = fused.initial_states(2), []
+        for i in range(5):
+            logits, states = fused(audio[:, i * hop:(i + 1) * hop], states)
+            per_hop.append(logits)
+    assert torch.allclose(whole[..., 0], own[1][..., 0], atol=1e-6)
+    assert torch.allclose(whole[..., 1], (own[0][..., 1] + own[2][..., 1]) / 2, atol=1e-6)
+    assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
+    assert fused.head_members == {"spoof": (1,), "codec": (0, 2)}
+
+
+@pytest.mark.parametrize("choice,needle", [
+    ({"speaker": (0,)}, "unknown head"),
+    ({"spoof": (2,)}, "0..1"),
+    ({"spoof": ()}, "0..1"),
+    ({"spoof": (0, 0)}, "distinct"),
+    ({"spoof": (0,), "codec": (0,)}, "feed no head"),
+])
+def test_a_head_choice_that_cannot_work_is_refused(choice: dict[str, tuple[int, ...]], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        DetectorEnsemble([_member(1), _member(2)], choice)
+
+
 def test_members_must_agree_on_the_hop() -> None:
     with pytest.raises(ValueError, match="disagree"):
         DetectorEnsemble([_member(1), _member(2, hop_samples=3200)])
@@ -105,3 +135,40 @@ def test_members_of_different_policies_or_corpora_are_refused(two_runs: tuple[Pa
     assert ensemble.main([*args, "--checkpoint", str(second), "--manifest", str(changed)]) == 2
     assert "not the corpus the members trained on" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_head_taken_from_one_member_survives_checkpoint_and_export(
+        two_runs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, first, second = two_runs
+    out = tmp_path / "split.pt"
+    assert ensemble.main(["--checkpoint", str(first), "--checkpoint", str(second), "--out", str(out),
+                          "--head", "spoof=0", "--head", "codec=1"]) == 0
+    capsys.readouterr()
+    model, ckpt = load_checkpoint(str(out))
+    assert isinstance(model, DetectorEnsemble) and ckpt["head_members"] == {"spoof": [0], "codec": [1]}
+    audio = 0.1 * torch.randn(1, 4 * model.config.hop_samples, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fused, _ = model(audio, model.initial_states(1))
+        spoof_member, codec_member = (load_checkpoint(str(p))[0] for p in (first, second))
+        assert torch.allclose(fused[..., 0], spoof_member(audio, spoof_member.initial_states(1))[0][..., 0], atol=1e-6)
+        assert torch.allclose(fused[..., 1], codec_member(audio, codec_member.initial_states(1))[0][..., 1], atol=1e-6)
+    meta = export_checkpoint(out, tmp_path / "split.onnx")  # raises if ONNX and PyTorch differ by more than 1e-4
+    assert meta.extra["head_members"] == {"spoof": [0], "codec": [1]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("heads,needle", [
+    (["spoof"], "NAME=INDEX"),
+    (["spoof=x"], "NAME=INDEX"),
+    (["spoof=0", "spoof=1"], "given once"),
+    (["spoof=0", "codec=0"], "feed no head"),
+])
+def test_bad_head_choices_exit_with_a_message(two_runs: tuple[Path, Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str], heads: list[str], needle: str) -> None:
+    _, first, second = two_runs
+    out = tmp_path / "x.pt"
+    args = ["--checkpoint", str(first), "--checkpoint", str(second), "--out", str(out)]
+    assert ensemble.main([*args, *(f"--head={h}" for h in heads)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
