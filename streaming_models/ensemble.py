@@ -43,15 +43,21 @@ def _agreed(ckpts: list[dict[str, Any]], paths: list[Path], what: str, value: An
     return values[0]
 
 
-def parse_head_choice(text: str) -> tuple[str, tuple[int, ...]]:
-    """'spoof=0,2' -> ('spoof', (0, 2))."""
-    head, sep, indexes = text.partition("=")
-    try:
-        if not sep or not head:
-            raise ValueError
-        return head.strip(), tuple(int(i) for i in indexes.split(","))
-    except ValueError:
-        raise ValueError(f"--head wants NAME=INDEX[,INDEX...] (members counted from 0), got {text!r}") from None
+def parse_head_choices(texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """['spoof=0,2', 'codec=1'] -> {'spoof': (0, 2), 'codec': (1,)}; each head at most once."""
+    chosen: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        head, sep, indexes = text.partition("=")
+        try:
+            if not sep or not head.strip():
+                raise ValueError
+            members = tuple(int(i) for i in indexes.split(","))
+        except ValueError:
+            raise ValueError(f"--head wants NAME=INDEX[,INDEX...] (members counted from 0), got {text!r}") from None
+        if head.strip() in chosen:
+            raise ValueError("each head may be given once with --head")
+        chosen[head.strip()] = members
+    return chosen
 
 
 def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str, tuple[int, ...]] | None = None
@@ -109,11 +115,7 @@ def main(argv: list[str]) -> int:
     if missing:
         parser.error(f"checkpoint(s) not found: {', '.join(missing)}")
     try:
-        choices = [parse_head_choice(text) for text in args.head]
-        head_members = dict(choices)
-        if len(head_members) < len(choices):
-            raise ValueError("each head may be given once with --head")
-        checkpoint, report = fuse(args.checkpoint, args.manifest, head_members)
+        checkpoint, report = fuse(args.checkpoint, args.manifest, parse_head_choices(args.head))
     except (OSError, ValueError, ManifestError) as exc:
         print(f"spoofwatch ensemble: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,10 @@ FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 LOG_FLOOR = 1e-7  # power floor: digital silence gives a finite log
 
 
-def dft_basis(window_samples: int) -> torch.Tensor:
-    """[2 * bins, 1, window] conv kernel: Hann-windowed cos rows then sin rows."""
-    bins = window_samples // 2 + 1
+def dft_basis(window_samples: int, bins: int | None = None) -> torch.Tensor:
+    """[2 * bins, 1, window] conv kernel: Hann-windowed cos rows then sin rows of the lowest
+    `bins` DFT bins (default: all window/2 + 1)."""
+    bins = window_samples // 2 + 1 if bins is None else bins
     n = torch.arange(window_samples, dtype=torch.float64)
     k = torch.arange(bins, dtype=torch.float64)
     window = torch.hann_window(window_samples, periodic=True, dtype=torch.float64)
@@ -68,6 +69,16 @@ def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
     return m.to(torch.float32)
 
 
+def band_top(top_hz: float | None, sample_rate_hz: int) -> float:
+    """The highest frequency features describe: top_hz, or Nyquist when None; refuses others."""
+    nyquist = sample_rate_hz / 2
+    if top_hz is None:
+        return nyquist
+    if not 0 < top_hz <= nyquist:
+        raise ValueError(f"top_hz must be in (0, {nyquist:g}] Hz, got {top_hz}")
+    return top_hz
+
+
 def bins_below(top_hz: float, window_samples: int, sample_rate_hz: int) -> int:
     """How many DFT bins (from 0 Hz) lie at or below top_hz."""
     return min(window_samples // 2, math.floor(top_hz * window_samples / sample_rate_hz)) + 1
@@ -75,8 +86,9 @@ def bins_below(top_hz: float, window_samples: int, sample_rate_hz: int) -> int:
 
 def feature_dim(kind: str, window_samples: int, n_filters: int, n_ceps: int,
                 top_hz: float | None = None, sample_rate_hz: int = 16000) -> int:
+    top = band_top(top_hz, sample_rate_hz)
     if kind == "logpow":
-        return bins_below(sample_rate_hz / 2 if top_hz is None else top_hz, window_samples, sample_rate_hz)
+        return bins_below(top, window_samples, sample_rate_hz)
     if kind == "lfcc":
         return n_ceps
     if kind == "logmel":
@@ -102,23 +114,21 @@ class SpectralFrontEnd(nn.Module):
     def __init__(self, kind: str, sample_rate_hz: int, window_samples: int, frame_hop_samples: int,
                  n_filters: int, n_ceps: int, top_hz: float | None = None) -> None:
         super().__init__()
-        nyquist = sample_rate_hz / 2
-        top = nyquist if top_hz is None else top_hz
-        if not 0 < top <= nyquist:
-            raise ValueError(f"top_hz must be in (0, {nyquist:g}] Hz, got {top_hz}")
         self.kind = kind
         self.frame_hop_samples = frame_hop_samples
-        self.out_dim = feature_dim(kind, window_samples, n_filters, n_ceps, top, sample_rate_hz)
-        bins = window_samples // 2 + 1
-        self.bins = bins
-        self.kept_bins = bins_below(top, window_samples, sample_rate_hz) if kind == "logpow" else bins
-        self.register_buffer("basis", dft_basis(window_samples), persistent=False)
+        self.out_dim = feature_dim(kind, window_samples, n_filters, n_ceps, top_hz, sample_rate_hz)
+        top = band_top(top_hz, sample_rate_hz)
+        all_bins = window_samples // 2 + 1
+        # Only the bins up to top_hz are computed: every filter is zero above it, and a low-band
+        # model's STFT then costs half as much per hop.
+        self.bins = bins_below(top, window_samples, sample_rate_hz)
+        self.register_buffer("basis", dft_basis(window_samples, self.bins), persistent=False)
         if kind == "logpow":
             proj = torch.empty(0)
         elif kind == "lfcc":
-            proj = linear_filterbank(n_filters, bins, sample_rate_hz, top)
+            proj = linear_filterbank(n_filters, all_bins, sample_rate_hz, top)[:, : self.bins]
         else:
-            proj = mel_filterbank(n_filters, bins, sample_rate_hz, top)
+            proj = mel_filterbank(n_filters, all_bins, sample_rate_hz, top)[:, : self.bins]
         self.register_buffer("filterbank", proj, persistent=False)  # [filters, bins]
         self.register_buffer("dct", dct_matrix(n_ceps, n_filters) if kind == "lfcc" else torch.empty(0),
                              persistent=False)
@@ -131,10 +141,7 @@ class SpectralFrontEnd(nn.Module):
         spec = nn.functional.conv1d(audio.unsqueeze(1), self.basis, stride=self.frame_hop_samples)
         # spec: [B, 2*bins, frames] (real rows, then imaginary rows)
         power = spec[:, : self.bins] ** 2 + spec[:, self.bins:] ** 2  # [B, bins, frames]
-        if self.kind == "logpow":
-            if self.kept_bins < self.bins:
-                power = power[:, : self.kept_bins]
-        else:
+        if self.kind != "logpow":
             power = torch.einsum("fk,bkt->bft", self.filterbank, power)  # [B, filters, frames]
         feats = torch.log(power + LOG_FLOOR)
         if self.kind == "lfcc":

@@ -67,9 +67,8 @@ class ModelConfig:
                              f"{self.pool} x {self.frame_hop_samples}-sample frames")
         if self.window_samples < self.frame_hop_samples:
             raise ValueError("window_samples must be >= frame_hop_samples")
-        feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps)  # validates the kind
-        if self.top_hz is not None and not 0 < self.top_hz <= self.sample_rate_hz / 2:
-            raise ValueError(f"top_hz must be in (0, {self.sample_rate_hz / 2:g}] Hz, got {self.top_hz}")
+        # validates the feature kind and the band
+        feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps, self.top_hz, self.sample_rate_hz)
 
     @property
     def steps_per_hop(self) -> int:
