@@ -136,11 +136,20 @@ class SpectralFrontEnd(nn.Module):
         self.register_buffer("mean", torch.zeros(self.out_dim))
         self.register_buffer("std", torch.ones(self.out_dim))
 
+    def spectrum(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B, samples] -> [B, 2 * bins, frames]: real rows of the lowest `bins` DFT bins, then imaginary rows."""
+        return nn.functional.conv1d(audio.unsqueeze(1), self.basis, stride=self.frame_hop_samples)
+
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         """Un-normalized features: [B, samples] -> [B, F, frames]."""
-        spec = nn.functional.conv1d(audio.unsqueeze(1), self.basis, stride=self.frame_hop_samples)
-        # spec: [B, 2*bins, frames] (real rows, then imaginary rows)
-        power = spec[:, : self.bins] ** 2 + spec[:, self.bins:] ** 2  # [B, bins, frames]
+        return self.raw_from_spectrum(self.spectrum(audio), self.bins)
+
+    def raw_from_spectrum(self, spec: torch.Tensor, spec_bins: int) -> torch.Tensor:
+        """Un-normalized features from a spectrum() of `spec_bins` >= self.bins bins, which a front
+        end with the same window and frame hop but a wider band may have computed (a shared STFT)."""
+        if spec_bins < self.bins:
+            raise ValueError(f"the spectrum has {spec_bins} bins, this front end needs {self.bins}")
+        power = spec[:, : self.bins] ** 2 + spec[:, spec_bins: spec_bins + self.bins] ** 2  # [B, bins, frames]
         if self.kind != "logpow":
             power = torch.einsum("fk,bkt->bft", self.filterbank, power)  # [B, filters, frames]
         feats = torch.log(power + LOG_FLOOR)
@@ -149,8 +158,17 @@ class SpectralFrontEnd(nn.Module):
         return feats
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        feats = self.raw(audio)  # [B, F, frames]
+        return self.from_spectrum(self.spectrum(audio), self.bins)
+
+    def from_spectrum(self, spec: torch.Tensor, spec_bins: int) -> torch.Tensor:
+        """Normalized features [B, F, frames] from a spectrum (see raw_from_spectrum)."""
+        feats = self.raw_from_spectrum(spec, spec_bins)
         return (feats - self.mean[:, None]) / self.std[:, None]
+
+    def shares_stft_with(self, other: SpectralFrontEnd) -> bool:
+        """Whether the wider of the two spectra serves both: the basis rows of a bin depend only on
+        the window, so the same window and frame hop are enough."""
+        return (self.frame_hop_samples, self.basis.shape[2]) == (other.frame_hop_samples, other.basis.shape[2])
 
     @torch.no_grad()
     def fit_normalization(self, audio: torch.Tensor) -> None:

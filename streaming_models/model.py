@@ -143,11 +143,24 @@ class StreamingDetector(nn.Module):
     def hop_outputs(self, audio: torch.Tensor, states: list[torch.Tensor]
                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The (dropped-out) GRU output at each hop's end [B, n, H] that the heads read; new states."""
-        c = self.config
-        audio_ctx, conv0_ctx, *conv_ctxs, gru_h = states
+        audio_ctx, *net_states = states
         x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
         new_audio_ctx = x[:, x.shape[1] - audio_ctx.shape[1]:]  # [B, ctx]
-        feats = self.frontend(x)  # [B, F, n*hop/frame_hop]
+        at_hop_end, new_net_states = self.outputs_from_spectrum(self.frontend.spectrum(x), self.frontend.bins, net_states)
+        return at_hop_end, [new_audio_ctx, *new_net_states]
+
+    def forward_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor]
+                              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """forward() from a spectrum another front end computed (features.raw_from_spectrum) and
+        the states after audio_ctx, which the caller carries: logits [B, n, heads], new states."""
+        at_hop_end, new_states = self.outputs_from_spectrum(spec, spec_bins, net_states)
+        return self.head(at_hop_end), new_states
+
+    def outputs_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor]
+                              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        c = self.config
+        conv0_ctx, *conv_ctxs, gru_h = net_states
+        feats = self.frontend.from_spectrum(spec, spec_bins)  # [B, F, n*hop/frame_hop]
         h, new_conv0_ctx = self.conv0(feats, conv0_ctx)  # [B, C, frames]
         h = self.pool(torch.relu(h))  # [B, C, frames/pool]
         new_conv_ctxs = []
@@ -158,7 +171,7 @@ class StreamingDetector(nn.Module):
         seq, new_h = self.gru(h.transpose(1, 2), gru_h.transpose(0, 1).contiguous())
         # seq: [B, steps, H]; new_h: [layers, B, H]
         at_hop_end = seq[:, c.steps_per_hop - 1:: c.steps_per_hop]  # [B, n, H]
-        return self.dropout(at_hop_end), [new_audio_ctx, new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
+        return self.dropout(at_hop_end), [new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
 
     def num_parameters(self) -> int:
         """Parameters that run at inference (the training-only auxiliary heads are not counted)."""
@@ -176,6 +189,11 @@ class DetectorEnsemble(nn.Module):
     It has StreamingDetector's interface (config, state_shapes, initial_states, forward), so
     training's dev scoring, the exporter and the daemon treat it as one model whose states are
     the members' states side by side, each name prefixed with its member (`m0_gru_h`, ...).
+
+    Members with the same STFT (window and frame hop; a low-band member's bins are the lowest
+    rows of a full-band one's) share it: the widest member's spectrum is computed once and each
+    member reads its bins from it, and one `audio_ctx` state serves all. The STFT is most of a
+    member's cost, so a full-band + low-band pair then costs little more than one network.
     """
 
     head_weights: torch.Tensor
@@ -200,13 +218,22 @@ class DetectorEnsemble(nn.Module):
             chosen = self.head_members[head]
             weights[list(chosen), column] = 1.0 / len(chosen)
         self.register_buffer("head_weights", weights, persistent=False)
+        fronts = [m.frontend for m in members]
+        self.shared_stft = all(f.shares_stft_with(fronts[0]) for f in fronts[1:])
+        self.widest = max(range(len(members)), key=lambda i: fronts[i].bins)
 
     def detectors(self) -> list[StreamingDetector]:
         return [m for m in self.members if isinstance(m, StreamingDetector)]
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {f"m{i}_{name}": shape for i, member in enumerate(self.detectors())
-                for name, shape in member.state_shapes().items()}
+        members = self.detectors()
+        if not self.shared_stft:
+            return {f"m{i}_{name}": shape for i, member in enumerate(members)
+                    for name, shape in member.state_shapes().items()}
+        shapes = {"audio_ctx": members[0].state_shapes()["audio_ctx"]}
+        shapes.update({f"m{i}_{name}": shape for i, member in enumerate(members)
+                       for name, shape in member.state_shapes().items() if name != "audio_ctx"})
+        return shapes
 
     def initial_states(self, batch: int) -> list[torch.Tensor]:
         return [torch.zeros(batch, *shape) for shape in self.state_shapes().values()]
@@ -214,9 +241,19 @@ class DetectorEnsemble(nn.Module):
     def forward(self, audio: torch.Tensor, states: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         logits, new_states, start = [], [], 0
+        if self.shared_stft:
+            audio_ctx, states = states[0], states[1:]
+            x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
+            new_states.append(x[:, x.shape[1] - audio_ctx.shape[1]:])
+            widest = self.detectors()[self.widest].frontend
+            spec = widest.spectrum(x)
         for member in self.detectors():
-            count = len(member.state_shapes())
-            member_logits, member_states = member(audio, states[start:start + count])
+            if self.shared_stft:
+                count = len(member.state_shapes()) - 1
+                member_logits, member_states = member.forward_from_spectrum(spec, widest.bins, states[start:start + count])
+            else:
+                count = len(member.state_shapes())
+                member_logits, member_states = member(audio, states[start:start + count])
             logits.append(member_logits)
             new_states.extend(member_states)
             start += count

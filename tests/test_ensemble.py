@@ -40,7 +40,40 @@ def test_ensemble_mean_of_members_and_streams_hop_by_hop() -> None:
             logits, states = fused(audio[:, i * hop:(i + 1) * hop], states)
             per_hop.append(logits)
     assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
-    assert list(fused.state_shapes())[:2] == ["m0_audio_ctx", "m0_conv0_ctx"] and "m1_gru_h" in fused.state_shapes()
+    # one STFT (the same window) serves both members, so one audio context does too
+    assert list(fused.state_shapes())[:2] == ["audio_ctx", "m0_conv0_ctx"] and "m1_gru_h" in fused.state_shapes()
+    assert "m1_audio_ctx" not in fused.state_shapes()
+
+
+def test_members_with_different_stfts_keep_their_own() -> None:
+    members = [_member(1, features="lfcc"), _member(2, features="lfcc", window_samples=480)]
+    fused = DetectorEnsemble(members).eval()
+    assert not fused.shared_stft
+    assert fused.state_shapes()["m0_audio_ctx"] == (160,) and fused.state_shapes()["m1_audio_ctx"] == (320,)
+    hop = fused.config.hop_samples
+    audio = 0.1 * torch.randn(2, 4 * hop, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        whole, _ = fused(audio, fused.initial_states(2))
+        expected = torch.stack([m(audio, m.initial_states(2))[0] for m in members]).mean(0)
+        states, per_hop = fused.initial_states(2), []
+        for i in range(4):
+            logits, states = fused(audio[:, i * hop:(i + 1) * hop], states)
+            per_hop.append(logits)
+    assert torch.allclose(whole, expected, atol=1e-6)
+    assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
+
+
+def test_a_low_band_member_reads_the_shared_spectrum_as_its_own() -> None:
+    low = _member(2, features="lfcc", top_hz=4000.0)
+    full = _member(1, features="lfcc")
+    fused = DetectorEnsemble([low, full]).eval()  # the widest member need not come first
+    assert fused.shared_stft and fused.widest == 1
+    audio = 0.1 * torch.randn(3, 2 * 1600 + 160, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        shared = low.frontend.from_spectrum(full.frontend.spectrum(audio), full.frontend.bins)
+        assert torch.allclose(shared, low.frontend(audio), atol=1e-5)
+        with pytest.raises(ValueError, match="needs"):
+            full.frontend.from_spectrum(low.frontend.spectrum(audio), low.frontend.bins)
 
 
 def test_each_head_can_come_from_its_own_members() -> None:
@@ -113,8 +146,9 @@ def test_fused_checkpoint_exports_to_one_onnx_file(two_runs: tuple[Path, Path, P
     assert meta.model_id.startswith(f"spoofwatch-{ckpt['members'][0]['model_args']['features']}x2-")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     stored = ModelMetadata.from_json(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    # the members share one STFT, hence one audio context
     assert len(stored.states) == 2 * len(StreamingDetector(ModelConfig(**ckpt["members"][0]["model_args"]))
-                                         .state_shapes())
+                                         .state_shapes()) - 1
     assert stored.extra["threshold_spoof"] == pytest.approx(ckpt["thresholds"]["spoof"])
     scores = Detector(onnx_path).score(0.1 * np.sin(np.arange(16000, dtype=np.float32) * 0.05), 16000)
     assert scores.p_spoof.shape == (10,) and np.all((scores.p_spoof >= 0) & (scores.p_spoof <= 1))
