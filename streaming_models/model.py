@@ -78,6 +78,12 @@ class ModelConfig:
         return asdict(self)
 
 
+def with_audio_context(audio_ctx: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The STFT's input (the carried samples, then the new hops) [B, ctx + n*hop], and the new context [B, ctx]."""
+    x = torch.cat([audio_ctx, audio], dim=1)
+    return x, x[:, x.shape[1] - audio_ctx.shape[1]:]
+
+
 class CausalConv(nn.Module):
     """Conv1d over time that sees only the past; its left context arrives as a state."""
 
@@ -144,8 +150,7 @@ class StreamingDetector(nn.Module):
                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The (dropped-out) GRU output at each hop's end [B, n, H] that the heads read; new states."""
         audio_ctx, *net_states = states
-        x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
-        new_audio_ctx = x[:, x.shape[1] - audio_ctx.shape[1]:]  # [B, ctx]
+        x, new_audio_ctx = with_audio_context(audio_ctx, audio)
         at_hop_end, new_net_states = self.outputs_from_spectrum(self.frontend.spectrum(x), self.frontend.bins, net_states)
         return at_hop_end, [new_audio_ctx, *new_net_states]
 
@@ -242,9 +247,9 @@ class DetectorEnsemble(nn.Module):
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         logits, new_states, start = [], [], 0
         if self.shared_stft:
-            audio_ctx, states = states[0], states[1:]
-            x = torch.cat([audio_ctx, audio], dim=1)  # [B, ctx + n*hop]
-            new_states.append(x[:, x.shape[1] - audio_ctx.shape[1]:])
+            x, new_audio_ctx = with_audio_context(states[0], audio)
+            states = states[1:]
+            new_states.append(new_audio_ctx)
             widest = self.detectors()[self.widest].frontend
             spec = widest.spectrum(x)
         for member in self.detectors():
