@@ -139,19 +139,22 @@ class StreamingDetector(nn.Module):
         at_hop_end, new_states = self.hop_outputs(audio, states)
         return self.head(at_hop_end), new_states
 
-    def forward_with_aux(self, audio: torch.Tensor, states: list[torch.Tensor]
+    def forward_with_aux(self, audio: torch.Tensor, states: list[torch.Tensor],
+                         band_mask: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor]]:
-        """forward() plus each auxiliary head's logits [B, n, classes] (training)."""
-        at_hop_end, new_states = self.hop_outputs(audio, states)
+        """forward() plus each auxiliary head's logits [B, n, classes] (training); `band_mask`
+        [B, frontend.bands] hides those spectral channels of each row (frequency masking)."""
+        at_hop_end, new_states = self.hop_outputs(audio, states, band_mask)
         aux = {name: head(at_hop_end) for name, head in self.aux_heads.items()}
         return self.head(at_hop_end), aux, new_states
 
-    def hop_outputs(self, audio: torch.Tensor, states: list[torch.Tensor]
-                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def hop_outputs(self, audio: torch.Tensor, states: list[torch.Tensor],
+                    band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The (dropped-out) GRU output at each hop's end [B, n, H] that the heads read; new states."""
         audio_ctx, *net_states = states
         x, new_audio_ctx = with_audio_context(audio_ctx, audio)
-        at_hop_end, new_net_states = self.outputs_from_spectrum(self.frontend.spectrum(x), self.frontend.bins, net_states)
+        at_hop_end, new_net_states = self.outputs_from_spectrum(self.frontend.spectrum(x), self.frontend.bins,
+                                                                net_states, band_mask)
         return at_hop_end, [new_audio_ctx, *new_net_states]
 
     def forward_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor]
@@ -161,11 +164,11 @@ class StreamingDetector(nn.Module):
         at_hop_end, new_states = self.outputs_from_spectrum(spec, spec_bins, net_states)
         return self.head(at_hop_end), new_states
 
-    def outputs_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor]
-                              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def outputs_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor],
+                              band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         c = self.config
         conv0_ctx, *conv_ctxs, gru_h = net_states
-        feats = self.frontend.from_spectrum(spec, spec_bins)  # [B, F, n*hop/frame_hop]
+        feats = self.frontend.from_spectrum(spec, spec_bins, band_mask)  # [B, F, n*hop/frame_hop]
         h, new_conv0_ctx = self.conv0(feats, conv0_ctx)  # [B, C, frames]
         h = self.pool(torch.relu(h))  # [B, C, frames/pool]
         new_conv_ctxs = []

@@ -39,6 +39,7 @@ from streaming_models.training_data import (
     augment,
     aux_labels,
     load_clips,
+    random_band_mask,
     sample_batch,
     sampling_weights,
 )
@@ -69,6 +70,10 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     tilt_prob=0.3,
     lowpass_prob=0.0, lowpass_min=0.42, lowpass_max=0.95,  # random band limit, cut-off / Nyquist
     eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
+    # frequency masking of the features (random_band_mask): crops masked, masks per crop, widest
+    # mask as a fraction of the front end's channels; drawn from a generator of its own, so a run
+    # with it sees the same crops and waveform augmentation as the same seed's run without
+    freq_mask_prob=0.0, freq_mask_count=2, freq_mask_max_fraction=0.2,
     # loss
     warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
     codec_weight=1.0,
@@ -105,8 +110,10 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
             raise ValueError(f"{path}: unknown config key {key!r}")
         if isinstance(config[key], list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ValueError(f"{path}: {key} must be a list of strings, got {value!r}")
-        if key.endswith("_prob") and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            raise ValueError(f"{path}: {key} is a probability, within 0..1, got {value!r}")
+        if key.endswith(("_prob", "_fraction")) and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{path}: {key} is a share, within 0..1, got {value!r}")
+        if key == "freq_mask_count" and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{path}: freq_mask_count must be a whole number >= 1, got {value!r}")
         config[key] = value
 
 
@@ -125,9 +132,11 @@ def lr_at(step: int, progress: float, config: dict[str, Any]) -> float:
 
 def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor,
                    hop_mask: torch.Tensor, config: dict[str, Any],
-                   aux_targets: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                   aux_targets: dict[str, torch.Tensor] | None = None,
+                   band_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-hop loss of both heads (and of the auxiliary heads, class indices [B]), ramped in."""
-    logits, aux_logits, _ = model.forward_with_aux(audio, model.initial_states(audio.shape[0]))  # [B, hops, 2]
+    logits, aux_logits, _ = model.forward_with_aux(audio, model.initial_states(audio.shape[0]),
+                                                   band_mask)  # [B, hops, 2]
     hops = logits.shape[1]
     ramp = torch.clamp((torch.arange(hops) + 1.0) / config["warmup_hops"], max=1.0)  # [hops]
     weight = hop_mask * ramp  # [B, hops]
@@ -251,6 +260,7 @@ def main(argv: list[str]) -> int:
                        eq_gain_db=(config["eq_gain_db_min"], config["eq_gain_db_max"]),
                        spoof_extra_noise_prob=config["spoof_extra_noise_prob"])
     aug_gen = torch.Generator().manual_seed(config["seed"])
+    mask_gen = torch.Generator().manual_seed(config["seed"] + 2)
     log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
 
     # ---- model, optimizer, resume ----
@@ -273,6 +283,8 @@ def main(argv: list[str]) -> int:
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
         aug_gen.set_state(ckpt["aug_rng"])
+        if "mask_rng" in ckpt:  # absent from checkpoints older than frequency masking
+            mask_gen.set_state(ckpt["mask_rng"])
     else:  # standardize features with statistics of (un-augmented) training crops
         fit = sample_batch(train, weights, np.random.default_rng(config["seed"] + 1), config["norm_fit_crops"],
                            hop, min_hops, min_hops)
@@ -285,7 +297,7 @@ def main(argv: list[str]) -> int:
                     "manifest": str(args.manifest), "corpus_hash": file_hash(args.manifest),
                     "step": step, "elapsed_s": elapsed_before + time.time() - t0, "best": best, "thresholds": thresholds, "dev_metrics": dev_metrics,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "aug_rng": aug_gen.get_state()}, path.with_suffix(".tmp"))
+                    "aug_rng": aug_gen.get_state(), "mask_rng": mask_gen.get_state()}, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
     # ---- loop ----
@@ -299,7 +311,10 @@ def main(argv: list[str]) -> int:
         batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops)
         audio = augment(batch.audio, aug, aug_gen, batch.spoof)
         aux_targets = {target: torch.from_numpy(index[batch.clip_indices]) for target, (_, index) in aux.items()}
-        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config, aux_targets)
+        band_mask = (random_band_mask(len(audio), model.frontend.bands, config["freq_mask_prob"],
+                                      config["freq_mask_count"], config["freq_mask_max_fraction"], mask_gen)
+                     if config["freq_mask_prob"] > 0 else None)
+        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config, aux_targets, band_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])

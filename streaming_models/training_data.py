@@ -160,6 +160,25 @@ def random_equalizer(audio: torch.Tensor, aug: Augmentation, gen: torch.Generato
     return torch.fft.irfft(torch.fft.rfft(audio) * response, n=n)
 
 
+def random_band_mask(batch: int, bands: int, prob: float, max_masks: int, max_fraction: float,
+                     gen: torch.Generator) -> torch.Tensor:
+    """Frequency masks for a batch [batch, bands] (True = hidden), one draw per crop: with
+    probability `prob`, 1..max_masks bands, each of 1..max_fraction * bands consecutive channels
+    at a uniform position (they may overlap). The model interpolates across them
+    (features.interpolate_masked), so no frequency range can carry the decision on its own."""
+    mask = torch.zeros(batch, bands, dtype=torch.bool)
+    widest = max(1, int(max_fraction * bands))
+    chosen = torch.rand(batch, generator=gen) < prob
+    count = torch.randint(1, max_masks + 1, (batch,), generator=gen)
+    width = torch.randint(1, widest + 1, (batch, max_masks), generator=gen)
+    start = (torch.rand(batch, max_masks, generator=gen) * (bands - width + 1)).long()
+    channel = torch.arange(bands)
+    for k in range(max_masks):
+        band = (channel >= start[:, k:k + 1]) & (channel < start[:, k:k + 1] + width[:, k:k + 1])
+        mask |= band & (chosen & (count > k))[:, None]
+    return mask
+
+
 def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
             spoof: torch.Tensor | None = None) -> torch.Tensor:
     """Gain, additive coloured noise and channel colouring, per row, applied to both classes alike.

@@ -18,9 +18,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus"), per_class=10)
 
 
-def _steps(tmp_path: Path, steps: int) -> Path:
-    path = tmp_path / f"steps{steps}.toml"
-    path.write_text(f"max_steps = {steps}\neval_interval = 4\n")
+def _steps(tmp_path: Path, steps: int, freq_mask_prob: float = 0.0) -> Path:
+    path = tmp_path / f"steps{steps}-mask{freq_mask_prob}.toml"
+    path.write_text(f"max_steps = {steps}\neval_interval = 4\nfreq_mask_prob = {freq_mask_prob}\n")
     return path
 
 
@@ -55,6 +55,21 @@ def test_resume_continues_exactly_where_it_stopped(corpus: Path, tmp_path: Path)
         assert torch.equal(tensor, b["model"][name]), name
 
 
+@pytest.mark.slow
+def test_frequency_masking_reaches_the_model_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    common = ["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--small"]
+    assert train.main([*common, "--out", str(tmp_path / "plain"), "--config", str(_steps(tmp_path, 6))]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "masked"), "--config", str(_steps(tmp_path, 6, 1.0))]) == 0
+    resumed = tmp_path / "resumed"
+    assert train.main([*common, "--out", str(resumed), "--config", str(_steps(tmp_path, 3, 1.0))]) == 0
+    assert train.main([*common, "--out", str(resumed), "--config", str(_steps(tmp_path, 6, 1.0)), "--resume"]) == 0
+    plain, masked, again = (torch.load(tmp_path / run / "ckpt.pt", weights_only=False)["model"]
+                            for run in ("plain", "masked", "resumed"))
+    assert not torch.equal(plain["head.weight"], masked["head.weight"])  # the masks changed what it learned
+    for name, tensor in masked.items():  # and their generator's state is checkpointed
+        assert torch.equal(tensor, again[name]), name
+
+
 def test_bad_inputs_exit_with_a_message(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     no_dev = tmp_path / "no_dev.jsonl"
     write_manifest(no_dev, [i for i in read_manifest(corpus) if i.split == "train"])
@@ -85,7 +100,7 @@ def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(cor
         train.excluding(items, ["inhouse-nosuch"], [])
 
 
-def test_a_list_written_as_a_string_or_a_probability_out_of_range_is_refused(corpus: Path, tmp_path: Path,
+def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(corpus: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('exclude_codec_families = "lyra"\n')
@@ -94,7 +109,13 @@ def test_a_list_written_as_a_string_or_a_probability_out_of_range_is_refused(cor
     assert "exclude_codec_families must be a list of strings" in capsys.readouterr().err
     bad.write_text("spoof_extra_noise_prob = 67\n")  # a percentage where a probability belongs
     assert train.main([*args, "--config", str(bad)]) == 2
-    assert "spoof_extra_noise_prob is a probability, within 0..1, got 67" in capsys.readouterr().err
+    assert "spoof_extra_noise_prob is a share, within 0..1, got 67" in capsys.readouterr().err
+    bad.write_text("freq_mask_max_fraction = 20\n")
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "freq_mask_max_fraction is a share, within 0..1, got 20" in capsys.readouterr().err
+    bad.write_text("freq_mask_count = 0\n")
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "freq_mask_count must be a whole number >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from streaming_models.training_data import Augmentation, augment, random_equalizer, random_lowpass
+from streaming_models.training_data import (
+    Augmentation,
+    augment,
+    random_band_mask,
+    random_equalizer,
+    random_lowpass,
+)
 
 
 def _tones(n: int, fractions_of_nyquist: tuple[float, ...]) -> torch.Tensor:
@@ -79,3 +85,32 @@ def test_equalizer_notch_is_at_its_centre() -> None:
     expected_db = -40.0 * np.exp(-0.5 * ((near - centre) / 0.01) ** 2)
     assert abs(20 * np.log10(_level_at(out, near) / _level_at(audio, near)) - expected_db) < 0.5
     assert abs(_level_at(out, far) / _level_at(audio, far) - 1.0) < 1e-3 or abs(far - centre) < 0.06
+
+
+def _runs(row: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, width) of each run of True channels."""
+    runs, start = [], None
+    for i, hidden in enumerate([*row.tolist(), False]):
+        if hidden and start is None:
+            start = i
+        elif not hidden and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def test_band_masks_hide_one_or_two_bands_no_wider_than_asked_and_only_on_chosen_crops() -> None:
+    masks = random_band_mask(400, 60, 0.5, 2, 0.2, torch.Generator().manual_seed(3))
+    hidden_rows = masks.any(dim=1)
+    assert 0.4 < hidden_rows.float().mean() < 0.6
+    for row in masks[hidden_rows]:
+        runs = _runs(row)
+        assert 1 <= len(runs) <= 2
+        assert all(width <= 2 * 12 for _, width in runs)  # two overlapping masks of <= 12 at most
+    single = random_band_mask(200, 60, 1.0, 1, 0.2, torch.Generator().manual_seed(3))
+    widths = [w for row in single for _, w in _runs(row)]
+    assert len(widths) == 200 and max(widths) == 12 and min(widths) >= 1
+    starts = [s for row in single for s, _ in _runs(row)]
+    assert len(set(starts)) > 30  # positions spread over the band
+    assert torch.equal(masks, random_band_mask(400, 60, 0.5, 2, 0.2, torch.Generator().manual_seed(3)))
+    assert not random_band_mask(50, 60, 0.0, 2, 0.2, torch.Generator()).any()
