@@ -268,3 +268,22 @@ def test_summary_shows_inhouse_codecs_with_objective_and_the_vocoder() -> None:
     markdown = to_markdown({**summary, "recipe": "t"})
     assert "| inhouse-token1k/synthesis | 0.250 | 1 |" in markdown
     assert json.loads(json.dumps(summary)) == summary
+
+
+def test_a_build_of_another_recipe_seeds_a_new_folder_without_touching_the_seed(tmp_path: Path) -> None:
+    seed = make_builder(tmp_path, "seed").build()
+    assert seed.complete
+    seed_files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "seed").rglob("*") if p.is_file()}
+    other_name = {**EXTENDED, "name": "extended"}
+    seeded = make_builder(tmp_path, "seeded", other_name, seed_from=tmp_path / "seed").build()
+    fresh = make_builder(tmp_path, "fresh", other_name).build()
+    assert seeded.complete and not seeded.failures
+    assert seeded.manifest.read_bytes() == fresh.manifest.read_bytes()  # type: ignore[union-attr]
+    for item in read_manifest(seeded.manifest):  # type: ignore[arg-type]
+        assert (tmp_path / "seeded" / item.path).read_bytes() == (tmp_path / "fresh" / item.path).read_bytes()
+    assert seeded.skipped_jobs > 0 and seeded.rendered_jobs == fresh.rendered_jobs - seeded.skipped_jobs
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in seed_files} == seed_files
+    with pytest.raises(BuildError, match="not empty"):
+        make_builder(tmp_path, "seeded", other_name, seed_from=tmp_path / "seed").build()
+    with pytest.raises(BuildError, match="not a corpus build folder"):
+        make_builder(tmp_path, "other", other_name, seed_from=tmp_path / "shared").build()

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,6 +94,9 @@ class BuildOptions:
     # Build into a folder made by an earlier version of the recipe: jobs planned the same are reused,
     # jobs that only gained outputs (a new codec group) render just those, the rest render anew.
     update_recipe: bool = False
+    # Start a new --out from another build's audio and records (of any recipe): every job planned
+    # the same is reused, so a recipe that adds to another costs only what it adds.
+    seed_from: Path | None = None
     transform_factory: TransformFactory = registry_transform
     generator_factory: GeneratorFactory = make_generator
 
@@ -260,7 +264,31 @@ class CorpusBuilder:
         tmp.write_text(json.dumps(record, sort_keys=True, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
 
+    def _seed_out_dir(self, seed: Path) -> None:
+        """Fill a new out_dir with `seed`'s audio and records, hard-linked where the file system
+        allows (safe: every file is written to a temporary name and renamed, never rewritten in
+        place, so a rendering here cannot change the seed's files), else copied."""
+        if not (seed / "records").is_dir() or not (seed / "audio").is_dir():
+            raise BuildError(f"--seed-from {seed}: not a corpus build folder (no records/ and audio/ there)")
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise BuildError(f"--seed-from fills a new folder, and {self.out_dir} is not empty; choose another --out")
+        if self.out_dir.resolve() == seed.resolve():
+            raise BuildError("--seed-from names the --out folder itself")
+
+        def link_or_copy(src: str, dst: str) -> object:
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError:
+                return shutil.copy2(src, dst)
+
+        for part in ("audio", "records"):
+            shutil.copytree(seed / part, self.out_dir / part, copy_function=link_or_copy, dirs_exist_ok=True)
+        log.info("corpus_seeded", seed=str(seed), records=sum(1 for _ in (self.out_dir / "records").iterdir()))
+
     def _check_out_dir(self) -> None:
+        if self.options.seed_from is not None:
+            self._seed_out_dir(Path(self.options.seed_from))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "records").mkdir(exist_ok=True)
         stamp = self.out_dir / "recipe.json"

@@ -3,6 +3,7 @@
     spoofwatch data build --recipe configs/data/default.toml --out corpus/default
     spoofwatch data build --small --out corpus/small
     spoofwatch data build --recipe configs/data/default.toml --out corpus/default --update-recipe
+    spoofwatch data build --recipe configs/data/default.toml --out corpus/default --seed-from corpus/noinhouse
     spoofwatch data check --recipe configs/data/default.toml
     spoofwatch data import --format asvspoof5|codecfake|labels-csv --root DIR --out manifest.jsonl
 """
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--update-recipe", action="store_true",
                            help="--out holds a build of an earlier version of this recipe: reuse every job "
                                 "planned the same, render only what is new")
+            p.add_argument("--seed-from", type=Path, default=None, metavar="DIR",
+                           help="start the new --out from the audio and records of the build in DIR (any "
+                                "recipe): every job planned the same is reused, only the rest renders")
     return parser
 
 
@@ -69,6 +73,7 @@ def main(argv: list[str]) -> int:
             cache_dir=args.engine_cache, debian_cache_dir=args.debian_cache, shared_dir=args.shared_data,
             progress=not getattr(args, "no_progress", True),
             update_recipe=getattr(args, "update_recipe", False),
+            seed_from=getattr(args, "seed_from", None),
         )
         builder = CorpusBuilder(recipe, options)
         if args.command == "status":
