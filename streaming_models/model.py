@@ -52,6 +52,13 @@ class ModelConfig:
     gru_layers: int = 1
     dropout: float = 0.1
     heads: tuple[str, ...] = ("spoof", "codec")
+    # "linear": the spoof logit is a linear read-out like the other heads. "cosine": a one-class
+    # read-out (OC-softmax, Zhang et al., IEEE SPL 2021): logit = cosine_scale * (cosine_mid - cos(h, w))
+    # for a learnt direction w of bona fide speech; training (train.py) asks bona fide hops for
+    # cos > 0.9 and spoofed ones only for cos < 0.2, a tight bona fide cluster and room for unseen attacks.
+    spoof_head: str = "linear"
+    cosine_scale: float = 20.0
+    cosine_mid: float = 0.55
     aux_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # training-only heads: classes
 
     def __post_init__(self) -> None:
@@ -67,6 +74,10 @@ class ModelConfig:
                              f"{self.pool} x {self.frame_hop_samples}-sample frames")
         if self.window_samples < self.frame_hop_samples:
             raise ValueError("window_samples must be >= frame_hop_samples")
+        if self.spoof_head not in ("linear", "cosine"):
+            raise ValueError(f"spoof_head must be 'linear' or 'cosine', got {self.spoof_head!r}")
+        if self.spoof_head == "cosine" and "spoof" not in self.heads:
+            raise ValueError("spoof_head = 'cosine' needs a 'spoof' head")
         # validates the feature kind and the band
         feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps, self.top_hz, self.sample_rate_hz)
 
@@ -114,6 +125,8 @@ class StreamingDetector(nn.Module):
         self.gru = nn.GRU(c.conv_channels, c.gru_hidden, c.gru_layers, batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.gru_hidden, len(c.heads))
+        if c.spoof_head == "cosine":
+            self.spoof_direction = nn.Parameter(torch.randn(c.gru_hidden) / c.gru_hidden ** 0.5)
         self.aux_heads = nn.ModuleDict(
             {name: nn.Linear(c.gru_hidden, len(classes)) for name, classes in c.aux_classes.items()})
 
@@ -137,7 +150,7 @@ class StreamingDetector(nn.Module):
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio [B, n * hop_samples], states as state_shapes() -> logits [B, n, heads], new states."""
         at_hop_end, new_states = self.hop_outputs(audio, states)
-        return self.head(at_hop_end), new_states
+        return self.head_logits(at_hop_end), new_states
 
     def forward_with_aux(self, audio: torch.Tensor, states: list[torch.Tensor],
                          band_mask: torch.Tensor | None = None
@@ -146,7 +159,18 @@ class StreamingDetector(nn.Module):
         [B, frontend.bands] hides those spectral channels of each row (frequency masking)."""
         at_hop_end, new_states = self.hop_outputs(audio, states, band_mask)
         aux = {name: head(at_hop_end) for name, head in self.aux_heads.items()}
-        return self.head(at_hop_end), aux, new_states
+        return self.head_logits(at_hop_end), aux, new_states
+
+    def head_logits(self, at_hop_end: torch.Tensor) -> torch.Tensor:
+        """[B, n, H] hop outputs -> [B, n, heads] logits (the spoof column one-class when so configured)."""
+        logits = self.head(at_hop_end)
+        if self.config.spoof_head == "linear":
+            return logits
+        c = self.config
+        cos = nn.functional.normalize(at_hop_end, dim=-1) @ nn.functional.normalize(self.spoof_direction, dim=0)
+        column = c.heads.index("spoof")
+        spoof = (c.cosine_scale * (c.cosine_mid - cos))[..., None]  # [B, n, 1]
+        return torch.cat([logits[..., :column], spoof, logits[..., column + 1:]], dim=-1)
 
     def hop_outputs(self, audio: torch.Tensor, states: list[torch.Tensor],
                     band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -162,7 +186,7 @@ class StreamingDetector(nn.Module):
         """forward() from a spectrum another front end computed (features.raw_from_spectrum) and
         the states after audio_ctx, which the caller carries: logits [B, n, heads], new states."""
         at_hop_end, new_states = self.outputs_from_spectrum(spec, spec_bins, net_states)
-        return self.head(at_hop_end), new_states
+        return self.head_logits(at_hop_end), new_states
 
     def outputs_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor],
                               band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -77,6 +77,9 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # loss
     warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
     codec_weight=1.0,
+    # with [model] spoof_head = "cosine" (one-class): the cosine each class must reach, bona fide
+    # above the first, spoof below the second (OC-softmax's m0, m1)
+    oc_margin_bonafide=0.9, oc_margin_spoof=0.2,
     # auxiliary heads (training only, not exported): classify each crop's "generator" family and/or
     # its "codec_family" (CorpusItem fields) from the same hop outputs, weighted by aux_weight
     aux_targets=[],
@@ -141,13 +144,26 @@ def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.T
     ramp = torch.clamp((torch.arange(hops) + 1.0) / config["warmup_hops"], max=1.0)  # [hops]
     weight = hop_mask * ramp  # [B, hops]
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    loss = bce(logits[..., 0], spoof[:, None].expand(-1, hops), reduction="none")
+    spoof_logits = logits[..., 0]
+    if model.config.spoof_head == "cosine":
+        spoof_logits = spoof_logits + one_class_shift(model.config, spoof, config)[:, None]
+    loss = bce(spoof_logits, spoof[:, None].expand(-1, hops), reduction="none")
     loss = loss + config["codec_weight"] * bce(logits[..., 1], codec[:, None].expand(-1, hops), reduction="none")
     for name, target in (aux_targets or {}).items():
         ce = torch.nn.functional.cross_entropy(aux_logits[name].transpose(1, 2), target[:, None].expand(-1, hops),
                                                reduction="none")  # [B, hops]
         loss = loss + config["aux_weight"] * ce
     return (loss * weight).sum() / weight.sum()
+
+
+def one_class_shift(model_cfg: ModelConfig, spoof: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    """What to add to a cosine head's logit l = s * (mid - cos) so that BCE becomes OC-softmax's
+    loss: log(1 + exp(s * (m0 - cos))) for bona fide (target 0), log(1 + exp(s * (cos - m1))) for
+    spoof (target 1). Per row [B]."""
+    s, mid = model_cfg.cosine_scale, model_cfg.cosine_mid
+    bonafide_shift = s * (config["oc_margin_bonafide"] - mid)
+    spoof_shift = -s * (mid - config["oc_margin_spoof"])
+    return torch.where(spoof > 0.5, spoof_shift, bonafide_shift)
 
 
 @torch.no_grad()

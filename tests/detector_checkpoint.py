@@ -10,9 +10,11 @@ from streaming_models import export
 from streaming_models.model import ModelConfig, StreamingDetector
 
 
-def write_checkpoint(path: Path, features: str = "logpow", top_hz: float | None = None) -> Path:
+def write_checkpoint(path: Path, features: str = "logpow", top_hz: float | None = None,
+                     spoof_head: str = "linear") -> Path:
     torch.manual_seed(0)
-    model = StreamingDetector(ModelConfig(features=features, conv_channels=32, gru_hidden=48, top_hz=top_hz))
+    model = StreamingDetector(ModelConfig(features=features, conv_channels=32, gru_hidden=48, top_hz=top_hz,
+                                          spoof_head=spoof_head))
     with torch.no_grad():
         model.frontend.fit_normalization(0.1 * torch.randn(2, 160 + 16000))
     torch.save({"model": model.state_dict(), "model_args": model.config.to_dict(), "policy": "by_objective",

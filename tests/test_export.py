@@ -79,6 +79,13 @@ def test_a_low_band_model_exports_with_parity(features: str, tmp_path: Path) -> 
     assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
 
 
+def test_a_one_class_spoof_head_exports_with_parity(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", features="lfcc", spoof_head="cosine")
+    meta = export.export_checkpoint(ckpt, tmp_path / "model.onnx")  # raises if parity fails
+    assert meta.extra["model_args"]["spoof_head"] == "cosine"
+    assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
+
+
 def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         export.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])

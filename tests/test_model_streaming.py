@@ -6,19 +6,20 @@ import torch
 from streaming_models.model import ModelConfig, StreamingDetector
 
 
-def _random_model(features: str, top_hz: float | None = None) -> StreamingDetector:
+def _random_model(features: str, top_hz: float | None = None, spoof_head: str = "linear") -> StreamingDetector:
     torch.manual_seed(0)
-    model = StreamingDetector(ModelConfig(features=features, top_hz=top_hz)).eval()
+    model = StreamingDetector(ModelConfig(features=features, top_hz=top_hz, spoof_head=spoof_head)).eval()
     with torch.no_grad():  # non-trivial standardization, as after training
         model.frontend.mean.uniform_(-8.0, -2.0)
         model.frontend.std.uniform_(0.5, 3.0)
     return model
 
 
-@pytest.mark.parametrize("features,top_hz", [("logpow", None), ("lfcc", None), ("logmel", None),
-                                             ("logpow", 4000.0), ("lfcc", 4000.0)])
-def test_whole_clip_equals_hop_by_hop(features: str, top_hz: float | None) -> None:
-    model = _random_model(features, top_hz)
+@pytest.mark.parametrize("features,top_hz,spoof_head", [
+    ("logpow", None, "linear"), ("lfcc", None, "linear"), ("logmel", None, "linear"),
+    ("logpow", 4000.0, "linear"), ("lfcc", 4000.0, "linear"), ("lfcc", None, "cosine")])
+def test_whole_clip_equals_hop_by_hop(features: str, top_hz: float | None, spoof_head: str) -> None:
+    model = _random_model(features, top_hz, spoof_head)
     hop, hops, batch = model.config.hop_samples, 15, 3
     audio = 0.1 * torch.randn(batch, hops * hop)
     audio[1, 3 * hop: 5 * hop] = 0.0  # digital silence mid-stream
@@ -66,6 +67,8 @@ def test_default_model_is_small() -> None:
     ({"features": "mfcc"}, "feature kind"),
     ({"top_hz": 0.0}, "top_hz"),
     ({"top_hz": 8001.0}, "top_hz"),
+    ({"spoof_head": "arcface"}, "spoof_head"),
+    ({"spoof_head": "cosine", "heads": ("fake", "codec")}, "needs a 'spoof' head"),
 ])
 def test_bad_config_is_rejected(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
@@ -91,3 +94,14 @@ def test_auxiliary_heads_leave_the_main_output_and_the_parameter_count_alone() -
 def test_an_auxiliary_head_needs_two_classes() -> None:
     with pytest.raises(ValueError, match="at least two classes"):
         ModelConfig(aux_classes={"generator": ("human",)})
+
+
+def test_a_one_class_spoof_logit_is_the_scaled_cosine_to_its_direction_and_codec_stays_linear() -> None:
+    model = _random_model("lfcc", spoof_head="cosine")
+    hop_outputs = torch.randn(2, 3, model.config.gru_hidden)
+    with torch.no_grad():
+        logits = model.head_logits(hop_outputs)
+        cos = torch.nn.functional.cosine_similarity(hop_outputs, model.spoof_direction.expand_as(hop_outputs), dim=-1)
+        assert torch.allclose(logits[..., 0], 20.0 * (0.55 - cos), atol=1e-5)
+        assert torch.allclose(logits[..., 1], model.head(hop_outputs)[..., 1])
+        assert torch.allclose(logits[..., 0], model.head_logits(3.0 * hop_outputs)[..., 0], atol=1e-5)  # scale-free

@@ -158,3 +158,28 @@ def test_an_unknown_auxiliary_target_is_refused(corpus: Path, tmp_path: Path, ca
     assert train.main(["--manifest", str(single), "--policy", "codec_as_bonafide", "--out", str(tmp_path / "y"),
                        "--small", "--config", str(recipe)]) == 2
     assert "needs at least two classes" in capsys.readouterr().err
+
+
+def test_the_one_class_loss_is_oc_softmax() -> None:
+    """BCE on the shifted cosine logit equals log(1 + exp(20 (0.9 - cos))) for bona fide rows and
+    log(1 + exp(20 (cos - 0.2))) for spoofed ones (Zhang et al. 2021, alpha 20, m0 0.9, m1 0.2)."""
+    from streaming_models.model import ModelConfig
+
+    cfg = ModelConfig(features="lfcc", spoof_head="cosine")
+    cos = torch.tensor([0.95, 0.5, -0.3, 0.1])
+    spoof = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    logit = cfg.cosine_scale * (cfg.cosine_mid - cos)
+    shifted = logit + train.one_class_shift(cfg, spoof, dict(train.DEFAULT_CONFIG))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(shifted, spoof, reduction="none")
+    expected = torch.nn.functional.softplus(torch.where(spoof > 0.5, 20 * (cos - 0.2), 20 * (0.9 - cos)))
+    assert torch.allclose(bce, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_one_class_spoof_head_learns_the_small_task(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "oc"
+    assert train.main(["--manifest", str(corpus), "--policy", "codec_as_bonafide", "--out", str(out), "--small",
+                       "--config", str(train.REPO / "configs" / "train" / "one-class.toml")]) == 0
+    model, ckpt = load_checkpoint(str(out / "best.pt"))
+    assert ckpt["model_args"]["spoof_head"] == "cosine" and hasattr(model, "spoof_direction")
+    assert ckpt["dev_metrics"]["spoof_eer"] < 0.2 and ckpt["dev_metrics"]["codec_eer"] < 0.2
