@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from labeling_study import get, reports
+from labeling_study import DEV_EVAL_SPOOF_SETS, get, reports
 
 # (name, set, path into the report, lower is better)
 MEASURES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
@@ -28,6 +28,8 @@ MEASURES: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("spoof EER, uncoded audio only", "dev-eval", ("breakdown", "codec", "none", "spoof_eer"), True),
     ("spoof minDCF", "dev-eval", ("heads", "spoof", "overall", "min_dcf"), True),
     ("dev-eval codec EER", "dev-eval", ("heads", "codec", "overall", "eer"), True),
+    *((f"spoof EER, {name} vs all bona fide", "dev-eval", ("breakdown", "dataset", name, "spoof_eer_pooled"), True)
+      for name in DEV_EVAL_SPOOF_SETS),
     ("codec EER within semanticodec", "dev-eval", ("breakdown", "dataset", "semanticodec", "codec_eer"), True),
     ("codec EER held-out Lyra", "heldout", ("heads", "codec", "overall", "eer"), True),
     ("telephone bona fide called spoof", "heldout", ("breakdown", "dataset", "telephone", "spoof_flagged"), True),
