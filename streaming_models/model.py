@@ -126,7 +126,7 @@ class StreamingDetector(nn.Module):
         self.gru = nn.GRU(c.conv_channels, c.gru_hidden, c.gru_layers, batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.gru_hidden, len(c.heads))
-        if c.spoof_head == "cosine":
+        if c.spoof_head == "cosine":  # the linear head's spoof row then goes unused: one layout for both kinds
             self.spoof_direction = nn.Parameter(torch.randn(c.gru_hidden) / c.gru_hidden ** 0.5)
         self.aux_heads = nn.ModuleDict(
             {name: nn.Linear(c.gru_hidden, len(classes)) for name, classes in c.aux_classes.items()})

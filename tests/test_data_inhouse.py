@@ -285,5 +285,7 @@ def test_a_build_of_another_recipe_seeds_a_new_folder_without_touching_the_seed(
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in seed_files} == seed_files
     with pytest.raises(BuildError, match="not empty"):
         make_builder(tmp_path, "seeded", other_name, seed_from=tmp_path / "seed").build()
+    with pytest.raises(BuildError, match="names the --out folder itself"):
+        make_builder(tmp_path, "seed", other_name, seed_from=tmp_path / "seed").build()
     with pytest.raises(BuildError, match="not a corpus build folder"):
         make_builder(tmp_path, "other", other_name, seed_from=tmp_path / "shared").build()

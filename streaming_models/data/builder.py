@@ -270,10 +270,10 @@ class CorpusBuilder:
         place, so a rendering here cannot change the seed's files), else copied."""
         if not (seed / "records").is_dir() or not (seed / "audio").is_dir():
             raise BuildError(f"--seed-from {seed}: not a corpus build folder (no records/ and audio/ there)")
-        if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            raise BuildError(f"--seed-from fills a new folder, and {self.out_dir} is not empty; choose another --out")
         if self.out_dir.resolve() == seed.resolve():
             raise BuildError("--seed-from names the --out folder itself")
+        if self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise BuildError(f"--seed-from fills a new folder, and {self.out_dir} is not empty; choose another --out")
 
         def link_or_copy(src: str, dst: str) -> object:
             try:
