@@ -79,6 +79,8 @@ class ModelConfig:
             raise ValueError(f"spoof_head must be 'linear' or 'cosine', got {self.spoof_head!r}")
         if self.spoof_head == "cosine" and "spoof" not in self.heads:
             raise ValueError("spoof_head = 'cosine' needs a 'spoof' head")
+        if self.cosine_scale <= 0:
+            raise ValueError(f"cosine_scale must be > 0, got {self.cosine_scale}")
         # validates the feature kind and the band
         feature_dim(self.features, self.window_samples, self.n_filters, self.n_ceps, self.top_hz, self.sample_rate_hz)
 

@@ -121,6 +121,13 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
         config[key] = value
 
 
+def check_config(config: dict[str, Any]) -> None:
+    """What no single key can check: run once after every recipe file is merged."""
+    if not -1.0 <= config["oc_margin_spoof"] < config["oc_margin_bonafide"] <= 1.0:
+        raise ValueError(f"the one-class margins are cosines with oc_margin_spoof < oc_margin_bonafide, "
+                         f"within -1..1; got {config['oc_margin_spoof']!r} and {config['oc_margin_bonafide']!r}")
+
+
 def progress_of(step: int, elapsed_s: float, config: dict[str, Any]) -> float:
     """Fraction of the run done: steps or wall-clock budget, whichever is further along."""
     by_steps = step / config["max_steps"]
@@ -234,6 +241,7 @@ def main(argv: list[str]) -> int:
     try:
         for recipe in recipes:
             apply_overrides(recipe, config, model_args)
+        check_config(config)
         model_cfg = ModelConfig(**model_args)
         items = list(read_manifest(args.manifest))
     except (OSError, ValueError, ManifestError, tomllib.TOMLDecodeError) as exc:

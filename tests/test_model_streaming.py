@@ -69,6 +69,7 @@ def test_default_model_is_small() -> None:
     ({"top_hz": 8001.0}, "top_hz"),
     ({"spoof_head": "arcface"}, "spoof_head"),
     ({"spoof_head": "cosine", "heads": ("fake", "codec")}, "needs a 'spoof' head"),
+    ({"spoof_head": "cosine", "cosine_scale": 0.0}, "cosine_scale"),
 ])
 def test_bad_config_is_rejected(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):

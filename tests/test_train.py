@@ -10,7 +10,7 @@ from streaming_models import train
 from streaming_models.audio_io import load_audio
 from streaming_models.data.manifest import read_manifest, write_manifest
 from streaming_models.export import export_checkpoint, parity_max_diff
-from streaming_models.model import load_checkpoint
+from streaming_models.model import ModelConfig, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,9 @@ def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(
     bad.write_text("freq_mask_count = 0\n")
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "freq_mask_count must be a whole number >= 1, got 0" in capsys.readouterr().err
+    bad.write_text("oc_margin_bonafide = 0.1\noc_margin_spoof = 0.2\n")  # swapped: the loss would invert
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "oc_margin_spoof < oc_margin_bonafide" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -163,8 +166,6 @@ def test_an_unknown_auxiliary_target_is_refused(corpus: Path, tmp_path: Path, ca
 def test_the_one_class_loss_is_oc_softmax() -> None:
     """BCE on the shifted cosine logit equals log(1 + exp(20 (0.9 - cos))) for bona fide rows and
     log(1 + exp(20 (cos - 0.2))) for spoofed ones (Zhang et al. 2021, alpha 20, m0 0.9, m1 0.2)."""
-    from streaming_models.model import ModelConfig
-
     cfg = ModelConfig(features="lfcc", spoof_head="cosine")
     cos = torch.tensor([0.95, 0.5, -0.3, 0.1])
     spoof = torch.tensor([0.0, 0.0, 1.0, 1.0])
