@@ -63,6 +63,9 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # from both splits, so neither training nor model selection ever sees them
     exclude_codec_families=[],
     exclude_generators=[],
+    # a [generator_weights] table: generator family -> relative sampling weight within its class (1 where
+    # unnamed); it shifts the mix of attacks without dropping any (training_data.sampling_weights)
+    generator_weights={},
     # augmentation (training only)
     gain_db_min=-18.0, gain_db_max=6.0,
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
@@ -112,6 +115,13 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
     for key, value in raw.items():
         if key not in config:
             raise ValueError(f"{path}: unknown config key {key!r}")
+        if isinstance(config[key], dict):
+            if not (isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    and v > 0 for v in value.values())):
+                raise ValueError(f"{path}: {key} must be a table of positive numbers (to drop a generator, "
+                                 f"use exclude_generators), got {value!r}")
+            config[key] = {**config[key], **value}  # later recipe files add to or change earlier ones
+            continue
         if isinstance(config[key], list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ValueError(f"{path}: {key} must be a list of strings, got {value!r}")
         if key.endswith(("_prob", "_fraction")) and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
@@ -225,6 +235,15 @@ def excluding(items: list[CorpusItem], codec_families: list[str], generators: li
     return kept
 
 
+def weighted_generators(items: list[CorpusItem], generator_weights: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(generator_weights) - {i.generator for i in items})
+    if unknown:  # a misspelt or excluded name would otherwise weight nothing, silently
+        raise ValueError(f"generator_weights names {unknown}, which no training item has")
+    if generator_weights:
+        log.info("generator_weights", **generator_weights)
+    return generator_weights
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spoofwatch train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
@@ -267,7 +286,11 @@ def main(argv: list[str]) -> int:
     sr = model_cfg.sample_rate_hz
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
-    weights = sampling_weights(train)
+    try:
+        weights = sampling_weights(train, weighted_generators(train_items, config["generator_weights"]))
+    except ValueError as exc:
+        print(f"spoofwatch train: {exc}", file=sys.stderr)
+        return 2
     try:  # an unknown target, or one with a single class in the training data
         aux = {target: aux_labels(train, target) for target in config["aux_targets"]}
         aux_classes = {target: classes for target, (classes, _) in aux.items()}

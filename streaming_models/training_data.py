@@ -6,8 +6,8 @@ except the hop size it crops to.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,19 @@ def balance_group(clip: Clip) -> tuple[object, ...]:
     return (clip.spoof, clip.codec, clip.item.generator, clip.item.codec_family, channel)
 
 
-def sampling_weights(clips: Sequence[Clip]) -> np.ndarray:
-    """Each (spoof, codec) target pair gets equal mass, shared equally by its balance groups."""
+def sampling_weights(clips: Sequence[Clip], generator_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each (spoof, codec) target pair gets equal mass, shared by its balance groups: equally, or in
+    proportion to `generator_weights` (generator family -> relative weight, 1 where unnamed). A
+    weight moves mass between generators of the same target pair only, so the class balance holds."""
+    factors = generator_weights or {}
     groups = [balance_group(c) for c in clips]
     group_size = Counter(groups)
-    groups_per_target = Counter(g[:2] for g in group_size)  # distinct groups per target pair
-    n_targets = len(groups_per_target)
-    w = np.array([1.0 / n_targets / groups_per_target[g[:2]] / group_size[g] for g in groups])
+    target_mass: dict[tuple[object, ...], float] = defaultdict(float)  # summed group factors per target pair
+    for g in group_size:
+        target_mass[g[:2]] += factors.get(str(g[2]), 1.0)
+    n_targets = len(target_mass)
+    w = np.array([1.0 / n_targets * factors.get(str(g[2]), 1.0) / target_mass[g[:2]] / group_size[g]
+                  for g in groups])
     return w / w.sum()
 
 

@@ -100,6 +100,17 @@ def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(cor
         train.excluding(items, ["inhouse-nosuch"], [])
 
 
+def test_generator_weight_tables_merge_across_recipe_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text("[generator_weights]\nespeak = 0.25\nflite = 0.25\n")
+    second.write_text("[generator_weights]\nflite = 0.5\n")
+    config, model_args = dict(train.DEFAULT_CONFIG), dict(train.DEFAULT_MODEL_ARGS)
+    train.apply_overrides(first, config, model_args)
+    train.apply_overrides(second, config, model_args)
+    assert config["generator_weights"] == {"espeak": 0.25, "flite": 0.5}
+    assert train.DEFAULT_CONFIG["generator_weights"] == {}  # the defaults are never written to
+
+
 def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(corpus: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
@@ -116,6 +127,13 @@ def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(
     bad.write_text("freq_mask_count = 0\n")
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "freq_mask_count must be a whole number >= 1, got 0" in capsys.readouterr().err
+    bad.write_text("[generator_weights]\nespeak = 0\n")
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "generator_weights must be a table of positive numbers (to drop a generator, use exclude_generators)" \
+        in capsys.readouterr().err
+    bad.write_text("[generator_weights]\nnosuch-tts = 0.5\n")  # a misspelt family would weight nothing
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "generator_weights names ['nosuch-tts'], which no training item has" in capsys.readouterr().err
     bad.write_text("oc_margin_bonafide = 0.1\noc_margin_spoof = 0.2\n")  # swapped: the loss would invert
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "oc_margin_spoof < oc_margin_bonafide" in capsys.readouterr().err

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from streaming_models.data.manifest import CorpusItem, Source
 from streaming_models.training_data import (
     Augmentation,
+    Clip,
     augment,
     random_band_mask,
     random_equalizer,
     random_lowpass,
+    sampling_weights,
 )
 
 
@@ -114,3 +117,28 @@ def test_band_masks_hide_one_or_two_bands_no_wider_than_asked_and_only_on_chosen
     assert len(set(starts)) > 30  # positions spread over the band
     assert torch.equal(masks, random_band_mask(400, 60, 0.5, 2, 0.2, torch.Generator().manual_seed(3)))
     assert not random_band_mask(50, 60, 0.0, 2, 0.2, torch.Generator()).any()
+
+
+def _clip(source: Source, generator: str) -> Clip:
+    item = CorpusItem(path="x.flac", source=source, generator=generator)
+    return Clip(item, np.zeros(16000, np.int16), int(source == "spoof"), 0)
+
+
+def _mass(clips: list[Clip], weights: np.ndarray, generator: str) -> float:
+    return float(sum(w for c, w in zip(clips, weights, strict=True) if c.item.generator == generator))
+
+
+def test_generator_weights_shift_mass_between_generators_and_keep_the_class_balance() -> None:
+    clips = ([_clip("bonafide", "human")] * 5 + [_clip("spoof", "espeak")] * 6 + [_clip("spoof", "hifigan")] * 2
+             + [_clip("spoof", "kokoro")])
+    plain = sampling_weights(clips)
+    assert _mass(clips, plain, "human") == pytest.approx(0.5)  # each target pair gets equal mass
+    assert [_mass(clips, plain, g) for g in ("espeak", "hifigan", "kokoro")] == pytest.approx([1 / 6] * 3)
+    assert np.array_equal(plain, sampling_weights(clips, {}))  # no weights: the recipe's sampler exactly
+
+    weighted = sampling_weights(clips, {"espeak": 0.25, "kokoro": 2.0})
+    assert weighted.sum() == pytest.approx(1.0)
+    assert _mass(clips, weighted, "human") == pytest.approx(0.5)  # a weight never moves mass across classes
+    # within the spoof half, shares follow 0.25 : 1 : 2
+    assert [_mass(clips, weighted, g) for g in ("espeak", "hifigan", "kokoro")] == pytest.approx(
+        [0.5 * 0.25 / 3.25, 0.5 * 1 / 3.25, 0.5 * 2 / 3.25])
