@@ -66,6 +66,10 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # a [generator_weights] table: generator family -> relative sampling weight within its class (1 where
     # unnamed); it shifts the mix of attacks without dropping any (training_data.sampling_weights)
     generator_weights={},
+    # loss-adaptive sampling (a soft group DRO over generator families, Sagawa et al. 2020): every
+    # adaptive_interval steps each family's weight becomes generator_weights x exp(adaptive_eta x its
+    # running spoof-head loss per crop), so the families the model finds hard are drawn more. 0 = off.
+    adaptive_eta=0.0, adaptive_interval=50, adaptive_decay=0.98,
     # augmentation (training only)
     gain_db_min=-18.0, gain_db_max=6.0,
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
@@ -133,6 +137,11 @@ def apply_overrides(path: Path, config: dict[str, Any], model_args: dict[str, An
 
 def check_config(config: dict[str, Any]) -> None:
     """What no single key can check: run once after every recipe file is merged."""
+    if not (config["adaptive_eta"] >= 0 and isinstance(config["adaptive_interval"], int)
+            and config["adaptive_interval"] >= 1 and 0 <= config["adaptive_decay"] < 1):
+        raise ValueError(f"adaptive sampling needs adaptive_eta >= 0, a whole adaptive_interval >= 1 and "
+                         f"adaptive_decay within 0..1 (1 excluded); got {config['adaptive_eta']!r}, "
+                         f"{config['adaptive_interval']!r}, {config['adaptive_decay']!r}")
     if not -1.0 <= config["oc_margin_spoof"] < config["oc_margin_bonafide"] <= 1.0:
         raise ValueError(f"the one-class margins are cosines with oc_margin_spoof < oc_margin_bonafide, "
                          f"within -1..1; got {config['oc_margin_spoof']!r} and {config['oc_margin_bonafide']!r}")
@@ -154,8 +163,9 @@ def lr_at(step: int, progress: float, config: dict[str, Any]) -> float:
 def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor,
                    hop_mask: torch.Tensor, config: dict[str, Any],
                    aux_targets: dict[str, torch.Tensor] | None = None,
-                   band_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-hop loss of both heads (and of the auxiliary heads, class indices [B]), ramped in."""
+                   band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-hop loss of both heads (and of the auxiliary heads, class indices [B]), ramped in; and each
+    crop's spoof-head loss [B] (detached: what loss-adaptive sampling reads)."""
     logits, aux_logits, _ = model.forward_with_aux(audio, model.initial_states(audio.shape[0]),
                                                    band_mask)  # [B, hops, 2]
     hops = logits.shape[1]
@@ -166,12 +176,22 @@ def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.T
     if model.config.spoof_head == "cosine":
         spoof_logits = spoof_logits + one_class_shift(model.config, spoof, config)[:, None]
     loss = bce(spoof_logits, spoof[:, None].expand(-1, hops), reduction="none")
+    spoof_per_crop = ((loss * weight).sum(1) / weight.sum(1).clamp_min(1e-8)).detach()
     loss = loss + config["codec_weight"] * bce(logits[..., 1], codec[:, None].expand(-1, hops), reduction="none")
     for name, target in (aux_targets or {}).items():
         ce = torch.nn.functional.cross_entropy(aux_logits[name].transpose(1, 2), target[:, None].expand(-1, hops),
                                                reduction="none")  # [B, hops]
         loss = loss + config["aux_weight"] * ce
-    return (loss * weight).sum() / weight.sum()
+    return (loss * weight).sum() / weight.sum(), spoof_per_crop
+
+
+def adaptive_generator_weights(running_loss: dict[str, float], eta: float,
+                               base: dict[str, float]) -> dict[str, float]:
+    """Each generator family's sampling weight: its recipe weight x exp(eta x its running spoof loss).
+    Only ratios within a class matter (training_data.sampling_weights normalizes per class), so the
+    exponent is taken from the highest loss down: it cannot overflow."""
+    highest = max(running_loss.values(), default=0.0)
+    return {g: base.get(g, 1.0) * math.exp(eta * (loss - highest)) for g, loss in running_loss.items()}
 
 
 def one_class_shift(model_cfg: ModelConfig, spoof: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
@@ -287,7 +307,8 @@ def main(argv: list[str]) -> int:
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
     try:
-        weights = sampling_weights(train, weighted_generators(train_items, config["generator_weights"]))
+        sampling_factors = weighted_generators(train_items, config["generator_weights"])
+        weights = sampling_weights(train, sampling_factors)
     except ValueError as exc:
         print(f"spoofwatch train: {exc}", file=sys.stderr)
         return 2
@@ -309,6 +330,7 @@ def main(argv: list[str]) -> int:
                        spoof_extra_noise_prob=config["spoof_extra_noise_prob"])
     aug_gen = torch.Generator().manual_seed(config["seed"])
     mask_gen = torch.Generator().manual_seed(config["seed"] + 2)
+    family_loss: dict[str, float] = {}  # running spoof-head loss per generator family (adaptive sampling)
     log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
 
     # ---- model, optimizer, resume ----
@@ -328,6 +350,9 @@ def main(argv: list[str]) -> int:
         optimizer.load_state_dict(ckpt["optimizer"])
         step, best, elapsed_before = ckpt["step"], ckpt["best"], ckpt["elapsed_s"]
         thresholds, dev_metrics = ckpt["thresholds"], ckpt["dev_metrics"]
+        if "family_loss" in ckpt:  # absent from checkpoints older than loss-adaptive sampling
+            family_loss, sampling_factors = ckpt["family_loss"], ckpt["sampling_factors"]
+            weights = sampling_weights(train, sampling_factors)
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
         aug_gen.set_state(ckpt["aug_rng"])
@@ -345,7 +370,8 @@ def main(argv: list[str]) -> int:
                     "manifest": str(args.manifest), "corpus_hash": file_hash(args.manifest),
                     "step": step, "elapsed_s": elapsed_before + time.time() - t0, "best": best, "thresholds": thresholds, "dev_metrics": dev_metrics,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "aug_rng": aug_gen.get_state(), "mask_rng": mask_gen.get_state()}, path.with_suffix(".tmp"))
+                    "aug_rng": aug_gen.get_state(), "mask_rng": mask_gen.get_state(),
+                    "family_loss": family_loss, "sampling_factors": sampling_factors}, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
     # ---- loop ----
@@ -362,12 +388,22 @@ def main(argv: list[str]) -> int:
         band_mask = (random_band_mask(len(audio), model.frontend.bands, config["freq_mask_prob"],
                                       config["freq_mask_count"], config["freq_mask_max_fraction"], mask_gen)
                      if config["freq_mask_prob"] > 0 else None)
-        loss = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config, aux_targets, band_mask)
+        loss, spoof_per_crop = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config,
+                                              aux_targets, band_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
         optimizer.step()
         step += 1
+        if config["adaptive_eta"] > 0:
+            for idx, crop_loss in zip(batch.clip_indices, spoof_per_crop.tolist(), strict=True):
+                family = train[idx].item.generator
+                previous = family_loss.get(family, crop_loss)
+                family_loss[family] = config["adaptive_decay"] * previous + (1 - config["adaptive_decay"]) * crop_loss
+            if step % config["adaptive_interval"] == 0:
+                sampling_factors = adaptive_generator_weights(family_loss, config["adaptive_eta"],
+                                                              config["generator_weights"])
+                weights = sampling_weights(train, sampling_factors)
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}", **{k: f"{100 * v:.1f}%" for k, v in dev_metrics.items()})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,42 @@ def test_resume_continues_exactly_where_it_stopped(corpus: Path, tmp_path: Path)
     assert a["step"] == b["step"] == 8
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_adaptive_weights_favour_the_families_with_the_higher_running_loss() -> None:
+    factors = train.adaptive_generator_weights({"espeak": 0.1, "hifigan": 0.6, "human": 0.3}, 2.0, {"espeak": 0.5})
+    assert factors["hifigan"] / factors["human"] == pytest.approx(math.exp(2.0 * 0.3))
+    assert factors["espeak"] / factors["hifigan"] == pytest.approx(0.5 * math.exp(2.0 * -0.5))  # recipe weight kept
+    assert max(factors.values()) == 1.0  # scaled from the highest loss down: no overflow
+    assert train.adaptive_generator_weights({"a": 0.1, "b": 0.6}, 0.0, {}) == {"a": 1.0, "b": 1.0}
+
+
+@pytest.mark.slow
+def test_adaptive_sampling_changes_the_mix_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    two_families = corpus.parent / "two_families.jsonl"  # half the spoof items from a second generator family
+    items = list(read_manifest(corpus))
+    write_manifest(two_families, [dataclasses.replace(i, generator="buzz2") if i.source == "spoof" and n % 2 else i
+                                  for n, i in enumerate(items)])
+    adaptive = tmp_path / "adaptive.toml"
+    adaptive.write_text("adaptive_eta = 50.0\nadaptive_interval = 2\n")  # strong, so 8 steps see it
+    common = ["--manifest", str(two_families), "--policy", "codec_as_bonafide", "--small"]
+    assert train.main([*common, "--out", str(tmp_path / "plain"), "--config", str(_steps(tmp_path, 8))]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "straight"), "--config", str(_steps(tmp_path, 8)),
+                       "--config", str(adaptive)]) == 0
+    resumed = tmp_path / "resumed"
+    assert train.main([*common, "--out", str(resumed), "--config", str(_steps(tmp_path, 4)),
+                       "--config", str(adaptive)]) == 0
+    assert train.main([*common, "--out", str(resumed), "--config", str(_steps(tmp_path, 8)),
+                       "--config", str(adaptive), "--resume"]) == 0
+    plain, straight, again = (torch.load(tmp_path / run / "ckpt.pt", weights_only=False)
+                              for run in ("plain", "straight", "resumed"))
+    assert set(straight["family_loss"]) == {"human", "buzz", "buzz2"}
+    assert straight["sampling_factors"]["buzz"] != straight["sampling_factors"]["buzz2"]
+    assert plain["sampling_factors"] == {}  # off: the recipe's sampler, untouched
+    assert not torch.equal(plain["model"]["head.weight"], straight["model"]["head.weight"])  # other crops drawn
+    assert straight["family_loss"] == again["family_loss"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, again["model"][name]), name
 
 
 @pytest.mark.slow
@@ -134,6 +172,9 @@ def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(
     bad.write_text("[generator_weights]\nnosuch-tts = 0.5\n")  # a misspelt family would weight nothing
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "generator_weights names ['nosuch-tts'], which no training item has" in capsys.readouterr().err
+    bad.write_text("adaptive_decay = 1.0\n")  # the running losses would never move
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "adaptive_decay within 0..1 (1 excluded)" in capsys.readouterr().err
     bad.write_text("oc_margin_bonafide = 0.1\noc_margin_spoof = 0.2\n")  # swapped: the loss would invert
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "oc_margin_spoof < oc_margin_bonafide" in capsys.readouterr().err
