@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", nargs=2, action="append", type=Path, required=True,
                         metavar=("BASELINE_RUN", "TREATMENT_RUN"), help="repeat once per seed")
+    parser.add_argument("--per-run", action="store_true", help="also print every run's value of every measure")
     args = parser.parse_args(argv)
     missing = [str(run) for pair in args.pair for run in pair if not (run / "best.pt").is_file()]
     if missing:
@@ -84,7 +85,21 @@ def main(argv: list[str]) -> int:
         cells = [fmt(row[key], row["measure"], key == "difference") for key in ("baseline", "treatment", "difference")]
         print(f"| {row['measure']} | " + " | ".join(cells)
               + f" | {row['better']} / {row['worse']} of {row['pairs']} | {row['p']:.3f} |")
+    if args.per_run:
+        print_per_run([run for pair in args.pair for run in pair], [r for pair in pairs for r in pair])
     return 0
+
+
+def print_per_run(runs: list[Path], run_reports: list[dict[str, Any]]) -> None:
+    """One row per run, one column per measure (the measures the run's reports have)."""
+    print("\n| run | " + " | ".join(name for name, *_ in MEASURES) + " |")
+    print("|---|" + "---|" * len(MEASURES))
+    for run, report in zip(runs, run_reports, strict=True):
+        cells = []
+        for name, dataset, path, _ in MEASURES:
+            value = get(report.get(dataset), *path)
+            cells.append("-" if value is None else fmt(value, name, signed=False))
+        print(f"| {run.name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
