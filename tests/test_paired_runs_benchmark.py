@@ -49,3 +49,14 @@ def test_runs_without_a_checkpoint_are_named_and_exit_2(paired: ModuleType, tmp_
     (tmp_path / "a" / "best.pt").write_bytes(b"")
     assert paired.main(["--pair", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert f"no best.pt in: {tmp_path / 'b'}" in capsys.readouterr().err
+
+
+def test_per_run_table_has_a_row_per_run_and_a_dash_where_a_measure_is_missing(
+        paired: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    paired.print_per_run([Path("runs/base-s1"), Path("runs/new-s1")], [report(0.40, 0.30), report(0.30, 0.35)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4  # header, rule, two runs
+    base = lines[2].split(" | ")
+    assert base[0] == "| base-s1" and base[1] == "40.0 %" and base[3] == "0.900"
+    assert lines[3].startswith("| new-s1 | 30.0 % |")
+    assert "| - |" in lines[2]  # no held-out report: its measures are dashes
