@@ -32,7 +32,7 @@ lint: setup
 	$(VENV)/bin/mypy daemon clients
 
 # The in-house resynthesis models are build artefacts the default corpus needs: each is trained
-# (about 60 min, the configs' budget) until its summary.json exists, which only a finished run
+# (the configs' step budgets, about 60 min each on the 2-core host) until its summary.json exists, which only a finished run
 # writes; an interrupted run's model.pt is resumed, not taken as trained. Then the default corpus;
 # CORPUS_FLAGS=--update-recipe extends a folder built by an earlier version of the recipe.
 RESYNTH_MODELS := codec_comp6k codec_istft codec_token1k vocoder_mel

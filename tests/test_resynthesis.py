@@ -127,6 +127,8 @@ def test_shipped_configs_have_the_promised_bitrates_and_objectives() -> None:
     vocoder = load_config(CONFIGS / "vocoder_mel.toml")
     assert 5000 <= comp.codec.bitrate_bps <= 7000 and comp.codec.num_quantizers >= 4
     assert comp.codec_objective == istft.codec_objective == "compression"
+    for shipped in (comp, istft, token, vocoder):  # a step budget: every host trains the same model
+        assert 1000 < shipped.train.max_steps < 100_000 and shipped.train.max_minutes >= 120
     assert (istft.codec.architecture, istft.codec.strides) != (comp.codec.architecture, comp.codec.strides)
     assert token.codec.bitrate_bps <= 1500 and token.codec.num_quantizers <= 2
     assert token.codec_objective == "synthesis"
@@ -185,6 +187,7 @@ def test_resumed_training_matches_uninterrupted(tmp_path: Path, fake_shared_data
     train(first_half, tmp_path / "b", data_dir=fake_shared_data, progress=False)
     resumed = train(config, tmp_path / "b", data_dir=fake_shared_data, resume=True, progress=False)
     assert straight["step"] == resumed["step"] == 4
+    assert straight["stopped_by"] == resumed["stopped_by"] == "max_steps"
     a, b = _params(tmp_path / "a/model.pt"), _params(tmp_path / "b/model.pt")
     assert a.keys() == b.keys()
     for key in a:
@@ -194,6 +197,12 @@ def test_resumed_training_matches_uninterrupted(tmp_path: Path, fake_shared_data
     changed = with_overrides(config, codec={"num_quantizers": 2})
     with pytest.raises(TrainingError, match="different config"):
         train(changed, tmp_path / "a", data_dir=fake_shared_data, resume=True, progress=False)
+
+
+def test_a_run_cut_short_by_its_time_budget_says_so(tmp_path: Path, fake_shared_data: Path) -> None:
+    config = tiny_config(train={"max_steps": 50, "max_minutes": 1e-6})
+    summary = train(config, tmp_path / "short", data_dir=fake_shared_data, progress=False)
+    assert summary["step"] < 50 and summary["stopped_by"] == "max_minutes" and summary["max_steps"] == 50
 
 
 def test_cli_trains_with_overrides_and_refuses_bad_input(tmp_path: Path, fake_shared_data: Path,

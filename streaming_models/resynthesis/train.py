@@ -206,7 +206,12 @@ def train(config: ResynthConfig, out_dir: Path, *, data_dir: Path, resume: bool 
             save_checkpoint(checkpoint_path, trainer_state(trainer))
     bar.close()
     save_checkpoint(checkpoint_path, trainer_state(trainer))
+    stopped_by = "max_steps" if trainer.step >= config.train.max_steps else "max_minutes"
+    if stopped_by == "max_minutes":  # a shorter model than the config's: corpora built on it differ
+        log.warning("time_budget_ended_training", step=trainer.step, max_steps=config.train.max_steps,
+                    max_minutes=budget_s / 60.0)
     summary = {"name": config.name, "kind": config.kind, "family": config.family, "step": trainer.step,
+               "max_steps": config.train.max_steps, "stopped_by": stopped_by,
                "elapsed_s": round(trainer.elapsed_s, 1), "parameters": count_parameters(trainer.model),
                "bitrate_bps": config.codec.bitrate_bps if config.kind == "codec" else None,
                "first": trainer.history[0] if trainer.history else None,
