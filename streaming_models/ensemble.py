@@ -8,7 +8,8 @@ Runs that differ only in seed disagree by several EER points on unseen systems
 and lose what each guessed. `--head NAME=I[,J...]` takes a head from the members listed
 (0-based, in --checkpoint order) instead of all of them: a recipe that helps one head and hurts
 the other (docs/model-card.md) then serves only the head it helps. The members must share the
-label policy and the corpus.
+label policy and the corpus; they may leave different generator or codec families out of training
+(only what every member left out stays out of the dev split the thresholds come from).
 The operating thresholds are chosen again for the fused scores, on the whole dev split of
 that corpus, the same way training chooses them (`operating_fpr` of the first member's
 recipe); the dev EERs of every member and of the ensemble on that split are printed and stored.
@@ -43,6 +44,15 @@ def _agreed(ckpts: list[dict[str, Any]], paths: list[Path], what: str, value: An
     return values[0]
 
 
+def shared_exclusions(ckpts: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The codec families and generators every member left out of training. Members may differ (a
+    recipe without some families fused with one that has them): what any member learned from is
+    data the ensemble knows, so only what all of them left out stays out of the dev split."""
+    families = [set(c["config"].get("exclude_codec_families", [])) for c in ckpts]
+    generators = [set(c["config"].get("exclude_generators", [])) for c in ckpts]
+    return sorted(set.intersection(*families)), sorted(set.intersection(*generators))
+
+
 def parse_head_choices(texts: list[str]) -> dict[str, tuple[int, ...]]:
     """['spoof=0,2', 'codec=1'] -> {'spoof': (0, 2), 'codec': (1,)}; each head at most once."""
     chosen: dict[str, tuple[int, ...]] = {}
@@ -72,15 +82,14 @@ def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str
     ckpts = [c for _, c in loaded]
     policy = _agreed(ckpts, paths, "label policy", lambda c: c.get("policy"))
     corpus_hash = _agreed(ckpts, paths, "training corpus (manifest hash)", lambda c: c.get("corpus_hash"))
-    exclusions = _agreed(ckpts, paths, "exclusions", lambda c: (c["config"].get("exclude_codec_families", []),
-                                                               c["config"].get("exclude_generators", [])))
+    exclusions = shared_exclusions(ckpts)
     manifest = manifest or Path(ckpts[0]["manifest"])
     if not manifest.is_file():
         raise ValueError(f"the members' corpus manifest {manifest} is missing: pass --manifest")
     if file_hash(manifest) != corpus_hash:
         raise ValueError(f"{manifest} is not the corpus the members trained on (hash {file_hash(manifest)}, "
                          f"theirs {corpus_hash}): thresholds must come from that corpus's dev split")
-    config = ckpts[0]["config"]
+    config = {**ckpts[0]["config"], "exclude_codec_families": exclusions[0], "exclude_generators": exclusions[1]}
     items = excluding([i for i in read_manifest(manifest) if i.split == "dev"], *exclusions)
     ensemble = DetectorEnsemble(members, head_members).eval()
     dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")

@@ -113,6 +113,17 @@ def test_members_must_agree_on_the_hop() -> None:
         DetectorEnsemble([_member(1)])
 
 
+def test_only_what_every_member_left_out_stays_out_of_the_dev_split() -> None:
+    def ckpt(families: list[str], generators: list[str]) -> dict[str, object]:
+        return {"config": {"exclude_codec_families": families, "exclude_generators": generators}}
+
+    # a recipe without the rule-based synthesizers fused with one that has them: the ensemble knows them
+    assert ensemble.shared_exclusions([ckpt([], []), ckpt([], ["espeak", "flite"])]) == ([], [])
+    # a leave-one-out study stays one when all members left the same family out
+    assert ensemble.shared_exclusions([ckpt(["lyra"], ["espeak", "flite"]), ckpt(["lyra"], ["flite"])]) == (
+        ["lyra"], ["flite"])
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("ensemble")
