@@ -42,6 +42,7 @@ from streaming_models.training_data import (
     random_band_mask,
     sample_batch,
     sampling_weights,
+    with_lossy_spoofs,
 )
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,9 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     gain_db_min=-18.0, gain_db_max=6.0,
     noise_prob=0.4, snr_db_min=10.0, snr_db_max=40.0,
     spoof_extra_noise_prob=0.0,  # of the spoof crops that drew no noise, this share gets it too
+    # share of the uncoded spoof training clips given a Vorbis or MP3 round trip once, at load time,
+    # as most genuine sources had before they reached us (training_data.with_lossy_spoofs)
+    spoof_lossy_prob=0.0,
     tilt_prob=0.3,
     lowpass_prob=0.0, lowpass_min=0.42, lowpass_max=0.95,  # random band limit, cut-off / Nyquist
     eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
@@ -305,6 +309,8 @@ def main(argv: list[str]) -> int:
         return 2
     sr = model_cfg.sample_rate_hz
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
+    if config["spoof_lossy_prob"] > 0:
+        train = with_lossy_spoofs(train, config["spoof_lossy_prob"], sr, np.random.default_rng(config["seed"] + 3))
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
     try:
         sampling_factors = weighted_generators(train_items, config["generator_weights"])

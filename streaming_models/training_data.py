@@ -6,12 +6,14 @@ except the hop size it crops to.
 
 from __future__ import annotations
 
+import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -36,6 +38,40 @@ def load_clips(manifest: Path, items: Sequence[CorpusItem], policy: Policy, samp
         pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
         clips.append(Clip(item, pcm, *targets(item, policy)))
     return clips
+
+
+# Perceptual codecs a genuine source may have passed through before it reached us (Vorbis game and
+# application audio, LibriVox MP3s), with the compression levels libsndfile accepts for each at 16 kHz
+# (0 = best: about 68 kbit/s Vorbis, 49 kbit/s MP3; 0.6: about 37 and 25).
+LOSSY_FORMATS = (("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III"))
+LOSSY_LEVELS = (0.0, 0.6)
+
+
+def lossy_round_trip(pcm: np.ndarray, sample_rate_hz: int, fmt: tuple[str, str], level: float) -> np.ndarray:
+    """int16 audio encoded by a perceptual codec in memory and decoded again, same length."""
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm, sample_rate_hz, format=fmt[0], subtype=fmt[1], compression_level=level)
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="int16")
+    out = np.zeros_like(pcm)
+    out[: min(len(pcm), len(decoded))] = decoded[: len(pcm)]
+    return out
+
+
+def with_lossy_spoofs(clips: list[Clip], prob: float, sample_rate_hz: int, rng: np.random.Generator) -> list[Clip]:
+    """Give a share of the uncoded spoof clips the lossy history most of our genuine speech has.
+
+    Most wideband genuine training speech reached us through Vorbis or MP3 while the synthesizers
+    write clean PCM, so "carries codec artefacts" separates the classes in training and not in the
+    world; coding `prob` of the spoofs (format and level drawn per clip) takes that cue away."""
+    out = []
+    for clip in clips:
+        if clip.spoof == 1 and clip.item.codec == "none" and not clip.item.channel and rng.random() < prob:
+            fmt = LOSSY_FORMATS[int(rng.integers(len(LOSSY_FORMATS)))]
+            level = float(rng.uniform(*LOSSY_LEVELS))
+            clip = replace(clip, audio=lossy_round_trip(clip.audio, sample_rate_hz, fmt, level))
+        out.append(clip)
+    return out
 
 
 AUX_TARGETS = ("generator", "codec_family")  # CorpusItem fields an auxiliary head can classify

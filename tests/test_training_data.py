@@ -15,6 +15,7 @@ from streaming_models.training_data import (
     random_equalizer,
     random_lowpass,
     sampling_weights,
+    with_lossy_spoofs,
 )
 
 
@@ -119,9 +120,9 @@ def test_band_masks_hide_one_or_two_bands_no_wider_than_asked_and_only_on_chosen
     assert not random_band_mask(50, 60, 0.0, 2, 0.2, torch.Generator()).any()
 
 
-def _clip(source: Source, generator: str) -> Clip:
-    item = CorpusItem(path="x.flac", source=source, generator=generator)
-    return Clip(item, np.zeros(16000, np.int16), int(source == "spoof"), 0)
+def _clip(source: Source, generator: str, audio: np.ndarray | None = None, channel: tuple[str, ...] = ()) -> Clip:
+    item = CorpusItem(path="x.flac", source=source, generator=generator, channel=channel)
+    return Clip(item, np.zeros(16000, np.int16) if audio is None else audio, int(source == "spoof"), 0)
 
 
 def _mass(clips: list[Clip], weights: np.ndarray, generator: str) -> float:
@@ -142,3 +143,24 @@ def test_generator_weights_shift_mass_between_generators_and_keep_the_class_bala
     # within the spoof half, shares follow 0.25 : 1 : 2
     assert [_mass(clips, weighted, g) for g in ("espeak", "hifigan", "kokoro")] == pytest.approx(
         [0.5 * 0.25 / 3.25, 0.5 * 1 / 3.25, 0.5 * 2 / 3.25])
+
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540, 2500, 5200, 7100), 1))
+    return np.round(3000 * wave + 300 * rng.standard_normal(len(t))).astype(np.int16)
+
+
+def test_lossy_spoofs_code_only_uncoded_spoof_clips_keep_length_and_are_seeded() -> None:
+    clips = [_clip("spoof", "espeak", _speechlike(1.3, 0)), _clip("bonafide", "human", _speechlike(1.0, 1)),
+             _clip("spoof", "kokoro", _speechlike(0.7, 2), channel=("g711-mulaw",))]
+    coded = with_lossy_spoofs(clips, 1.0, 16000, np.random.default_rng(5))
+    original, changed = clips[0].audio.astype(float), coded[0].audio.astype(float)
+    assert len(changed) == len(original) and not np.array_equal(changed, original)
+    error_db = 10 * np.log10(((changed - original) ** 2).sum() / (original ** 2).sum())
+    assert -40 < error_db < -10  # audibly coded, not noise, and aligned (a shift would be near 0 dB)
+    assert coded[1] is clips[1] and coded[2] is clips[2]  # genuine, and spoofs already through a channel
+    again = with_lossy_spoofs(clips, 1.0, 16000, np.random.default_rng(5))
+    assert np.array_equal(again[0].audio, coded[0].audio)
+    assert with_lossy_spoofs(clips, 0.0, 16000, np.random.default_rng(5))[0] is clips[0]
