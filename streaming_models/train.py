@@ -307,17 +307,17 @@ def main(argv: list[str]) -> int:
         print(f"spoofwatch train: {args.manifest} needs items in both the train and dev splits "
               f"(has {len(train_items)} train, {len(dev_items)} dev)", file=sys.stderr)
         return 2
+    try:  # checked before the clips load, so a misspelt family fails in a second, not after a minute
+        sampling_factors = weighted_generators(train_items, config["generator_weights"])
+    except ValueError as exc:
+        print(f"spoofwatch train: {exc}", file=sys.stderr)
+        return 2
     sr = model_cfg.sample_rate_hz
     train = load_clips(args.manifest, train_items, policy, sr, "loading train")
     if config["spoof_lossy_prob"] > 0:
         train = with_lossy_spoofs(train, config["spoof_lossy_prob"], sr, np.random.default_rng(config["seed"] + 3))
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
-    try:
-        sampling_factors = weighted_generators(train_items, config["generator_weights"])
-        weights = sampling_weights(train, sampling_factors)
-    except ValueError as exc:
-        print(f"spoofwatch train: {exc}", file=sys.stderr)
-        return 2
+    weights = sampling_weights(train, sampling_factors)
     try:  # an unknown target, or one with a single class in the training data
         aux = {target: aux_labels(train, target) for target in config["aux_targets"]}
         aux_classes = {target: classes for target, (classes, _) in aux.items()}
