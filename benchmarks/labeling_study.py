@@ -2,7 +2,8 @@
 
     python benchmarks/labeling_study.py runs/study-codec_as_bonafide runs/study-codec_as_spoof ...
 
-For each run folder: export `best.pt` to `model.onnx` (once), score it with `spoofwatch evaluate`
+For each run folder: export `best.pt` to `model.onnx` (once; a folder holding only `model.onnx`, such as
+a copy of a shipped model, is scored as it is), score it with `spoofwatch evaluate`
 on dev-eval, on the held-out Lyra/telephone set and on the held-out in-house codec set (each report
 cached as JSON next to the model), then print one markdown table per question. Sets that are missing
 are reported as such, not skipped silently. Nothing here trains.
@@ -42,9 +43,9 @@ def spoofwatch(*args: str) -> str:
 
 
 def reports(run: Path) -> dict[str, dict[str, Any] | None]:
-    model = run / "model.onnx"
-    if not model.exists() or model.stat().st_mtime < (run / "best.pt").stat().st_mtime:
-        spoofwatch("export", "--checkpoint", str(run / "best.pt"), "--out", str(model))
+    model, checkpoint = run / "model.onnx", run / "best.pt"
+    if checkpoint.exists() and (not model.exists() or model.stat().st_mtime < checkpoint.stat().st_mtime):
+        spoofwatch("export", "--checkpoint", str(checkpoint), "--out", str(model))
     out: dict[str, dict[str, Any] | None] = {}
     for name, labels in SETS.items():
         cached = run / f"eval-{name}.json"
@@ -98,11 +99,11 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding best.pt")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding best.pt or model.onnx")
     args = parser.parse_args(argv)
-    missing = [str(r) for r in args.runs if not (r / "best.pt").is_file()]
+    missing = [str(r) for r in args.runs if not (r / "best.pt").is_file() and not (r / "model.onnx").is_file()]
     if missing:
-        print(f"no best.pt in: {', '.join(missing)}", file=sys.stderr)
+        print(f"no best.pt or model.onnx in: {', '.join(missing)}", file=sys.stderr)
         return 2
     for name, labels in SETS.items():
         if not labels.exists():
