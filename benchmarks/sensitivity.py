@@ -5,7 +5,10 @@
 
 A change is a transform spec (`spoofwatch`'s registry: `noise-pink@40dB`, `mp3@32k`,
 `bandlimit@8k`, `gain@-12dB`, ...) applied to every file at 16 kHz, or `trim` (leading and
-trailing silence cut: 20 ms frames more than 40 dB below the file's loudest frame). Every file
+trailing silence cut: 20 ms frames more than 40 dB below the file's loudest frame), or `gate`
+(what a causal speech gate in front of the model would do: 100 ms hops are dropped when they are
+below -55 dBFS or more than 40 dB below the loudest hop so far, so the model's state skips them
+and the last score is the last kept hop's). Every file
 gets the same change, spoofs and genuine alike, so a change that moves one class and not the
 other shows a cue the model uses that says nothing about how the speech was made: a noise floor,
 a codec's fingerprint, the silence around an utterance. Printed per change: the spoof EER on all
@@ -36,6 +39,8 @@ DEFAULT_CHANGES = ("none", "trim", "noise-pink@40dB", "noise-pink@30dB", "noise-
                    "mp3@32k", "bandlimit@8k", "gain@-12dB")
 TRIM_FRAME_S = 0.02
 TRIM_BELOW_PEAK_DB = 40.0
+GATE_HOP_S = 0.1  # the model's hop
+GATE_FLOOR_DBFS = -55.0
 
 
 def trim_silence(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -50,14 +55,32 @@ def trim_silence(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio[loud[0] * frame:(loud[-1] + 1) * frame]
 
 
+def gate_silence(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Keep the 100 ms hops a causal level gate calls speech; the dropped ones are as if never fed.
+
+    A hop passes when it is above GATE_FLOOR_DBFS and within TRIM_BELOW_PEAK_DB of the loudest hop
+    so far, which is all a live stream can know. A file with no passing hop is left as it is; the
+    last partial hop is dropped."""
+    hop = max(1, int(GATE_HOP_S * rate))
+    count = len(audio) // hop
+    if count == 0:
+        return audio
+    blocks = audio[:count * hop].reshape(count, hop)
+    level_db = 10 * np.log10((blocks.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
+    keep = (level_db > GATE_FLOOR_DBFS) & (level_db > np.maximum.accumulate(level_db) - TRIM_BELOW_PEAK_DB)
+    return blocks[keep].reshape(-1) if keep.any() else audio
+
+
 def loader_for(change: str) -> AudioLoader:
     """A loader that reads an item and applies `change` (see the module doc) at 16 kHz."""
     if change == "none":
         return read_mono
     alter: Callable[[np.ndarray, int], np.ndarray]
-    if change == "trim":
+    if change in ("trim", "gate"):
+        cut = trim_silence if change == "trim" else gate_silence
+
         def alter(audio: np.ndarray, seed: int) -> np.ndarray:
-            return trim_silence(audio, SAMPLE_RATE_HZ)
+            return cut(audio, SAMPLE_RATE_HZ)
     else:
         transform = get_transform(change)
         transform.check_available()

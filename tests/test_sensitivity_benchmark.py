@@ -36,6 +36,20 @@ def test_trim_keeps_the_sound_between_the_silences(sensitivity: ModuleType) -> N
     np.testing.assert_array_equal(trimmed, tone(1.0))
 
 
+def test_gate_drops_silent_hops_knowing_only_the_past(sensitivity: ModuleType) -> None:
+    hop = RATE // 10
+    digital_silence = np.zeros(hop * 3, np.float32)
+    murmur = np.full(hop * 2, 0.001, np.float32)  # -60 dBFS: below the floor
+    hum = np.full(hop * 2, 0.003, np.float32)  # about -50 dBFS: passes until something louder came
+    loud = 3 * tone(0.5)  # about -4 dBFS
+    audio = np.concatenate([digital_silence, murmur, hum, loud, hum, tone(0.3)])
+    gated = sensitivity.gate_silence(audio, RATE)
+    # the hum before the loud tone was the loudest so far and stays; after it, it is 46 dB down
+    np.testing.assert_array_equal(gated, np.concatenate([hum, loud, tone(0.3)]))
+    silent = np.zeros(RATE, np.float32)
+    np.testing.assert_array_equal(sensitivity.gate_silence(silent, RATE), silent)  # nothing to keep
+
+
 def test_a_change_is_applied_at_16k_and_repeats_per_file(sensitivity: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "a.wav"
     sf.write(path, tone(1.0), RATE)
