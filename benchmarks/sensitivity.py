@@ -8,7 +8,10 @@ A change is a transform spec (`spoofwatch`'s registry: `noise-pink@40dB`, `mp3@3
 trailing silence cut: 20 ms frames more than 40 dB below the file's loudest frame), or `gate`
 (what a causal speech gate in front of the model would do: 100 ms hops are dropped when they are
 below -55 dBFS or more than 40 dB below the loudest hop so far, so the model's state skips them
-and the last score is the last kept hop's). Every file
+and the last score is the last kept hop's), or `gate-edges` (the same gate at the edges only: hops
+before the first passing one are dropped, as a stream that starts scoring at the first speech
+would, and the score is read at the last passing hop, as a decision held through silence would;
+everything in between is fed as it is). Every file
 gets the same change, spoofs and genuine alike, so a change that moves one class and not the
 other shows a cue the model uses that says nothing about how the speech was made: a noise floor,
 a codec's fingerprint, the silence around an utterance. Printed per change: the spoof EER on all
@@ -66,9 +69,27 @@ def gate_silence(audio: np.ndarray, rate: int) -> np.ndarray:
     if count == 0:
         return audio
     blocks = audio[:count * hop].reshape(count, hop)
-    level_db = 10 * np.log10((blocks.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
-    keep = (level_db > GATE_FLOOR_DBFS) & (level_db > np.maximum.accumulate(level_db) - TRIM_BELOW_PEAK_DB)
+    keep = speech_hops(blocks)
     return blocks[keep].reshape(-1) if keep.any() else audio
+
+
+def speech_hops(blocks: np.ndarray) -> np.ndarray:
+    """The causal level gate over [hops, samples]: above the floor and near the loudest hop so far."""
+    level_db = 10 * np.log10((blocks.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
+    return (level_db > GATE_FLOOR_DBFS) & (level_db > np.maximum.accumulate(level_db) - TRIM_BELOW_PEAK_DB)
+
+
+def gate_edges(audio: np.ndarray, rate: int) -> np.ndarray:
+    """`gate_silence` at the edges only: from the first hop the gate passes to the last, whole."""
+    hop = max(1, int(GATE_HOP_S * rate))
+    count = len(audio) // hop
+    if count == 0:
+        return audio
+    keep = speech_hops(audio[:count * hop].reshape(count, hop))
+    if not keep.any():
+        return audio
+    passed = np.flatnonzero(keep)
+    return audio[passed[0] * hop:(passed[-1] + 1) * hop]
 
 
 def loader_for(change: str) -> AudioLoader:
@@ -76,8 +97,8 @@ def loader_for(change: str) -> AudioLoader:
     if change == "none":
         return read_mono
     alter: Callable[[np.ndarray, int], np.ndarray]
-    if change in ("trim", "gate"):
-        cut = trim_silence if change == "trim" else gate_silence
+    if change in ("trim", "gate", "gate-edges"):
+        cut = {"trim": trim_silence, "gate": gate_silence, "gate-edges": gate_edges}[change]
 
         def alter(audio: np.ndarray, seed: int) -> np.ndarray:
             return cut(audio, SAMPLE_RATE_HZ)

@@ -48,6 +48,9 @@ def test_gate_drops_silent_hops_knowing_only_the_past(sensitivity: ModuleType) -
     np.testing.assert_array_equal(gated, np.concatenate([hum, loud, tone(0.3)]))
     silent = np.zeros(RATE, np.float32)
     np.testing.assert_array_equal(sensitivity.gate_silence(silent, RATE), silent)  # nothing to keep
+    # at the edges only: the pause between the tones stays, the silences before and after go
+    np.testing.assert_array_equal(sensitivity.gate_edges(audio, RATE), np.concatenate([hum, loud, hum, tone(0.3)]))
+    np.testing.assert_array_equal(sensitivity.gate_edges(silent, RATE), silent)
 
 
 def test_a_change_is_applied_at_16k_and_repeats_per_file(sensitivity: ModuleType, tmp_path: Path) -> None:
