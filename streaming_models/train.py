@@ -57,6 +57,9 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     batch_size=32,
     crop_min_s=1.0,  # random crops of 1..6 s, each one stream from all-zero state
     crop_max_s=6.0,
+    # share of crops that start at the clip's first sample, as every scored stream does (its leading
+    # silence included); 0 = all crop starts uniform, as in the recipe
+    clip_start_prob=0.0,
     max_train_items=0,  # 0 = all; else a seeded subset (recipes for quick runs)
     dev_max_items=400,  # dev split items scored at each evaluation (seeded subset)
     dev_seconds=4.0,  # dev score = the model's output after this much audio (or the clip's end)
@@ -388,7 +391,8 @@ def main(argv: list[str]) -> int:
     while (progress := progress_of(step, elapsed_before + time.time() - t0, config)) < 1.0:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, progress, config)
-        batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops)
+        batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops,
+                             config["clip_start_prob"])
         audio = augment(batch.audio, aug, aug_gen, batch.spoof)
         aux_targets = {target: torch.from_numpy(index[batch.clip_indices]) for target, (_, index) in aux.items()}
         band_mask = (random_band_mask(len(audio), model.frontend.bands, config["freq_mask_prob"],

@@ -119,16 +119,18 @@ class Batch:
 
 
 def sample_batch(clips: Sequence[Clip], weights: np.ndarray, rng: np.random.Generator, batch_size: int,
-                 hop_samples: int, min_hops: int, max_hops: int) -> Batch:
+                 hop_samples: int, min_hops: int, max_hops: int, clip_start_prob: float = 0.0) -> Batch:
+    """`clip_start_prob` of the crops start at the clip's first sample, as a stream does (0: draws as before)."""
     hops = int(rng.integers(min_hops, max_hops + 1))
     length = hops * hop_samples
     audio = np.zeros((batch_size, length), np.float32)
     mask = np.zeros((batch_size, hops), np.float32)
     picks = rng.choice(len(clips), size=batch_size, p=weights)
+    from_start = rng.random(batch_size) < clip_start_prob if clip_start_prob > 0 else np.zeros(batch_size, bool)
     for row, idx in enumerate(picks):
         pcm = clips[idx].audio
         if len(pcm) >= length:
-            start = int(rng.integers(0, len(pcm) - length + 1))
+            start = 0 if from_start[row] else int(rng.integers(0, len(pcm) - length + 1))
             audio[row] = pcm[start:start + length] / 32768.0
             mask[row] = 1.0
         else:  # short clip: starts at zero, hops past its end are masked out of the loss

@@ -14,6 +14,7 @@ from streaming_models.training_data import (
     random_band_mask,
     random_equalizer,
     random_lowpass,
+    sample_batch,
     sampling_weights,
     with_lossy_spoofs,
 )
@@ -164,3 +165,21 @@ def test_lossy_spoofs_code_only_uncoded_spoof_clips_keep_length_and_are_seeded()
     again = with_lossy_spoofs(clips, 1.0, 16000, np.random.default_rng(5))
     assert np.array_equal(again[0].audio, coded[0].audio)
     assert with_lossy_spoofs(clips, 0.0, 16000, np.random.default_rng(5))[0] is clips[0]
+
+
+def test_clip_start_prob_starts_that_share_of_crops_at_the_first_sample() -> None:
+    ramp = np.arange(32000, dtype=np.int16)  # each sample's value is its position
+    clips = [_clip("bonafide", "human", ramp)]
+    weights = np.ones(1)
+
+    def firsts(prob: float) -> np.ndarray:
+        batch = sample_batch(clips, weights, np.random.default_rng(0), 400, 1600, 2, 2, prob)
+        return np.round(batch.audio[:, 0].numpy() * 32768.0)
+
+    assert np.mean(firsts(0.0) == 0) < 0.01  # uniform starts: the first sample is rarely drawn
+    share = np.mean(firsts(0.5) == 0)
+    assert 0.4 < share < 0.6
+    assert np.all(firsts(1.0) == 0)
+    # 0 is the default and draws nothing extra
+    default = sample_batch(clips, weights, np.random.default_rng(0), 8, 1600, 2, 2)
+    assert torch.equal(default.audio, sample_batch(clips, weights, np.random.default_rng(0), 8, 1600, 2, 2, 0.0).audio)
