@@ -10,8 +10,9 @@ log of the magnitude.
 
 `hifigan-vc` is the same copy-synthesis with the mel spectrogram stretched or squeezed along the
 frequency axis first: a different vocal tract and pitch from the same words, decoded by a neural
-vocoder. That is what the decoders of voice-conversion systems emit, and FreeVC trains on exactly
-such spectrogram-resized speech (Li et al., ICASSP 2023).
+vocoder: roughly what the decoders of voice-conversion systems emit. FreeVC makes such
+spectrogram-resized speech to augment its training (Li et al., ICASSP 2023). Six paired seeds found
+it does not teach what gives FreeVC away (docs/model-card.md, "hifigan-vc").
 """
 
 from __future__ import annotations
