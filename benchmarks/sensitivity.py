@@ -58,38 +58,42 @@ def trim_silence(audio: np.ndarray, rate: int) -> np.ndarray:
     return audio[loud[0] * frame:(loud[-1] + 1) * frame]
 
 
-def gate_silence(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Keep the 100 ms hops a causal level gate calls speech; the dropped ones are as if never fed.
+def gated_hops(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The whole 100 ms hops [hops, samples] and which of them a causal level gate calls speech.
 
     A hop passes when it is above GATE_FLOOR_DBFS and within TRIM_BELOW_PEAK_DB of the loudest hop
-    so far, which is all a live stream can know. A file with no passing hop is left as it is; the
-    last partial hop is dropped."""
+    so far, which is all a live stream can know. None when no hop passes (or none is whole)."""
     hop = max(1, int(GATE_HOP_S * rate))
     count = len(audio) // hop
-    if count == 0:
-        return audio
     blocks = audio[:count * hop].reshape(count, hop)
-    keep = speech_hops(blocks)
-    return blocks[keep].reshape(-1) if keep.any() else audio
-
-
-def speech_hops(blocks: np.ndarray) -> np.ndarray:
-    """The causal level gate over [hops, samples]: above the floor and near the loudest hop so far."""
     level_db = 10 * np.log10((blocks.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
-    return (level_db > GATE_FLOOR_DBFS) & (level_db > np.maximum.accumulate(level_db) - TRIM_BELOW_PEAK_DB)
+    keep = (level_db > GATE_FLOOR_DBFS) & (level_db > np.maximum.accumulate(level_db) - TRIM_BELOW_PEAK_DB)
+    return (blocks, keep) if keep.any() else None
+
+
+def gate_silence(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Keep the hops the gate passes; the dropped ones are as if never fed. A file with no passing
+    hop is left as it is; the last partial hop is dropped."""
+    gated = gated_hops(audio, rate)
+    if gated is None:
+        return audio
+    blocks, keep = gated
+    return blocks[keep].reshape(-1)
 
 
 def gate_edges(audio: np.ndarray, rate: int) -> np.ndarray:
     """`gate_silence` at the edges only: from the first hop the gate passes to the last, whole."""
-    hop = max(1, int(GATE_HOP_S * rate))
-    count = len(audio) // hop
-    if count == 0:
+    gated = gated_hops(audio, rate)
+    if gated is None:
         return audio
-    keep = speech_hops(audio[:count * hop].reshape(count, hop))
-    if not keep.any():
-        return audio
+    blocks, keep = gated
     passed = np.flatnonzero(keep)
-    return audio[passed[0] * hop:(passed[-1] + 1) * hop]
+    return blocks[passed[0]:passed[-1] + 1].reshape(-1)
+
+
+# Changes that cut the audio (module doc) rather than transform it.
+CUTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "trim": trim_silence, "gate": gate_silence, "gate-edges": gate_edges}
 
 
 def loader_for(change: str) -> AudioLoader:
@@ -97,8 +101,8 @@ def loader_for(change: str) -> AudioLoader:
     if change == "none":
         return read_mono
     alter: Callable[[np.ndarray, int], np.ndarray]
-    if change in ("trim", "gate", "gate-edges"):
-        cut = {"trim": trim_silence, "gate": gate_silence, "gate-edges": gate_edges}[change]
+    if change in CUTS:
+        cut = CUTS[change]
 
         def alter(audio: np.ndarray, seed: int) -> np.ndarray:
             return cut(audio, SAMPLE_RATE_HZ)

@@ -27,13 +27,18 @@ def study(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[ModuleType, 
     return module, calls
 
 
+def run_folder(parent: Path, name: str, file: str) -> Path:
+    """A run folder holding one (placeholder) file: `model.onnx` or `best.pt`."""
+    folder = parent / name
+    folder.mkdir()
+    (folder / file).write_bytes(b"placeholder")
+    return folder
+
+
 def test_an_exported_model_without_a_checkpoint_is_scored_as_it_is(
         study: tuple[ModuleType, list[tuple[str, ...]]], tmp_path: Path) -> None:
     module, calls = study
-    shipped = tmp_path / "shipped"
-    shipped.mkdir()
-    (shipped / "model.onnx").write_bytes(b"onnx")
-    reports = module.reports(shipped)
+    reports = module.reports(run_folder(tmp_path, "shipped", "model.onnx"))
     assert [call[0] for call in calls] == ["evaluate"]  # nothing to export
     assert reports["dev-eval"] == {"label_policy": "codec_as_bonafide"} and reports["heldout"] is None
 
@@ -41,10 +46,7 @@ def test_an_exported_model_without_a_checkpoint_is_scored_as_it_is(
 def test_a_checkpoint_newer_than_its_model_is_exported_first(
         study: tuple[ModuleType, list[tuple[str, ...]]], tmp_path: Path) -> None:
     module, calls = study
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "best.pt").write_bytes(b"checkpoint")
-    module.reports(run)
+    module.reports(run_folder(tmp_path, "run", "best.pt"))
     assert [call[0] for call in calls] == ["export", "evaluate"]
 
 
