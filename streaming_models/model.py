@@ -5,6 +5,7 @@ across calls is an explicit state tensor with the batch as dim 0, so one exporte
 graph serves a batch of unrelated streams (model_format.py):
 
     audio_ctx  [B, window - frame_hop]      last raw samples, the STFT's left overlap
+    cmn_ctx    [B, F, cmn_frames - 1]       last feature frames of the moving mean (when cmn_frames > 0)
     conv0_ctx  [B, F, k - 1]                feature frames the first causal conv still needs
     convN_ctx  [B, C, (k - 1) * dilation]   same for each residual causal conv (after pooling)
     gru_h      [B, layers, H]               GRU hidden state (batch first, unlike torch.nn.GRU)
@@ -61,6 +62,12 @@ class ModelConfig:
     cosine_scale: float = 20.0
     cosine_mid: float = 0.55
     aux_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # training-only heads: classes
+    # > 0: subtract from each feature frame the mean of the last cmn_frames frames (itself included):
+    # causal cepstral mean normalization, which removes a stationary channel (microphone, equalizer,
+    # band limit, noise floor) and keeps what changes from frame to frame. A new stream's context is
+    # zeros, the training mean of the standardized features, so early frames subtract a mean pulled
+    # towards it. 0: off.
+    cmn_frames: int = 0
 
     def __post_init__(self) -> None:
         self.dilations = tuple(self.dilations)
@@ -79,6 +86,9 @@ class ModelConfig:
             raise ValueError(f"spoof_head must be 'linear' or 'cosine', got {self.spoof_head!r}")
         if self.spoof_head == "cosine" and "spoof" not in self.heads:
             raise ValueError("spoof_head = 'cosine' needs a 'spoof' head")
+        if self.cmn_frames < 0 or self.cmn_frames == 1:
+            raise ValueError(f"cmn_frames must be 0 (off) or >= 2 (1 would subtract each frame from itself), "
+                             f"got {self.cmn_frames}")
         if self.cosine_scale <= 0:
             raise ValueError(f"cosine_scale must be > 0, got {self.cosine_scale}")
         # validates the feature kind and the band
@@ -113,6 +123,14 @@ class CausalConv(nn.Module):
         return self.conv(full), full[:, :, full.shape[2] - self.context:]  # [B, C_out, T], new ctx
 
 
+def subtract_moving_mean(feats: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """feats [B, F, T] minus the mean of each frame's window of ctx.shape[2] + 1 frames (the carried
+    frames, then the new ones), and the new context [B, F, ctx frames]."""
+    full = torch.cat([ctx, feats], dim=2)
+    mean = nn.functional.avg_pool1d(full, kernel_size=ctx.shape[2] + 1, stride=1)  # [B, F, T]
+    return feats - mean, full[:, :, full.shape[2] - ctx.shape[2]:]
+
+
 class StreamingDetector(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -136,10 +154,10 @@ class StreamingDetector(nn.Module):
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-stream state shapes (without batch), in the order forward() takes them."""
         c = self.config
-        shapes: dict[str, tuple[int, ...]] = {
-            "audio_ctx": (c.window_samples - c.frame_hop_samples,),
-            "conv0_ctx": (self.frontend.out_dim, self.conv0.context),
-        }
+        shapes: dict[str, tuple[int, ...]] = {"audio_ctx": (c.window_samples - c.frame_hop_samples,)}
+        if c.cmn_frames:
+            shapes["cmn_ctx"] = (self.frontend.out_dim, c.cmn_frames - 1)
+        shapes["conv0_ctx"] = (self.frontend.out_dim, self.conv0.context)
         for i, conv in enumerate(self.convs, 1):
             assert isinstance(conv, CausalConv)
             shapes[f"conv{i}_ctx"] = (c.conv_channels, conv.context)
@@ -194,8 +212,13 @@ class StreamingDetector(nn.Module):
     def outputs_from_spectrum(self, spec: torch.Tensor, spec_bins: int, net_states: list[torch.Tensor],
                               band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         c = self.config
-        conv0_ctx, *conv_ctxs, gru_h = net_states
+        cmn_states: list[torch.Tensor] = []
         feats = self.frontend.from_spectrum(spec, spec_bins, band_mask)  # [B, F, n*hop/frame_hop]
+        if c.cmn_frames:
+            cmn_ctx, *net_states = net_states
+            feats, new_cmn_ctx = subtract_moving_mean(feats, cmn_ctx)
+            cmn_states = [new_cmn_ctx]
+        conv0_ctx, *conv_ctxs, gru_h = net_states
         h, new_conv0_ctx = self.conv0(feats, conv0_ctx)  # [B, C, frames]
         h = self.pool(torch.relu(h))  # [B, C, frames/pool]
         new_conv_ctxs = []
@@ -206,7 +229,7 @@ class StreamingDetector(nn.Module):
         seq, new_h = self.gru(h.transpose(1, 2), gru_h.transpose(0, 1).contiguous())
         # seq: [B, steps, H]; new_h: [layers, B, H]
         at_hop_end = seq[:, c.steps_per_hop - 1:: c.steps_per_hop]  # [B, n, H]
-        return self.dropout(at_hop_end), [new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
+        return self.dropout(at_hop_end), [*cmn_states, new_conv0_ctx, *new_conv_ctxs, new_h.transpose(0, 1)]
 
     def num_parameters(self) -> int:
         """Parameters that run at inference (the training-only auxiliary heads are not counted)."""

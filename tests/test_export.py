@@ -86,6 +86,14 @@ def test_a_one_class_spoof_head_exports_with_parity(tmp_path: Path) -> None:
     assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
 
 
+def test_a_moving_mean_model_exports_with_parity(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", features="lfcc", cmn_frames=25)  # its context spans calls
+    meta = export.export_checkpoint(ckpt, tmp_path / "model.onnx")  # raises if parity fails
+    assert meta.extra["model_args"]["cmn_frames"] == 25
+    assert {s.shape for s in meta.states if "cmn_ctx" in s.input_name} == {(40, 24)}
+    assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
+
+
 def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         export.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")])
