@@ -26,8 +26,10 @@ def _member(seed: int, **kwargs: object) -> StreamingDetector:
     return model.eval()
 
 
-def test_ensemble_mean_of_members_and_streams_hop_by_hop() -> None:
-    members = [_member(1), _member(2, features="lfcc")]
+@pytest.mark.parametrize("second", [{"features": "lfcc"},
+                                    {"features": "lfcc", "top_hz": 4000.0, "cmn_frames": 25}])
+def test_ensemble_mean_of_members_and_streams_hop_by_hop(second: dict[str, object]) -> None:
+    members = [_member(1), _member(2, **second)]
     fused = DetectorEnsemble(members).eval()
     hop = fused.config.hop_samples
     audio = 0.1 * torch.randn(2, 6 * hop, generator=torch.Generator().manual_seed(3))
