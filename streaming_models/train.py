@@ -84,6 +84,8 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     tilt_prob=0.3,
     lowpass_prob=0.0, lowpass_min=0.42, lowpass_max=0.95,  # random band limit, cut-off / Nyquist
     eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
+    reverb_prob=0.0, reverb_rt60_min_s=0.15, reverb_rt60_max_s=0.9,  # synthetic room, both classes
+    reverb_drr_min_db=-3.0, reverb_drr_max_db=15.0,
     # frequency masking of the features (random_band_mask): crops masked, masks per crop, widest
     # mask as a fraction of the front end's channels; drawn from a generator of its own, so a run
     # with it sees the same crops and waveform augmentation as the same seed's run without.
@@ -149,6 +151,13 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"adaptive sampling needs adaptive_eta >= 0, a whole adaptive_interval >= 1 and "
                          f"adaptive_decay within 0..1 (1 excluded); got {config['adaptive_eta']!r}, "
                          f"{config['adaptive_interval']!r}, {config['adaptive_decay']!r}")
+    low, high = config["reverb_rt60_min_s"], config["reverb_rt60_max_s"]
+    if not 0.05 <= low <= high <= 2.0:
+        raise ValueError(f"reverberation times need 0.05 <= reverb_rt60_min_s <= reverb_rt60_max_s <= 2 (seconds), "
+                         f"got {low!r} and {high!r}")
+    if not config["reverb_drr_min_db"] <= config["reverb_drr_max_db"]:
+        raise ValueError(f"reverb_drr_min_db must not exceed reverb_drr_max_db, got {config['reverb_drr_min_db']!r} "
+                         f"and {config['reverb_drr_max_db']!r}")
     if not -1.0 <= config["oc_margin_spoof"] < config["oc_margin_bonafide"] <= 1.0:
         raise ValueError(f"the one-class margins are cosines with oc_margin_spoof < oc_margin_bonafide, "
                          f"within -1..1; got {config['oc_margin_spoof']!r} and {config['oc_margin_bonafide']!r}")
@@ -336,6 +345,9 @@ def main(argv: list[str]) -> int:
                        config["lowpass_prob"], (config["lowpass_min"], config["lowpass_max"]),
                        eq_prob=config["eq_prob"], eq_max_bands=config["eq_max_bands"],
                        eq_gain_db=(config["eq_gain_db_min"], config["eq_gain_db_max"]),
+                       reverb_prob=config["reverb_prob"],
+                       reverb_rt60_s=(config["reverb_rt60_min_s"], config["reverb_rt60_max_s"]),
+                       reverb_drr_db=(config["reverb_drr_min_db"], config["reverb_drr_max_db"]),
                        spoof_extra_noise_prob=config["spoof_extra_noise_prob"])
     aug_gen = torch.Generator().manual_seed(config["seed"])
     mask_gen = torch.Generator().manual_seed(config["seed"] + 2)

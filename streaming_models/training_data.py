@@ -20,6 +20,7 @@ from tqdm import tqdm
 from streaming_models.audio_io import load_audio
 from streaming_models.data.labels import Policy, targets
 from streaming_models.data.manifest import CorpusItem, resolve_audio_path
+from streaming_models.data.transforms.channel import room_impulse_response
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,9 @@ class Augmentation:
     eq_max_bands: int = 4
     eq_gain_db: tuple[float, float] = (-24.0, 12.0)
     eq_width: tuple[float, float] = (0.01, 0.15)  # Gaussian bump's standard deviation / Nyquist
+    reverb_prob: float = 0.0  # a synthetic room (channel.room_impulse_response), both classes alike
+    reverb_rt60_s: tuple[float, float] = (0.15, 0.9)
+    reverb_drr_db: tuple[float, float] = (-3.0, 15.0)
     # Of the spoof crops that drew no noise, this share gets noise too: meant to take away the
     # "noise -> genuine" cue (genuine recordings carry a noise floor, synthetic speech mostly none).
     # Measured on six seeds it made the spoof head worse and reversed the cue (docs/model-card.md):
@@ -204,6 +208,33 @@ def random_equalizer(audio: torch.Tensor, aug: Augmentation, gen: torch.Generato
     return torch.fft.irfft(torch.fft.rfft(audio) * response, n=n)
 
 
+def random_reverb(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+    """Put a random subset of rows in a synthetic room of random reverberation time and distance.
+
+    Genuine recordings carry the room they were made in; synthetic speech is dry unless its
+    training data was not. Giving both classes rooms keeps reverberation from deciding the class.
+    Each row keeps its level; the crop starts without the tail of what came before it.
+    """
+    b, n = audio.shape
+    chosen = torch.rand(b, generator=gen) < aug.reverb_prob
+    rt60 = aug.reverb_rt60_s[0] + (aug.reverb_rt60_s[1] - aug.reverb_rt60_s[0]) * torch.rand(b, generator=gen)
+    drr = aug.reverb_drr_db[0] + (aug.reverb_drr_db[1] - aug.reverb_drr_db[0]) * torch.rand(b, generator=gen)
+    seeds = torch.randint(0, 2**31 - 1, (b,), generator=gen)
+    rows = chosen.nonzero().flatten().tolist()
+    if not rows:
+        return audio
+    responses = [room_impulse_response(float(rt60[r]), float(drr[r]), np.random.default_rng(int(seeds[r])))
+                 for r in rows]
+    size = 1 << (n + max(len(h) for h in responses) - 1).bit_length()  # a power of two: a fast FFT
+    kernel = torch.fft.rfft(torch.from_numpy(np.stack([np.pad(h, (0, size - len(h))) for h in responses])).float())
+    dry = audio[rows]
+    wet = torch.fft.irfft(torch.fft.rfft(dry, size) * kernel, size)[:, :n]
+    wet = wet * dry.pow(2).mean(1, keepdim=True).sqrt() / wet.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-8)
+    out = audio.clone()
+    out[rows] = wet
+    return out
+
+
 def random_band_mask(batch: int, bands: int, prob: float, max_masks: int, max_fraction: float,
                      gen: torch.Generator) -> torch.Tensor:
     """Frequency masks for a batch [batch, bands] (True = hidden), one draw per crop: with
@@ -240,6 +271,8 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
         audio = random_lowpass(audio, aug, gen)
     if aug.eq_prob > 0:  # guarded likewise
         audio = random_equalizer(audio, aug, gen)
+    if aug.reverb_prob > 0:  # guarded likewise; before the noise, which is the microphone's, not the room's
+        audio = random_reverb(audio, aug, gen)
     rms = audio.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-5)
     # Coloured noise, shaped in the frequency domain: 1/f^(2*slope) power, slope in [0, 1]
     # per row (white .. brown).

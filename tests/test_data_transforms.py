@@ -17,7 +17,7 @@ from streaming_models.data.transforms import (
     get_transform,
     list_transforms,
 )
-from streaming_models.data.transforms.channel import active_power
+from streaming_models.data.transforms.channel import active_power, room_impulse_response
 from streaming_models.data.transforms.lyra import LyraCodec
 from streaming_models.data.transforms.quality import estimate_lag, log_mel_correlation
 from streaming_models.data.transforms.telephony import SoxAmrNb, g711, opus
@@ -158,6 +158,36 @@ def test_gain_and_band_limit_do_what_they_say(tiny: np.ndarray) -> None:
     before = np.sum(np.abs(np.fft.rfft(tiny * window))[above] ** 2)
     after = np.sum(np.abs(np.fft.rfft(narrow * window))[above] ** 2)
     assert after < before * 1e-3
+
+
+def _decay_db_per_s(response: np.ndarray, start_s: float, end_s: float) -> float:
+    """Slope of the Schroeder backward-integrated energy between two times (dB per second)."""
+    energy = np.cumsum(response[::-1] ** 2)[::-1]
+    level = 10 * np.log10(energy / energy[0])
+    return float((level[int(end_s * RATE)] - level[int(start_s * RATE)]) / (end_s - start_s))
+
+
+@pytest.mark.parametrize("rt60_s", [0.3, 0.8])
+def test_room_response_decays_by_60_db_in_its_reverberation_time(rt60_s: float) -> None:
+    response = room_impulse_response(rt60_s, 5.0, np.random.default_rng(1))
+    assert response[0] == 1.0  # the direct path first
+    tail = response[1:]
+    assert abs(10 * np.log10(np.sum(tail ** 2)) + 5.0) < 0.01  # direct / reverberant energy = 5 dB
+    # Below 1.5 kHz the tail decays at 60 dB per rt60 (above it faster): measured on the late part,
+    # where the slower low band dominates.
+    slope = _decay_db_per_s(response, 0.4 * rt60_s, 0.8 * rt60_s)
+    assert -60 / rt60_s * 1.25 < slope < -60 / rt60_s * 0.8
+
+
+def test_reverb_keeps_level_and_smears_in_time(tiny: np.ndarray) -> None:
+    wet = get_transform("reverb@0.6s").apply(tiny, np.random.default_rng(0))
+    assert wet.shape == tiny.shape and wet.dtype == np.float32
+    assert abs(10 * np.log10(active_power(wet) / active_power(tiny))) < 0.5
+    # The pauses between syllables fill with the tail: energy where the dry envelope is lowest rises.
+    quiet = slice(int(0.62 * RATE), int(0.70 * RATE))  # just after the second syllable's end
+    assert np.mean(wet[quiet] ** 2) > 10 * np.mean(tiny[quiet] ** 2)
+    with pytest.raises(ValueError, match="reverberation time"):
+        get_transform("reverb@5s")
 
 
 @pytest.mark.parametrize("bitrate", ["3.2k", "6k", "9.2k"])

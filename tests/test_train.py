@@ -178,6 +178,9 @@ def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(
     bad.write_text("oc_margin_bonafide = 0.1\noc_margin_spoof = 0.2\n")  # swapped: the loss would invert
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "oc_margin_spoof < oc_margin_bonafide" in capsys.readouterr().err
+    bad.write_text("reverb_rt60_min_s = 0.8\nreverb_rt60_max_s = 0.3\n")
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "reverb_rt60_min_s <= reverb_rt60_max_s" in capsys.readouterr().err
 
 
 @pytest.mark.slow

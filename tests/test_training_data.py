@@ -14,6 +14,7 @@ from streaming_models.training_data import (
     random_band_mask,
     random_equalizer,
     random_lowpass,
+    random_reverb,
     sample_batch,
     sampling_weights,
     with_lossy_spoofs,
@@ -77,6 +78,32 @@ def test_random_equalizer_colours_chosen_rows_only_and_differently() -> None:
     assert not torch.allclose(response[0], response[1], atol=0.05)  # each row its own notch
     untouched = random_equalizer(audio, Augmentation(eq_prob=0.0), torch.Generator())
     assert torch.allclose(untouched, audio, atol=1e-5)
+
+
+def test_random_reverb_rooms_chosen_rows_at_their_level() -> None:
+    gen = torch.Generator().manual_seed(1)
+    clicks = torch.zeros(8, 16000)
+    clicks[:, 1000] = 1.0  # an impulse: the output row is the room's response itself
+    aug = Augmentation(reverb_prob=0.5, reverb_rt60_s=(0.4, 0.4), reverb_drr_db=(0.0, 0.0))
+    out = random_reverb(clicks, aug, gen)
+    roomed = (out[:, 1200:] ** 2).sum(1) > 1e-6
+    assert 0 < int(roomed.sum()) < 8
+    assert torch.equal(out[~roomed], clicks[~roomed])
+    assert torch.allclose(out.pow(2).sum(1), clicks.pow(2).sum(1), rtol=1e-4)  # level kept
+    tail = out[roomed][:, 1001:]
+    direct = out[roomed][:, 1000]
+    ratio_db = 10 * torch.log10(direct ** 2 / tail.pow(2).sum(1))
+    assert torch.allclose(ratio_db, torch.zeros_like(ratio_db), atol=0.3)  # the drawn 0 dB DRR
+    assert out[roomed][:, :1000].abs().max() < 1e-6  # causal: nothing before the click (FFT round-off aside)
+    again = random_reverb(clicks, aug, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # the seed decides the rooms
+
+
+def test_reverb_off_draws_nothing() -> None:
+    audio = torch.randn(4, 4000, generator=torch.Generator().manual_seed(2))
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(augment(audio, Augmentation(), gen_a), augment(audio, Augmentation(reverb_prob=0.0), gen_b))
+    assert torch.equal(torch.rand(3, generator=gen_a), torch.rand(3, generator=gen_b))
 
 
 def test_equalizer_notch_is_at_its_centre() -> None:

@@ -1,4 +1,4 @@
-"""Plain channel effects: band-limiting, gain, additive noise at an SNR, RNNoise denoising."""
+"""Plain channel effects: band-limiting, gain, additive noise at an SNR, room reverberation, RNNoise."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ BANDLIMIT_RATES_HZ = {"8k": 8000, "11k": 11025, "12k": 12000}
 RNNOISE_RATE_HZ = 48000
 RNNOISE_DELAY_SAMPLES = 960  # two 10 ms frames at 48 kHz (window overlap + lookahead), measured by benchmarks/transforms.py
 INT16_SCALE = 32768.0
+REVERB_RT60_RANGE_S = (0.05, 2.0)
+REVERB_DRR_DB = 5.0  # a talker about a metre from the microphone in a small room
 
 
 class _ChannelEffect:
@@ -89,6 +91,48 @@ class AdditiveNoise(_ChannelEffect):
         noise_power = float(np.mean(noise.astype(np.float64) ** 2)) + 1e-20
         scale = np.sqrt(signal_power / noise_power / 10.0 ** (self.snr_db / 10.0))
         return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
+
+
+class Reverb(_ChannelEffect):
+    """A synthetic room (`room_impulse_response`) of a given reverberation time, at a fixed
+    direct-to-reverberant ratio; the output keeps the input's active level."""
+
+    def __init__(self, rt60_s: float, drr_db: float = REVERB_DRR_DB) -> None:
+        if not REVERB_RT60_RANGE_S[0] <= rt60_s <= REVERB_RT60_RANGE_S[1]:
+            raise ValueError(f"reverberation time must be within {REVERB_RT60_RANGE_S} s, got {rt60_s}")
+        self.rt60_s = rt60_s
+        self.drr_db = drr_db
+        self.name = f"reverb@{rt60_s:g}s"
+
+    def apply(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        audio = check_audio(audio)
+        response = room_impulse_response(self.rt60_s, self.drr_db, rng)
+        size = len(audio) + len(response) - 1
+        wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(response, size), size)[: len(audio)]
+        wet *= np.sqrt(active_power(audio) / active_power(wet))
+        return np.clip(wet, -1.0, 1.0).astype(np.float32)
+
+
+def room_impulse_response(rt60_s: float, drr_db: float, rng: np.random.Generator,
+                          rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """A statistical room impulse response: a direct path, then after a 2-10 ms gap a diffuse tail of
+    Gaussian noise decaying by 60 dB in `rt60_s` below 1.5 kHz and faster above (air and walls absorb
+    high frequencies more), scaled so that direct / tail energy is `drr_db`. Polack's model of the
+    late reverberation; no early-reflection geometry, which a detector should not learn either."""
+    length = int(min(1.2 * rt60_s, 1.0) * rate)
+    gap = int(rng.uniform(0.002, 0.010) * rate)
+    time = np.arange(length - gap) / rate
+    noise = np.fft.rfft(rng.standard_normal(length - gap))
+    low_band = np.fft.rfftfreq(length - gap, 1.0 / rate) < 1500.0
+    low = np.fft.irfft(noise * low_band, length - gap)
+    high = np.fft.irfft(noise * ~low_band, length - gap)
+    high_rt60_s = rt60_s * rng.uniform(0.4, 0.8)
+    tail = low * 10.0 ** (-3.0 * time / rt60_s) + high * 10.0 ** (-3.0 * time / high_rt60_s)
+    tail *= np.sqrt(10.0 ** (-drr_db / 10.0) / (np.sum(tail ** 2) + 1e-20))
+    response = np.zeros(length)
+    response[0] = 1.0
+    response[gap:] = tail
+    return response
 
 
 class RNNoiseDenoiser(_ChannelEffect):

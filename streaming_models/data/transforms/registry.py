@@ -78,6 +78,8 @@ _FAMILIES: Mapping[str, _Family] = MappingProxyType({
                     ("gain@-12dB", "gain@-6dB", "gain@6dB"), "dB, -40..30, e.g. -6dB"),
     "noise": _noise("any"),
     **{f"noise-{c}": _noise(c) for c in channel.NOISE_COLOURS},
+    "reverb": _Family(_with_unit("s", float, channel.Reverb),  # type: ignore[arg-type]
+                      ("reverb@0.3s", "reverb@0.6s"), "reverberation time in seconds, 0.05..2, e.g. 0.4s"),
     "rnnoise": _Family(_no_parameter(channel.RNNoiseDenoiser), ("rnnoise",)),
     # In-house codecs (streaming_models/resynthesis): trained build artefacts, so not in the default
     # listing; `spoofwatch resynth train --config configs/resynthesis/NAME.toml` makes each one.
