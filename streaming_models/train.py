@@ -86,6 +86,7 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     eq_prob=0.0, eq_max_bands=4, eq_gain_db_min=-24.0, eq_gain_db_max=12.0,  # random equalizer
     reverb_prob=0.0, reverb_rt60_min_s=0.15, reverb_rt60_max_s=0.9,  # synthetic room, both classes
     reverb_drr_min_db=-3.0, reverb_drr_max_db=15.0,
+    spoof_reverb_prob=0.0,  # of the spoof crops that drew no room, this share gets one too
     # frequency masking of the features (random_band_mask): crops masked, masks per crop, widest
     # mask as a fraction of the front end's channels; drawn from a generator of its own, so a run
     # with it sees the same crops and waveform augmentation as the same seed's run without.
@@ -348,6 +349,7 @@ def main(argv: list[str]) -> int:
                        reverb_prob=config["reverb_prob"],
                        reverb_rt60_s=(config["reverb_rt60_min_s"], config["reverb_rt60_max_s"]),
                        reverb_drr_db=(config["reverb_drr_min_db"], config["reverb_drr_max_db"]),
+                       spoof_reverb_prob=config["spoof_reverb_prob"],
                        spoof_extra_noise_prob=config["spoof_extra_noise_prob"])
     aug_gen = torch.Generator().manual_seed(config["seed"])
     mask_gen = torch.Generator().manual_seed(config["seed"] + 2)

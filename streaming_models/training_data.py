@@ -158,6 +158,10 @@ class Augmentation:
     reverb_prob: float = 0.0  # a synthetic room (channel.room_impulse_response), both classes alike
     reverb_rt60_s: tuple[float, float] = (0.15, 0.9)
     reverb_drr_db: tuple[float, float] = (-3.0, 15.0)
+    # Of the spoof crops that drew no room, this share gets one too: synthetic speech played into a
+    # room (a replayed or loudspeaker attack), against the "room -> genuine" cue. Class-aware, like
+    # spoof_extra_noise_prob.
+    spoof_reverb_prob: float = 0.0
     # Of the spoof crops that drew no noise, this share gets noise too: meant to take away the
     # "noise -> genuine" cue (genuine recordings carry a noise floor, synthetic speech mostly none).
     # Measured on six seeds it made the spoof head worse and reversed the cue (docs/model-card.md):
@@ -208,15 +212,21 @@ def random_equalizer(audio: torch.Tensor, aug: Augmentation, gen: torch.Generato
     return torch.fft.irfft(torch.fft.rfft(audio) * response, n=n)
 
 
-def random_reverb(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+def random_reverb(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
+                  spoof: torch.Tensor | None = None) -> torch.Tensor:
     """Put a random subset of rows in a synthetic room of random reverberation time and distance.
 
     Genuine recordings carry the room they were made in; synthetic speech is dry unless its
     training data was not. Giving both classes rooms keeps reverberation from deciding the class.
     Each row keeps its level; the crop starts without the tail of what came before it.
+    `spoof` ([B] targets) is needed only for `aug.spoof_reverb_prob`.
     """
     b, n = audio.shape
     chosen = torch.rand(b, generator=gen) < aug.reverb_prob
+    if aug.spoof_reverb_prob > 0:  # guarded so that recipes without it draw the same random numbers
+        if spoof is None:
+            raise ValueError("spoof_reverb_prob needs the rows' spoof targets")
+        chosen |= (torch.rand(b, generator=gen) < aug.spoof_reverb_prob) & (spoof.reshape(b) > 0.5)
     rt60 = aug.reverb_rt60_s[0] + (aug.reverb_rt60_s[1] - aug.reverb_rt60_s[0]) * torch.rand(b, generator=gen)
     drr = aug.reverb_drr_db[0] + (aug.reverb_drr_db[1] - aug.reverb_drr_db[0]) * torch.rand(b, generator=gen)
     seeds = torch.randint(0, 2**31 - 1, (b,), generator=gen)
@@ -258,7 +268,8 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
             spoof: torch.Tensor | None = None) -> torch.Tensor:
     """Gain, additive coloured noise and channel colouring, per row, applied to both classes alike.
 
-    `spoof` ([B] targets) is needed only for `aug.spoof_extra_noise_prob`, the one class-aware step.
+    `spoof` ([B] targets) is needed only for the class-aware steps, `aug.spoof_extra_noise_prob` and
+    `aug.spoof_reverb_prob`.
     """
     b = audio.shape[0]
 
@@ -271,8 +282,8 @@ def augment(audio: torch.Tensor, aug: Augmentation, gen: torch.Generator,
         audio = random_lowpass(audio, aug, gen)
     if aug.eq_prob > 0:  # guarded likewise
         audio = random_equalizer(audio, aug, gen)
-    if aug.reverb_prob > 0:  # guarded likewise; before the noise, which is the microphone's, not the room's
-        audio = random_reverb(audio, aug, gen)
+    if aug.reverb_prob > 0 or aug.spoof_reverb_prob > 0:  # guarded likewise; before the noise (the microphone's)
+        audio = random_reverb(audio, aug, gen, spoof)
     rms = audio.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-5)
     # Coloured noise, shaped in the frequency domain: 1/f^(2*slope) power, slope in [0, 1]
     # per row (white .. brown).

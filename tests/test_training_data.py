@@ -99,6 +99,18 @@ def test_random_reverb_rooms_chosen_rows_at_their_level() -> None:
     assert torch.equal(out, again)  # the seed decides the rooms
 
 
+def test_spoof_rooms_go_to_spoof_rows_only() -> None:
+    clicks = torch.zeros(6, 8000)
+    clicks[:, 100] = 1.0
+    spoof = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    aug = Augmentation(spoof_reverb_prob=1.0)
+    out = random_reverb(clicks, aug, torch.Generator().manual_seed(0), spoof)
+    roomed = (out[:, 300:] ** 2).sum(1) > 1e-6
+    assert roomed.tolist() == [True, False, True, False, True, False]
+    with pytest.raises(ValueError, match="spoof targets"):
+        augment(clicks, aug, torch.Generator())
+
+
 def test_reverb_off_draws_nothing() -> None:
     audio = torch.randn(4, 4000, generator=torch.Generator().manual_seed(2))
     gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
