@@ -155,7 +155,9 @@ class Augmentation:
     eq_max_bands: int = 4
     eq_gain_db: tuple[float, float] = (-24.0, 12.0)
     eq_width: tuple[float, float] = (0.01, 0.15)  # Gaussian bump's standard deviation / Nyquist
-    reverb_prob: float = 0.0  # a synthetic room (channel.room_impulse_response), both classes alike
+    # A synthetic room (channel.room_impulse_response) for this share of crops, both classes alike.
+    # Measured on six seeds it made the spoof head worse (docs/model-card.md, "Synthetic rooms"): off.
+    reverb_prob: float = 0.0
     reverb_rt60_s: tuple[float, float] = (0.15, 0.9)
     reverb_drr_db: tuple[float, float] = (-3.0, 15.0)
     # Of the spoof crops that drew no room, this share gets one too: synthetic speech played into a
