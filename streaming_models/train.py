@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from streaming_models.data.labels import POLICIES, check_policy
 from streaming_models.data.manifest import CorpusItem, ManifestError, read_manifest
+from streaming_models.data.transforms.channel import REVERB_RT60_RANGE_S
 from streaming_models.export import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
@@ -153,9 +154,10 @@ def check_config(config: dict[str, Any]) -> None:
                          f"adaptive_decay within 0..1 (1 excluded); got {config['adaptive_eta']!r}, "
                          f"{config['adaptive_interval']!r}, {config['adaptive_decay']!r}")
     low, high = config["reverb_rt60_min_s"], config["reverb_rt60_max_s"]
-    if not 0.05 <= low <= high <= 2.0:
-        raise ValueError(f"reverberation times need 0.05 <= reverb_rt60_min_s <= reverb_rt60_max_s <= 2 (seconds), "
-                         f"got {low!r} and {high!r}")
+    shortest, longest = REVERB_RT60_RANGE_S
+    if not shortest <= low <= high <= longest:
+        raise ValueError(f"reverberation times need {shortest:g} <= reverb_rt60_min_s <= reverb_rt60_max_s <= "
+                         f"{longest:g} (seconds), got {low!r} and {high!r}")
     if not config["reverb_drr_min_db"] <= config["reverb_drr_max_db"]:
         raise ValueError(f"reverb_drr_min_db must not exceed reverb_drr_max_db, got {config['reverb_drr_min_db']!r} "
                          f"and {config['reverb_drr_max_db']!r}")

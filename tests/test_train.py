@@ -181,6 +181,9 @@ def test_a_list_written_as_a_string_or_a_share_or_count_out_of_range_is_refused(
     bad.write_text("reverb_rt60_min_s = 0.8\nreverb_rt60_max_s = 0.3\n")
     assert train.main([*args, "--config", str(bad)]) == 2
     assert "reverb_rt60_min_s <= reverb_rt60_max_s" in capsys.readouterr().err
+    bad.write_text("reverb_drr_min_db = 10.0\nreverb_drr_max_db = 0.0\n")
+    assert train.main([*args, "--config", str(bad)]) == 2
+    assert "reverb_drr_min_db must not exceed reverb_drr_max_db" in capsys.readouterr().err
 
 
 @pytest.mark.slow

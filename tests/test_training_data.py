@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from streaming_models import training_data
 from streaming_models.data.manifest import CorpusItem, Source
 from streaming_models.training_data import (
     Augmentation,
@@ -111,11 +112,17 @@ def test_spoof_rooms_go_to_spoof_rows_only() -> None:
         augment(clicks, aug, torch.Generator())
 
 
-def test_reverb_off_draws_nothing() -> None:
+def test_rooms_off_skip_the_step_and_its_random_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Recipes without rooms must draw the same random numbers as before rooms existed, so the step
+    # may not run at all (not even to draw and discard).
+    def must_not_run(*args: object) -> torch.Tensor:
+        raise AssertionError("random_reverb ran with rooms off")
+
+    monkeypatch.setattr(training_data, "random_reverb", must_not_run)
     audio = torch.randn(4, 4000, generator=torch.Generator().manual_seed(2))
-    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert torch.equal(augment(audio, Augmentation(), gen_a), augment(audio, Augmentation(reverb_prob=0.0), gen_b))
-    assert torch.equal(torch.rand(3, generator=gen_a), torch.rand(3, generator=gen_b))
+    augment(audio, Augmentation(), torch.Generator().manual_seed(5), torch.ones(4))
+    with pytest.raises(AssertionError, match="rooms off"):
+        augment(audio, Augmentation(spoof_reverb_prob=0.1), torch.Generator(), torch.ones(4))
 
 
 def test_equalizer_notch_is_at_its_centre() -> None:
