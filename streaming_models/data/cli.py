@@ -6,6 +6,7 @@
     spoofwatch data build --recipe configs/data/default.toml --out corpus/default --seed-from corpus/noinhouse
     spoofwatch data check --recipe configs/data/default.toml
     spoofwatch data import --format asvspoof5|codecfake|labels-csv --root DIR --out manifest.jsonl
+    spoofwatch data import-public --registry configs/data/public --mirror DIR --out corpus/public
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["import-public"]:  # demo-page repositories (streaming_models/data/public)
+        from streaming_models.data.public.cli import main_import_public
+
+        return main_import_public(argv[1:])
     if argv[:1] == ["import"]:  # public-corpus import lives with the loaders (streaming_models/data/loaders)
         from streaming_models.data.loaders.cli import main_import
 
