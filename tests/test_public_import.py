@@ -291,3 +291,15 @@ def test_copies_of_dev_eval_files_are_dropped(world: dict[str, Path]) -> None:
     assert "other/page:samples/own.wav" not in ids and "acme/demo:gt/s1.wav" in ids
     reports = {r["repo"]: r for r in json.loads((world["out"] / "summary.json").read_text())["public"]["reports"]}
     assert reports["other/page"]["dropped"]["dev-eval-copy"] == 1
+
+
+def test_files_the_snapshot_lacks_are_counted_not_fatal(world: dict[str, Path],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # fetch leaves out files of 4 MiB and more: the tree lists them, the objects are not there
+    _fix_other_registry(world)
+    git_dir = world["mirror"] / "acme+demo" / ".git"
+    blob = subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "HEAD:hifigan/s2.wav"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    (git_dir / "objects" / blob[:2] / blob[2:]).unlink()
+    assert _run(world, "--dry-run") == 0
+    assert "absent-from-snapshot 1" in capsys.readouterr().out

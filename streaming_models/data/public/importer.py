@@ -27,7 +27,13 @@ from streaming_models.audio_io import load_audio
 from streaming_models.data.manifest import CorpusItem, write_manifest
 from streaming_models.data.public.decode import TARGET_RATE_HZ, DecodeError, decode
 from streaming_models.data.public.dedupe import DuplicateIndex
-from streaming_models.data.public.mirror import TreeFile, find_git_dir, iter_blobs, list_files
+from streaming_models.data.public.mirror import (
+    ABSENT,
+    TreeFile,
+    find_git_dir,
+    iter_blobs,
+    list_files,
+)
 from streaming_models.data.public.registry import Label, SourceEntry, is_audio
 from streaming_models.data.summary import summarize, write_summary
 
@@ -222,6 +228,10 @@ def import_public(entries: list[SourceEntry], mirror: Path, options: ImportOptio
             report = RepoReport(entry.repo, entry.commit)
             reports.append(report)
             planned = plan_repository(entry, list_files(git_dir, entry.commit), report)
+            report.dropped["absent-from-snapshot"] += sum(p.file.size == ABSENT for p in planned)
+            planned = [p for p in planned if p.file.size != ABSENT]
+            if not report.dropped["absent-from-snapshot"]:
+                del report.dropped["absent-from-snapshot"]
             md5 = {file.blob: hashlib.md5(data).hexdigest() for file, data in iter_blobs(git_dir, [p.file for p in planned])}
             folders = _reserved_folders(planned, md5, options.reserved_md5)
             todo = []

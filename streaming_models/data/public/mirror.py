@@ -17,6 +17,9 @@ class MirrorError(ValueError):
     """A repository or commit is missing from the mirror folder; the message says which and where."""
 
 
+ABSENT = -1  # TreeFile.size of a file listed in the tree whose content the snapshot lacks
+
+
 @dataclass(frozen=True)
 class TreeFile:
     path: str
@@ -53,8 +56,9 @@ def list_files(git_dir: Path, commit: str) -> list[TreeFile]:
             continue
         meta, path = line.split(b"\t", 1)
         _mode, kind, blob, size = meta.split()
-        if kind == b"blob" and size != b"-":
-            files.append(TreeFile(path.decode("utf-8", errors="surrogateescape"), blob.decode(), int(size)))
+        if kind == b"blob":  # size "BAD": the blob is not in the snapshot (fetch leaves out files of 4 MiB+)
+            files.append(TreeFile(path.decode("utf-8", errors="surrogateescape"), blob.decode(),
+                                  int(size) if size.isdigit() else ABSENT))
     return files
 
 
