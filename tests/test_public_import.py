@@ -58,7 +58,7 @@ def world(tmp_path: Path) -> dict[str, Path]:
     """Two demo repositories, a reserved md5 list and a registry."""
     gt1, gt2, reserved_clip = _speechlike(1), _speechlike(2), _speechlike(3)
     demo_files = {
-        "gt/s1.wav": _wav(gt1), "gt/s2.wav": _wav(gt2),
+        "gt/s1.wav": _wav(gt1), "gt/s2.wav": _wav(gt2), "gt/s1_again.wav": _wav(gt1),
         "hifigan/s1.wav": _wav(_speechlike(11)), "hifigan/s2.wav": _wav(_speechlike(12)),
         "encodec/s1.wav": _wav(_speechlike(21)),
         "baseline/s1.m4a": _ffmpeg(_wav(_speechlike(31)), "mp4", "-c:a", "aac", "-b:a", "96k", "-movflags", "frag_keyframe+empty_moov"),
@@ -138,10 +138,11 @@ speaker = "spk9"
     return {"mirror": mirror, "registry": registry, "reserved": reserved, "out": tmp_path / "corpus"}
 
 
-def _run(world: dict[str, Path], *extra: str) -> int:
+def _run(world: dict[str, Path], *extra: str, workers: int = 1) -> int:
     return main_import_public(["--registry", str(world["registry"]), "--mirror", str(world["mirror"]),
                                "--out", str(world["out"]), "--reserved", str(world["reserved"]),
-                               "--dev-eval", str(world["out"] / "no-dev-eval.csv"), "--workers", "1", *extra])
+                               "--dev-eval", str(world["out"] / "no-dev-eval.csv"), "--workers", str(workers),
+                               *extra])
 
 
 def _fix_other_registry(world: dict[str, Path]) -> None:
@@ -189,7 +190,7 @@ source = "bonafide"
 
 def test_import_labels_pairs_decodes_and_drops_copies(world: dict[str, Path]) -> None:
     _fix_other_registry(world)
-    assert _run(world) == 0
+    assert _run(world, workers=2) == 0  # two workers: gt/s1_again.wav is gt/s1.wav's blob, decoded once
     items = {i.item_id: i for i in read_manifest(world["out"] / "manifest.jsonl")}
     assert set(items) == {"acme/demo:gt/s1.wav", "acme/demo:gt/s2.wav", "acme/demo:hifigan/s1.wav",
                           "acme/demo:hifigan/s2.wav", "acme/demo:encodec/s1.wav", "acme/demo:baseline/s1.m4a",
@@ -211,7 +212,7 @@ def test_import_labels_pairs_decodes_and_drops_copies(world: dict[str, Path]) ->
     summary = json.loads((world["out"] / "summary.json").read_text())
     reports = {r["repo"]: r for r in summary["public"]["reports"]}
     assert reports["other/page"]["dropped"] == {"duplicate": 1, "undecodable": 1}  # the mp3 copy, the empty file
-    assert reports["acme/demo"]["dropped"] == {"reserved": 1, "reserved-folder": 1}
+    assert reports["acme/demo"]["dropped"] == {"reserved": 1, "reserved-folder": 1, "duplicate": 1}
     assert summary["public"]["hours_by"]["targets"]["genuine_uncoded_at_22khz_or_more"] > 0
     assert "Per repository" in (world["out"] / "summary.md").read_text()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -133,7 +134,7 @@ def _decode_job(args: tuple[bytes, str, str]) -> dict[str, Any]:
     audio = decoded.audio / peak * 0.99 if peak > 1.0 else decoded.audio
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.flac")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.flac")
     sf.write(tmp, audio, TARGET_RATE_HZ, subtype="PCM_16")
     tmp.replace(path)
     meta = {"native_rate_hz": decoded.native_rate_hz, "native_format": decoded.native_format,
@@ -202,7 +203,8 @@ def _dev_eval_index(labels_csv: Path | None, index: DuplicateIndex) -> int:
 def _decoded_stream(entry: SourceEntry, git_dir: Path, todo: list[_Planned], options: ImportOptions,
                     pool: ProcessPoolExecutor | None) -> Iterator[tuple[_Planned, dict[str, Any]]]:
     """(planned file, decode result) in plan order; cached decodes are reused, the rest run in the pool."""
-    need = [p.file for p in todo if _cached(options.out, p.file.blob) is None]
+    unique = {p.file.blob: p.file for p in todo}  # a page may hold one file under two names: decode it once
+    need = [file for blob, file in unique.items() if _cached(options.out, blob) is None]
     results: dict[str, dict[str, Any]] = {}
     for start in range(0, len(need), _DECODE_BATCH):  # bounded: a batch of stored files in memory at once
         jobs = [(data, posixpath.splitext(file.path)[1], str(options.out / _audio_name(file.blob)))
