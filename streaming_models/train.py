@@ -39,6 +39,7 @@ from streaming_models.training_data import (
     Clip,
     augment,
     aux_labels,
+    ground_truth_pairs,
     load_clips,
     random_band_mask,
     sample_batch,
@@ -93,6 +94,11 @@ DEFAULT_CONFIG: dict[str, Any] = dict(  # noqa: C408 (keyword form reads like na
     # with it sees the same crops and waveform augmentation as the same seed's run without.
     # Measured on six paired seeds, both heads worse (docs/model-card.md): off in the recipe.
     freq_mask_prob=0.0, freq_mask_count=2, freq_mask_max_fraction=0.2,
+    # (spoof, ground truth) pairs from pages that pair them (training_data.ground_truth_pairs): this
+    # share of each batch's rows are pairs cropped at the same place, and a ranking loss asks each
+    # pair's spoof logit to exceed its truth's by pair_margin at every hop (weight pair_weight).
+    # Within a pair speaker, text, page and channel are the same: only the synthesis differs.
+    pair_fraction=0.0, pair_weight=1.0, pair_margin=1.0,
     # loss
     warmup_hops=5,  # loss weight ramps linearly over the first 5 hops (0.5 s)
     codec_weight=1.0,
@@ -182,7 +188,8 @@ def lr_at(step: int, progress: float, config: dict[str, Any]) -> float:
 def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor,
                    hop_mask: torch.Tensor, config: dict[str, Any],
                    aux_targets: dict[str, torch.Tensor] | None = None,
-                   band_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   band_mask: torch.Tensor | None = None,
+                   pair_rows: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-hop loss of both heads (and of the auxiliary heads, class indices [B]), ramped in; and each
     crop's spoof-head loss [B] (detached: what loss-adaptive sampling reads)."""
     logits, aux_logits, _ = model.forward_with_aux(audio, model.initial_states(audio.shape[0]),
@@ -201,7 +208,19 @@ def streaming_loss(model: StreamingDetector, audio: torch.Tensor, spoof: torch.T
         ce = torch.nn.functional.cross_entropy(aux_logits[name].transpose(1, 2), target[:, None].expand(-1, hops),
                                                reduction="none")  # [B, hops]
         loss = loss + config["aux_weight"] * ce
-    return (loss * weight).sum() / weight.sum(), spoof_per_crop
+    total = (loss * weight).sum() / weight.sum()
+    if pair_rows is not None and len(pair_rows):
+        total = total + config["pair_weight"] * pair_ranking_loss(spoof_logits, weight, pair_rows, config["pair_margin"])
+    return total, spoof_per_crop
+
+
+def pair_ranking_loss(spoof_logits: torch.Tensor, weight: torch.Tensor, pair_rows: np.ndarray,
+                      margin: float) -> torch.Tensor:
+    """softplus(margin - (spoof logit - its truth's logit)) per hop, over the hops both rows hold."""
+    fake, real = torch.from_numpy(pair_rows[:, 0]), torch.from_numpy(pair_rows[:, 1])
+    both = torch.minimum(weight[fake], weight[real])  # [P, hops]
+    gap = spoof_logits[fake] - spoof_logits[real]
+    return (torch.nn.functional.softplus(margin - gap) * both).sum() / both.sum().clamp_min(1e-8)
 
 
 def adaptive_generator_weights(running_loss: dict[str, float], eta: float,
@@ -333,6 +352,12 @@ def main(argv: list[str]) -> int:
         train = with_lossy_spoofs(train, config["spoof_lossy_prob"], sr, np.random.default_rng(config["seed"] + 3))
     dev = load_clips(args.manifest, dev_items, policy, sr, "loading dev")
     weights = sampling_weights(train, sampling_factors)
+    pairs = ground_truth_pairs(train)
+    pair_count = round(config["pair_fraction"] * config["batch_size"] / 2)
+    if pair_count and not len(pairs):
+        print(f"spoofwatch train: pair_fraction > 0 but no training spoof has its ground truth in {args.manifest}",
+              file=sys.stderr)
+        return 2
     try:  # an unknown target, or one with a single class in the training data
         aux = {target: aux_labels(train, target) for target in config["aux_targets"]}
         aux_classes = {target: classes for target, (classes, _) in aux.items()}
@@ -356,7 +381,7 @@ def main(argv: list[str]) -> int:
     aug_gen = torch.Generator().manual_seed(config["seed"])
     mask_gen = torch.Generator().manual_seed(config["seed"] + 2)
     family_loss: dict[str, float] = {}  # running spoof-head loss per generator family (adaptive sampling)
-    log.info("data", train=len(train), dev=len(dev), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
+    log.info("data", train=len(train), dev=len(dev), ground_truth_pairs=len(pairs), train_hours=round(sum(len(c.audio) for c in train) / sr / 3600, 2))
 
     # ---- model, optimizer, resume ----
     model = StreamingDetector(model_cfg)
@@ -408,14 +433,14 @@ def main(argv: list[str]) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, progress, config)
         batch = sample_batch(train, weights, rng, config["batch_size"], hop, min_hops, max_hops,
-                             config["clip_start_prob"])
+                             config["clip_start_prob"], pairs, pair_count)
         audio = augment(batch.audio, aug, aug_gen, batch.spoof)
         aux_targets = {target: torch.from_numpy(index[batch.clip_indices]) for target, (_, index) in aux.items()}
         band_mask = (random_band_mask(len(audio), model.frontend.bands, config["freq_mask_prob"],
                                       config["freq_mask_count"], config["freq_mask_max_fraction"], mask_gen)
                      if config["freq_mask_prob"] > 0 else None)
         loss, spoof_per_crop = streaming_loss(model, audio, batch.spoof, batch.codec, batch.hop_mask, config,
-                                              aux_targets, band_mask)
+                                              aux_targets, band_mask, batch.pair_rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])

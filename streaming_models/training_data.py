@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,30 +117,62 @@ class Batch:
     codec: torch.Tensor  # [B] float32 target
     hop_mask: torch.Tensor  # [B, hops] 1 where the hop holds real audio
     clip_indices: np.ndarray  # [B] which clip each row was cropped from (for per-clip targets)
+    pair_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # [P, 2] (spoof row, its truth's row)
+
+
+def ground_truth_pairs(clips: Sequence[Clip]) -> np.ndarray:
+    """[P, 2] clip indices (spoof, the genuine recording it renders): the same sentence, speaker and
+    page, so within a pair only the synthesis differs. A spoof's truth is its `parent` (the importer
+    sets it from the page's sentence pairing; copy-synthesis sets it to its source)."""
+    index = {clip.item.item_id: i for i, clip in enumerate(clips)}
+    pairs = [(i, index[clip.item.parent]) for i, clip in enumerate(clips)
+             if clip.spoof == 1 and clip.item.parent in index and clips[index[clip.item.parent]].spoof == 0]
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def _crop(pcm: np.ndarray, start: int, length: int, hop_samples: int, audio: np.ndarray, mask: np.ndarray) -> None:
+    """Write pcm[start:start + length] into one batch row, masking hops past the clip's end."""
+    piece = pcm[start:start + length]
+    audio[: len(piece)] = piece / 32768.0
+    mask[: max(1, len(piece) // hop_samples)] = 1.0
 
 
 def sample_batch(clips: Sequence[Clip], weights: np.ndarray, rng: np.random.Generator, batch_size: int,
-                 hop_samples: int, min_hops: int, max_hops: int, clip_start_prob: float = 0.0) -> Batch:
-    """`clip_start_prob` of the crops start at the clip's first sample, as a stream does (0: draws as before)."""
+                 hop_samples: int, min_hops: int, max_hops: int, clip_start_prob: float = 0.0,
+                 pairs: np.ndarray | None = None, pair_count: int = 0) -> Batch:
+    """`clip_start_prob` of the crops start at the clip's first sample, as a stream does (0: draws as before).
+
+    With `pair_count` > 0, the last 2 x pair_count rows are (spoof, ground truth) pairs drawn from
+    `pairs` (ground_truth_pairs), both cropped at the same position; `Batch.pair_rows` says which rows."""
     hops = int(rng.integers(min_hops, max_hops + 1))
     length = hops * hop_samples
     audio = np.zeros((batch_size, length), np.float32)
     mask = np.zeros((batch_size, hops), np.float32)
-    picks = rng.choice(len(clips), size=batch_size, p=weights)
-    from_start = rng.random(batch_size) < clip_start_prob if clip_start_prob > 0 else np.zeros(batch_size, bool)
+    single = batch_size - 2 * pair_count
+    picks = rng.choice(len(clips), size=single, p=weights)
+    from_start = rng.random(single) < clip_start_prob if clip_start_prob > 0 else np.zeros(single, bool)
     for row, idx in enumerate(picks):
         pcm = clips[idx].audio
-        if len(pcm) >= length:
-            start = 0 if from_start[row] else int(rng.integers(0, len(pcm) - length + 1))
-            audio[row] = pcm[start:start + length] / 32768.0
-            mask[row] = 1.0
-        else:  # short clip: starts at zero, hops past its end are masked out of the loss
-            audio[row, :len(pcm)] = pcm / 32768.0
-            mask[row, : max(1, len(pcm) // hop_samples)] = 1.0
+        start = 0
+        if len(pcm) >= length and not from_start[row]:  # a short clip starts at zero; its tail hops are masked
+            start = int(rng.integers(0, len(pcm) - length + 1))
+        _crop(pcm, start, length, hop_samples, audio[row], mask[row])
+    pair_rows = np.zeros((0, 2), np.int64)
+    if pair_count > 0:
+        if pairs is None or not len(pairs):
+            raise ValueError("pair rows asked for, but the training clips hold no (spoof, ground truth) pairs")
+        chosen = pairs[rng.integers(len(pairs), size=pair_count)]
+        pair_rows = single + np.arange(2 * pair_count).reshape(-1, 2)
+        for (spoof_idx, truth_idx), (spoof_row, truth_row) in zip(chosen, pair_rows, strict=True):
+            shorter = min(len(clips[spoof_idx].audio), len(clips[truth_idx].audio))
+            start = int(rng.integers(0, shorter - length + 1)) if shorter > length else 0
+            _crop(clips[spoof_idx].audio, start, length, hop_samples, audio[spoof_row], mask[spoof_row])
+            _crop(clips[truth_idx].audio, start, length, hop_samples, audio[truth_row], mask[truth_row])
+        picks = np.concatenate([picks, chosen.reshape(-1)])
     spoof = np.array([clips[i].spoof for i in picks], np.float32)
     codec = np.array([clips[i].codec for i in picks], np.float32)
     return Batch(torch.from_numpy(audio), torch.from_numpy(spoof), torch.from_numpy(codec),
-                 torch.from_numpy(mask), picks)
+                 torch.from_numpy(mask), picks, pair_rows)
 
 
 @dataclass(frozen=True)

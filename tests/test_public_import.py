@@ -304,3 +304,16 @@ def test_files_the_snapshot_lacks_are_counted_not_fatal(world: dict[str, Path],
     (git_dir / "objects" / blob[:2] / blob[2:]).unlink()
     assert _run(world, "--dry-run") == 0
     assert "absent-from-snapshot 1" in capsys.readouterr().out
+
+
+def test_an_m4a_with_its_index_at_the_end_decodes() -> None:
+    """Some pages store AAC in MP4 with the index last (and name it .wav): it needs a seekable input."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.m4a"
+        src.write_bytes(_wav(_speechlike(8), RATE))
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c:a", "aac", str(dst)], check=True)
+        decoded = decode(dst.read_bytes(), ".wav")
+    assert (decoded.lossy, decoded.native_rate_hz) == ("aac", RATE)
+    assert abs(len(decoded.audio) / 16000 - 1.5) < 0.1

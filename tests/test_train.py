@@ -4,6 +4,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from synthetic_corpus import write_corpus
@@ -249,3 +250,15 @@ def test_a_one_class_spoof_head_learns_the_small_task(corpus: Path, tmp_path: Pa
     model, ckpt = load_checkpoint(str(out / "best.pt"))
     assert ckpt["model_args"]["spoof_head"] == "cosine" and hasattr(model, "spoof_direction")
     assert ckpt["dev_metrics"]["spoof_eer"] < 0.2 and ckpt["dev_metrics"]["codec_eer"] < 0.2
+
+
+def test_pair_ranking_loss_asks_the_spoof_to_outscore_its_truth_on_shared_hops_only() -> None:
+    from streaming_models.train import pair_ranking_loss
+
+    logits = torch.tensor([[5.0, 5.0, -9.0], [0.0, 0.0, 9.0]])  # row 0: a spoof, row 1: its ground truth
+    weight = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # the truth's last hop is past its end
+    pairs = np.array([[0, 1]])
+    separated = pair_ranking_loss(logits, weight, pairs, margin=1.0)
+    assert float(separated) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-4.0))))
+    swapped = pair_ranking_loss(logits, weight, pairs[:, ::-1].copy(), margin=1.0)
+    assert float(swapped) > 5.0

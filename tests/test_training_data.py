@@ -12,6 +12,7 @@ from streaming_models.training_data import (
     Augmentation,
     Clip,
     augment,
+    ground_truth_pairs,
     random_band_mask,
     random_equalizer,
     random_lowpass,
@@ -229,3 +230,36 @@ def test_clip_start_prob_starts_that_share_of_crops_at_the_first_sample() -> Non
     # 0 is the default and draws nothing extra
     default = sample_batch(clips, weights, np.random.default_rng(0), 8, 1600, 2, 2)
     assert torch.equal(default.audio, sample_batch(clips, weights, np.random.default_rng(0), 8, 1600, 2, 2, 0.0).audio)
+
+
+def _paired_clip(source: Source, item_id: str, audio: np.ndarray, parent: str | None = None) -> Clip:
+    item = CorpusItem(path="x.flac", source=source, generator="human" if source == "bonafide" else "vits",
+                      item_id=item_id, parent=parent)
+    return Clip(item, audio, int(source == "spoof"), 0)
+
+
+def test_ground_truth_pairs_link_spoofs_to_their_genuine_parent_only() -> None:
+    ramp = np.arange(32000, dtype=np.int16)
+    clips = [_paired_clip("bonafide", "gt", ramp), _paired_clip("spoof", "tts", ramp, parent="gt"),
+             _paired_clip("spoof", "orphan", ramp, parent="not-loaded"),
+             _paired_clip("bonafide", "codec-copy", ramp, parent="gt"),  # genuine: not a spoof pair
+             _paired_clip("spoof", "of-a-spoof", ramp, parent="tts")]  # its parent is no ground truth
+    assert ground_truth_pairs(clips).tolist() == [[1, 0]]
+    assert ground_truth_pairs(clips[:1]).shape == (0, 2)
+
+
+def test_pair_rows_are_cropped_at_the_same_place_and_the_rest_of_the_batch_is_unchanged() -> None:
+    truth = np.arange(32000, dtype=np.int16)
+    fake = (np.arange(32000) // 2).astype(np.int16)  # sample k of the pair's spoof holds k // 2
+    clips = [_paired_clip("bonafide", "gt", truth), _paired_clip("spoof", "tts", fake, parent="gt")]
+    weights, pairs = np.array([0.5, 0.5]), ground_truth_pairs(clips)
+    batch = sample_batch(clips, weights, np.random.default_rng(1), 8, 1600, 2, 2, 0.0, pairs, 2)
+    assert batch.pair_rows.tolist() == [[4, 5], [6, 7]]
+    for spoof_row, truth_row in batch.pair_rows:
+        assert batch.spoof[spoof_row] == 1 and batch.spoof[truth_row] == 0
+        start = round(float(batch.audio[truth_row, 0]) * 32768.0)
+        assert round(float(batch.audio[spoof_row, 0]) * 32768.0) == start // 2
+    plain = sample_batch(clips, weights, np.random.default_rng(1), 4, 1600, 2, 2)
+    assert torch.equal(plain.audio, batch.audio[:4]) and plain.pair_rows.shape == (0, 2)
+    with pytest.raises(ValueError, match="no \\(spoof, ground truth\\) pairs"):
+        sample_batch(clips[:1], np.ones(1), np.random.default_rng(1), 8, 1600, 2, 2, 0.0, pairs[:0], 2)
