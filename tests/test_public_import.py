@@ -15,7 +15,7 @@ import soundfile as sf
 from streaming_models.data.manifest import read_manifest
 from streaming_models.data.public.cli import main_import_public
 from streaming_models.data.public.decode import decode
-from streaming_models.data.public.dedupe import DuplicateIndex
+from streaming_models.data.public.dedupe import Copy, DuplicateIndex
 from streaming_models.data.public.registry import RegistryError, glob_to_regex, load_registry
 
 RATE = 22050
@@ -266,17 +266,23 @@ def test_duplicate_index_tells_copies_from_renderings_of_the_same_sentence() -> 
     rng = np.random.default_rng(0)
     original = _speechlike(7, 3.0, 16000)
     index = DuplicateIndex()
-    index.add(original, "a:orig", "a")
+    index.add(original, "a:orig", "a", "bonafide/none/none")
     louder_shifted = np.concatenate([np.zeros(400, np.float32), 0.5 * original])
-    assert index.find(louder_shifted, "b") == "a:orig"
+    assert index.find(louder_shifted, "b", "bonafide/none/none") == Copy("a:orig", False)
     # same envelope, other phase: what a vocoder or codec rendering of the sentence looks like
     blocks = original[: len(original) // 320 * 320].reshape(-1, 320)
     spectra = np.fft.rfft(blocks, axis=1)
     rerendered = np.fft.irfft(np.abs(spectra) * np.exp(1j * rng.uniform(0, 2 * np.pi, spectra.shape)),
                               320, axis=1).astype(np.float32).ravel()
-    assert index.find(rerendered, "b") is None
-    assert index.find(louder_shifted, "a") is None  # inside one repository only exact copies count
-    assert index.find(original.copy(), "a") == "a:orig"
+    assert index.find(rerendered, "b", "bonafide/none/none") is None
+    assert index.find(louder_shifted, "a", "bonafide/none/none") is None  # inside one page only exact copies count
+    assert index.find(original.copy(), "a", "bonafide/none/none") == Copy("a:orig", False)
+    # a waveform-preserving codec copy elsewhere is another kind of item, not a copy; the same samples
+    # under another kind are a labelling conflict
+    assert index.find(louder_shifted, "b", "bonafide/neural/dac") is None
+    assert index.find(original.copy(), "b", "spoof/none/none") == Copy("a:orig", True)
+    index.add(rerendered, "dev-eval:x", "dev-eval")  # any kind copies a dev-eval file
+    assert index.find(rerendered.copy(), "b", "spoof/none/none") == Copy("dev-eval:x", False)
 
 
 def test_copies_of_dev_eval_files_are_dropped(world: dict[str, Path]) -> None:

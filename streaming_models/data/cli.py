@@ -23,7 +23,9 @@ SMALL_RECIPE = REPO_ROOT / "configs" / "data" / "small.toml"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spoofwatch data", description="build the codec-aware training corpus")
+    parser = argparse.ArgumentParser(prog="spoofwatch data", description="build the codec-aware training corpus",
+                                     epilog="also: 'spoofwatch data import --help' (a public corpus folder) and "
+                                            "'spoofwatch data import-public --help' (demo-page repositories)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in (("build", "build (or resume) a corpus"), ("check", "check sources and engines only"),
                         ("status", "progress of a build; writes the manifest of what is done so far")):

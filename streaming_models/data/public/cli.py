@@ -2,6 +2,7 @@
 
     spoofwatch data import-public --registry configs/data/public --mirror mirror --out corpus/public
     spoofwatch data import-public ... --only jaywalnut310/vits-demo --dry-run   # check one entry's rules
+    spoofwatch data import-public --registry configs/data/public --sources-table  # the table in docs/data.md
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from streaming_models.data.public.importer import (
     write_outputs,
 )
 from streaming_models.data.public.mirror import MirrorError
-from streaming_models.data.public.registry import RegistryError, load_registry
+from streaming_models.data.public.registry import RegistryError, load_registry, sources_table
 from streaming_models.logs import log_to_stderr
 from streaming_models.paths import shared_data_dir
 
@@ -28,8 +29,10 @@ def _parser() -> argparse.ArgumentParser:
                                      description="import the public demo-page repositories of a registry "
                                                  "(docs/public-data.md)")
     parser.add_argument("--registry", type=Path, required=True, help="folder of registry files (*.toml)")
-    parser.add_argument("--mirror", type=Path, required=True, help="folder of git snapshots of those repositories")
-    parser.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    parser.add_argument("--mirror", type=Path, help="folder of git snapshots of those repositories")
+    parser.add_argument("--out", type=Path, help="corpus folder to write")
+    parser.add_argument("--sources-table", action="store_true",
+                        help="print the registry as a markdown table (repository, commit, licence) and stop")
     parser.add_argument("--only", action="append", default=[], metavar="OWNER/NAME",
                         help="import only this repository (repeatable)")
     parser.add_argument("--shared-data", type=Path, default=None,
@@ -44,8 +47,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main_import_public(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     log_to_stderr()
+    if args.sources_table:
+        try:
+            print(sources_table(load_registry(args.registry, tuple(args.only))), end="")
+        except RegistryError as exc:
+            print(f"spoofwatch data import-public: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.mirror is None or args.out is None:
+        parser.error("--mirror and --out are required (unless --sources-table)")
     shared = args.shared_data or shared_data_dir()
     reserved_path = args.reserved or shared / "reserved-audio-md5.txt"
     dev_eval = args.dev_eval or shared / "dev-eval" / "labels.csv"

@@ -3,8 +3,11 @@
 Demo pages re-host each other's clips, sometimes re-encoded (another md5, other bytes). A copy
 keeps the waveform: after alignment it correlates with the original above `min_correlation`.
 A vocoded or codec-resynthesized rendering of the same sentence keeps the envelope but not the
-phase, so it stays: those are distinct training items, not copies. Within one repository only
-exact copies are dropped, since a page's renderings of one sentence are meant to sit side by side.
+phase, so it stays: those are distinct training items, not copies. A waveform-preserving codec
+at a high bitrate can keep the phase too, so a near copy must also be of the same kind (class
+and codec) to count; the same samples under two kinds are a labelling conflict, reported as such.
+Within one repository only exact copies are dropped, since a page's renderings of one sentence
+are meant to sit side by side.
 """
 
 from __future__ import annotations
@@ -76,10 +79,20 @@ def _envelope_correlation(a: np.ndarray, b: np.ndarray, max_shift: int) -> float
     return best
 
 
+ANY_KIND = ""  # an entry that every kind copies (dev-eval's files: any copy of them is held out)
+
+
+@dataclass(frozen=True)
+class Copy:
+    key: str  # the earlier clip's key
+    conflicting: bool  # the same samples under another kind (class or codec): a labelling conflict
+
+
 @dataclass
 class _Entry:
     key: str
     group: str
+    kind: str
     length: int
     excerpt: np.ndarray  # only the middle is kept: a corpus of hours stays small in memory
     envelope: np.ndarray
@@ -92,19 +105,22 @@ class DuplicateIndex:
     min_correlation: float = 0.9
     max_length_diff_s: float = 0.15  # codec padding: an MP3 round trip adds ~0.1 s
     min_envelope_correlation: float = 0.8
-    _exact: dict[str, str] = field(default_factory=dict)
+    _exact: dict[str, tuple[str, str]] = field(default_factory=dict)  # sample hash -> (key, kind)
     _bins: dict[int, list[_Entry]] = field(default_factory=lambda: defaultdict(list))
 
-    def find(self, audio: np.ndarray, group: str) -> str | None:
-        """The key of an earlier copy of `audio` (exact anywhere; re-encoded only in another group)."""
+    def find(self, audio: np.ndarray, group: str, kind: str = ANY_KIND) -> Copy | None:
+        """An earlier copy of `audio`: the same samples anywhere, or a re-encoding of the same kind in
+        another group."""
         digest = exact_hash(audio)
         if digest in self._exact:
-            return self._exact[digest]
+            key, earlier_kind = self._exact[digest]
+            return Copy(key, ANY_KIND not in (kind, earlier_kind) and kind != earlier_kind)
         seconds = len(audio) / RATE_HZ
         reach = int(np.ceil(self.max_length_diff_s / _BIN_S))
         center = int(seconds / _BIN_S)
         candidates = [e for b in range(center - reach, center + reach + 1) for e in self._bins.get(b, ())
-                      if e.group != group and abs(e.length - len(audio)) <= self.max_length_diff_s * RATE_HZ]
+                      if e.group != group and abs(e.length - len(audio)) <= self.max_length_diff_s * RATE_HZ
+                      and (ANY_KIND in (e.kind, kind) or e.kind == kind)]
         if not candidates:
             return None
         envelope = _envelope(audio)
@@ -113,10 +129,10 @@ class DuplicateIndex:
             if _envelope_correlation(envelope, entry.envelope, max_shift) < self.min_envelope_correlation:
                 continue
             if excerpt_correlation(entry.excerpt, audio) >= self.min_correlation:
-                return entry.key
+                return Copy(entry.key, False)
         return None
 
-    def add(self, audio: np.ndarray, key: str, group: str) -> None:
-        self._exact.setdefault(exact_hash(audio), key)
-        entry = _Entry(key, group, len(audio), middle_excerpt(audio).copy(), _envelope(audio))
+    def add(self, audio: np.ndarray, key: str, group: str, kind: str = ANY_KIND) -> None:
+        self._exact.setdefault(exact_hash(audio), (key, kind))
+        entry = _Entry(key, group, kind, len(audio), middle_excerpt(audio).copy(), _envelope(audio))
         self._bins[int(len(audio) / RATE_HZ / _BIN_S)].append(entry)

@@ -258,12 +258,17 @@ def import_public(entries: list[SourceEntry], mirror: Path, options: ImportOptio
                 if len(audio) < TARGET_RATE_HZ // 2:
                     report.dropped["shorter-than-0.5s"] += 1
                     continue
-                copy_of = index.find(audio, entry.repo)
-                if copy_of is not None:
-                    report.dropped["dev-eval-copy" if copy_of.startswith("dev-eval:") else "duplicate"] += 1
+                kind = f"{p.label.source}/{p.label.codec}/{p.label.codec_family}"
+                copy = index.find(audio, entry.repo, kind)
+                if copy is not None:
+                    reason = ("dev-eval-copy" if copy.key.startswith("dev-eval:") else
+                              "conflicting-copy" if copy.conflicting else "duplicate")
+                    report.dropped[reason] += 1
+                    if copy.conflicting:
+                        log.warning("conflicting_copy", repo=entry.repo, path=p.file.path, kind=kind, copy_of=copy.key)
                     continue
                 item = _item(entry, p, result, options.dev_fraction)
-                index.add(audio, item.item_id, entry.repo)
+                index.add(audio, item.item_id, entry.repo, kind)
                 items.append(item)
                 report.kept += 1
     finally:

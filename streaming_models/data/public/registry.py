@@ -23,6 +23,18 @@ GENERATOR_FAMILIES = (
     "gan-vocoder", "diffusion-vocoder", "flow-vocoder", "autoregressive-vocoder",
     "source-filter-vocoder", "dsp-vocoder", "other-neural",
 )
+# Kept for independent evaluation (issue #21): never fetched, imported or scored here.
+RESERVED_REPOSITORIES = frozenset(name.lower() for name in (
+    "codecfake/codecfake.github.io", "styletts2/styletts2.github.io", "RUB-SysSec/WaveFake",
+    "resemble-ai/Resemblyzer", "Jie-shiang/Codec_comparison", "MobileSpeech/MobileSpeech.github.io",
+    "SpeechResearch/speechresearch.github.io", "Stability-AI/stable-codec-demo", "WavTokenizer/wavtokenizer.github.io",
+    "exercise-book-yq/FreeCodec-Demo", "hubertsiuzdak/snac", "languagecodec/languagecodec.github.io",
+    "neonbjb/tortoise-tts",
+))
+# dev-eval's own sources (the HiFi-GAN, NSF, Matcha-TTS, FreeVC and SemantiCodec pages) stay out of
+# training: their owners' demo repositories, matched by owner/ or by owner/name prefix.
+DEV_EVAL_SOURCES = ("jik876/", "nii-yamagishilab/project-nn-pytorch-scripts", "shivammehta25/",
+                    "olawod/", "haoheliu/semanticodec")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
@@ -234,6 +246,10 @@ def parse_entry(raw: dict[str, Any], path: Path) -> SourceEntry:
     repo = _text(raw, "repo", where)
     if not _REPO_RE.match(repo):
         raise RegistryError(f"{where}: repo must be owner/name, got {repo!r}")
+    if repo.lower() in RESERVED_REPOSITORIES:
+        raise RegistryError(f"{where}: {repo} is reserved for independent evaluation and may not be imported")
+    if repo.lower().startswith(DEV_EVAL_SOURCES):
+        raise RegistryError(f"{where}: {repo} is one of dev-eval's sources, which stay out of training")
     commit = _text(raw, "commit", where)
     if not _COMMIT_RE.match(commit):
         raise RegistryError(f"{where}: commit must be 40 lowercase hex digits, got {commit!r}")
@@ -273,3 +289,13 @@ def load_registry(folder: Path, only: tuple[str, ...] = ()) -> list[SourceEntry]
 
 def is_audio(path: str) -> bool:
     return path.lower().endswith(AUDIO_SUFFIXES)
+
+
+def sources_table(entries: list[SourceEntry]) -> str:
+    """The registry as a markdown table (docs/data.md): repository, ref, commit, languages, licence."""
+    lines = ["| repository | ref | commit | languages | licence note |", "|---|---|---|---|---|"]
+    for entry in entries:
+        languages = sorted({entry.language} | {r.language for r in entry.rules if r.language})
+        licence = entry.licence.replace("|", "/").replace("\n", " ")
+        lines.append(f"| {entry.repo} | {entry.ref} | `{entry.commit}` | {', '.join(languages)} | {licence} |")
+    return "\n".join(lines) + "\n"
