@@ -113,6 +113,34 @@ async def test_malformed_sdp_is_400(whip: tuple[WhipIngest, RecordingHub, str], 
     assert hub.handles == {}
 
 
+async def test_truncated_offers_are_400_never_500(loopback_ice: None) -> None:
+    """A cut-off offer (800, 1,200, 2,000 bytes...) used to reach aiortc without its DTLS
+    fingerprint and fail with HTTP 500 ('NoneType' object has no attribute 'role')."""
+    hub = RecordingHub()
+    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1000))
+    await ingest.start()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ArrayAudioTrack(tone(0.5), 16000))
+    pc.createDataChannel("results")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    url = f"http://127.0.0.1:{ingest.server.port}/whip"
+    try:
+        last_fingerprint = offer.rindex("a=fingerprint")
+        cuts = sorted(c for c in {800, 1200, 2000, *range(100, len(offer), 97)} if c < len(offer))
+        for cut in cuts:
+            status, text, _ = await post(url, offer[:cut])
+            if cut <= last_fingerprint:
+                assert status == 400, (cut, status, text)
+            else:
+                assert status in (201, 400), (cut, status, text)
+        status, text, _ = await post(url, offer + "a=x\r\n" * 3000)
+        assert status == 413 or (status == 400 and "lines" in text)
+    finally:
+        await pc.close()
+        await ingest.stop()
+
+
 async def test_delete_unknown_session_is_404(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
     _, _, url = whip
     async with aiohttp.ClientSession() as http, http.delete(url + "/nope") as response:

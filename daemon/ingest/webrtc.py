@@ -5,9 +5,11 @@
               Location: /whip/<session-id>
     DELETE /whip/<session-id>                  -> 200, the stream is closed (its summary is published)
 
-Errors: 415 wrong content type, 400 malformed SDP or no audio to receive, 404
-unknown session, 409 stream id in use, 503 over `max_sessions` (or the hub is
-full). The adapter only translates: the first audio track's frames become mono
+Errors: 415 wrong content type, 400 malformed SDP (also a truncated offer: every media
+section needs ICE credentials and a DTLS fingerprint; at most 2,000 lines and 16 media
+sections) or no audio to receive, 413 an offer over 64 KiB, 404 unknown session, 409
+stream id in use, 503 over `max_sessions` (or the hub is full). Every refusal is logged
+and counted (`input_refused`, reason `http_<status>`). The adapter only translates: the first audio track's frames become mono
 float32 `AudioChunk`s at the negotiated codec's rate (Opus 48 kHz, G.711 8 kHz)
 and are pushed into a hub stream; every other track is drained (aiortc's track
 queues are unbounded). When the peer opens a data channel, the stream's events
@@ -44,6 +46,7 @@ from daemon.config import WebRTCConfig
 from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.refusals import refuse
 from daemon.wire.frames import AudioChunk
 
 log = structlog.get_logger(__name__)
@@ -56,6 +59,9 @@ MAX_METADATA_ITEMS = 32
 # Events produced before the peer's data channel is open wait here; older ones are dropped.
 MAX_PENDING_EVENTS = 256
 CLOSE_FLUSH_TIMEOUT_S = 2.0
+MAX_OFFER_BYTES = 64 * 1024  # a browser's offer is 2-8 KiB
+MAX_OFFER_LINES = 2000
+MAX_MEDIA_SECTIONS = 16
 # aiortc's SDP parser reports some malformations with `assert`.
 _SDP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AssertionError, InvalidAccessError, OperationError)
 _REJECTION_STATUS = {"stream_exists": 409, "too_many_streams": 503, "server_shutting_down": 503}
@@ -104,16 +110,33 @@ def negotiated_audio_rate_hz(answer_sdp: str, mid: str | None) -> int:
 
 
 def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
+    """The offer's text and parsed form, or WhipRequestError(400): bounded in size, lines and
+    media sections, and every section carries what aiortc needs to answer (ICE credentials,
+    a DTLS fingerprint) - a truncated offer used to reach aiortc without them and fail with 500."""
+    if len(body) > MAX_OFFER_BYTES:
+        raise WhipRequestError(413, f"SDP offer of {len(body)} bytes (at most {MAX_OFFER_BYTES})")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WhipRequestError(400, "SDP offer is not UTF-8") from exc
     if not text.lstrip().startswith("v=0"):
         raise WhipRequestError(400, "SDP offer must start with 'v=0'")
+    if text.count("\n") > MAX_OFFER_LINES:
+        raise WhipRequestError(400, f"SDP offer has more than {MAX_OFFER_LINES} lines")
     try:
         description = aiortc_sdp.SessionDescription.parse(text)
     except _SDP_ERRORS as exc:
-        raise WhipRequestError(400, f"malformed SDP offer: {exc!r}") from exc
+        raise WhipRequestError(400, f"malformed SDP offer: {exc!r}"[:300]) from exc
+    if len(description.media) > MAX_MEDIA_SECTIONS:
+        raise WhipRequestError(400, f"SDP offer has {len(description.media)} media sections "
+                               f"(at most {MAX_MEDIA_SECTIONS})")
+    for index, media in enumerate(description.media):
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise WhipRequestError(400, f"SDP offer media section {index} has no ICE credentials "
+                                   "(a=ice-ufrag, a=ice-pwd); is the offer complete?")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise WhipRequestError(400, f"SDP offer media section {index} has no DTLS fingerprint "
+                                   "(a=fingerprint); is the offer complete?")
     sending_audio = [
         m for m in description.media if m.kind == "audio" and m.direction in (None, "sendrecv", "sendonly")
     ]
@@ -319,7 +342,7 @@ class WhipIngest:
         try:
             return await self._accept_offer(request)
         except WhipRequestError as exc:
-            log.info("whip_offer_rejected", status=exc.status, reason=exc.message)
+            refuse(TRANSPORT, f"http_{exc.status}", message=exc.message[:200], peer=request.remote)
             return web.Response(status=exc.status, text=exc.message + "\n")
 
     async def _accept_offer(self, request: web.Request) -> web.Response:
@@ -363,7 +386,10 @@ class WhipIngest:
         pc.on("track", tracks.append)
         pc.on("datachannel", channels.append)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            except Exception as exc:  # the peer's offer is all it reads: any failure is the offer's
+                raise WhipRequestError(400, f"cannot apply the SDP offer: {exc!r}"[:300]) from exc
             for transceiver in pc.getTransceivers():
                 if transceiver.kind != "audio":
                     transceiver.direction = "inactive"  # never decode video we would only discard
