@@ -143,8 +143,39 @@ async def test_truncated_offers_are_400_never_500(loopback_ice: None) -> None:
 
 async def test_delete_unknown_session_is_404(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
     _, _, url = whip
-    async with aiohttp.ClientSession() as http, http.delete(url + "/nope") as response:
+    async with aiohttp.ClientSession() as http, http.delete(url + "/nope/secret") as response:
         assert response.status == 404
+
+
+async def test_only_the_location_url_can_end_a_session(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    """Any client could DELETE /whip/<session id> and end another client's call, and a session
+    without ?stream_id published its session id as its stream id (issue 22, fix 7)."""
+    ingest, hub, url = whip
+    pc, offer = await audio_offer()
+    try:
+        status, _, headers = await post(url, offer)  # no stream_id
+        assert status == 201
+        (session,) = ingest.sessions.values()
+        location = headers["Location"]
+        _, whip_path, session_id, secret = location.split("/")
+        assert (whip_path, session_id) == ("whip", session.session_id)
+        assert len(secret) >= 40 and secret not in headers.get("ETag", "")
+        (stream_id,) = hub.handles
+        assert stream_id.startswith("whip-") and session.session_id not in stream_id and secret not in stream_id
+        assert all(session.session_id not in v and secret not in v for v in hub.handles[stream_id].spec.metadata.values())
+        base = f"http://127.0.0.1:{ingest.server.port}"
+        async with aiohttp.ClientSession() as http:
+            for attempt, expected in ((f"/whip/{session_id}", 403), (f"/whip/{session_id}/{secret[:-1]}x", 403),
+                                      (f"/whip/{session_id}/", 404), (f"/whip/{stream_id}", 403),
+                                      (f"/whip/{stream_id}/{secret}", 404)):
+                async with http.delete(base + attempt) as response:
+                    assert response.status == expected, attempt
+            assert hub.handles[stream_id].close_reason is None and ingest.sessions
+            async with http.delete(base + location) as response:
+                assert response.status == 200
+        assert hub.handles[stream_id].close_reason == "client" and not ingest.sessions
+    finally:
+        await pc.close()
 
 
 async def test_over_max_sessions_is_503_and_delete_frees_the_slot(

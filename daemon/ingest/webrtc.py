@@ -2,8 +2,13 @@
 
     POST   /whip[?stream_id=ID&key=value...]   Content-Type: application/sdp, body = offer
            -> 201 Created, body = answer (all ICE candidates, no trickle),
-              Location: /whip/<session-id>
-    DELETE /whip/<session-id>                  -> 200, the stream is closed (its summary is published)
+              Location: /whip/<session-id>/<secret>
+    DELETE /whip/<session-id>/<secret>         -> 200, the stream is closed (its summary is published)
+
+The Location URL is the WHIP session's resource (RFC 9725) and its only credential: the
+secret is 256 random bits that only the offerer receives, so only it can end the session
+(a wrong secret is 403, an unknown session 404). Neither the session id nor the secret is
+ever published: a session without `?stream_id` gets a stream id of its own (`whip-<random>`).
 
 Errors: 415 wrong content type, 400 malformed SDP (also a truncated offer: every media
 section needs ICE credentials and a DTLS fingerprint; at most 2,000 lines and 16 media
@@ -20,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -145,12 +152,13 @@ def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
     return text, description
 
 
-def stream_request(query: Mapping[str, str], session_id: str) -> tuple[str, dict[str, str]]:
-    """Stream id (query `stream_id`, else the session id) and metadata (the other query parameters)."""
+def stream_request(query: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Stream id (query `stream_id`, else a random `whip-...` id, never the session's) and
+    metadata (the other query parameters)."""
     metadata = {k: v for k, v in query.items() if k != "stream_id"}
     if len(metadata) > MAX_METADATA_ITEMS:
         raise WhipRequestError(400, f"at most {MAX_METADATA_ITEMS} metadata query parameters")
-    stream_id = query.get("stream_id", session_id)
+    stream_id = query.get("stream_id", f"whip-{secrets.token_hex(8)}")
     if not stream_id or len(stream_id) > MAX_STREAM_ID_CHARS or not stream_id.isprintable():
         raise WhipRequestError(400, f"stream_id must be 1..{MAX_STREAM_ID_CHARS} printable characters")
     return stream_id, metadata
@@ -163,6 +171,7 @@ class WhipSession:
         self, session_id: str, pc: RTCPeerConnection, handle: StreamHandle, sample_rate_hz: int
     ) -> None:
         self.session_id = session_id
+        self.secret = secrets.token_urlsafe(32)  # the DELETE credential, in the Location URL only
         self.pc = pc
         self.handle = handle
         self.sample_rate_hz = sample_rate_hz
@@ -323,7 +332,8 @@ class WhipIngest:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WHIP_PATH, self.handle_offer)
-        app.router.add_delete(WHIP_PATH + "/{session_id}", self.handle_delete)
+        app.router.add_delete(WHIP_PATH + "/{session_id}/{secret}", self.handle_delete)
+        app.router.add_delete(WHIP_PATH + "/{session_id}", self.handle_delete_without_secret)
 
     async def start(self) -> None:
         if self._owns_server:
@@ -354,7 +364,7 @@ class WhipIngest:
         if len(self._sessions) + self._setting_up >= self._config.max_sessions:
             raise WhipRequestError(503, f"at most {self._config.max_sessions} WebRTC sessions")
         session_id = uuid.uuid4().hex
-        stream_id, metadata = stream_request(request.query, session_id)
+        stream_id, metadata = stream_request(request.query)
         self._setting_up += 1
         try:
             session = await self._negotiate(session_id, stream_id, metadata, offer_sdp, offer)
@@ -364,7 +374,7 @@ class WhipIngest:
             await session.close("shutdown")
             raise WhipRequestError(503, "the daemon is shutting down")
         self._sessions[session_id] = session
-        location = f"{WHIP_PATH}/{session_id}"
+        location = f"{WHIP_PATH}/{session_id}/{session.secret}"
         log.info("whip_session_opened", session_id=session_id, stream_id=stream_id, rate=session.sample_rate_hz)
         return web.Response(
             status=201,
@@ -429,9 +439,17 @@ class WhipIngest:
     async def handle_delete(self, request: web.Request) -> web.Response:
         session = self._sessions.get(request.match_info["session_id"])
         if session is None:
+            refuse(TRANSPORT, "http_404", message="DELETE of an unknown WHIP session", peer=request.remote)
             return web.Response(status=404, text="unknown WHIP session\n")
+        if not hmac.compare_digest(request.match_info["secret"].encode(), session.secret.encode()):
+            refuse(TRANSPORT, "http_403", message="DELETE with a wrong session secret", peer=request.remote)
+            return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
         await self._end(session, "client")
         return web.Response(status=200)
+
+    async def handle_delete_without_secret(self, request: web.Request) -> web.Response:
+        refuse(TRANSPORT, "http_403", message="DELETE without the session secret", peer=request.remote)
+        return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
 
     async def _end(self, session: WhipSession, reason: str) -> None:
         try:
