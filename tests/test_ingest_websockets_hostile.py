@@ -124,3 +124,21 @@ async def test_a_bug_while_handling_a_message_closes_1011_and_the_stream_as_erro
         assert await close_code_after(session, http_base(daemon) + "/twilio", messages) == 1011
         assert await closed_reason(pub, "MZbug:inbound") == "error"
     assert refused("twilio", "internal_error") == before + 1
+
+
+@pytest.mark.parametrize("path, messages, never_opened", [
+    ("/audiofork", [json.dumps({"callSid": "af-big", "k" * 20000: "v"})], "af-big"),
+    ("/audiofork", [json.dumps({"callSid": "af-many", **{f"k{i}": "v" for i in range(40)}})], "af-many"),
+    ("/twilio", [json.dumps({"event": "start", "streamSid": "MZbig", "start": {
+        "streamSid": "MZbig", "callSid": "CA", "tracks": ["inbound"],
+        "customParameters": {"p": "v" * 600}}}), twilio_media("MZbig", '"1"')], "MZbig:inbound"),
+])
+async def test_metadata_over_the_shared_limit_closes_1008(daemon: Daemon, path: str, messages: list[str | bytes],
+                                                         never_opened: str) -> None:
+    transport = path.strip("/")
+    before = refused(transport, "bad_metadata")
+    async with collecting(daemon) as pub, aiohttp.ClientSession() as session:
+        assert await close_code_after(session, http_base(daemon) + path, messages) == 1008
+        await asyncio.sleep(0.1)
+        assert not pub.of(never_opened, "opened")
+    assert refused(transport, "bad_metadata") == before + 1

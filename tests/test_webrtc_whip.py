@@ -293,3 +293,16 @@ async def test_stop_closes_every_session(whip: tuple[WhipIngest, RecordingHub, s
             await post(url, "v=0\r\n")
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize("query", ["?" + "k" * 5000 + "=v", "?k=" + "v" * 600,
+                                   "?" + "&".join(f"k{i}=v" for i in range(33))])
+async def test_metadata_over_the_shared_limit_is_400(whip: tuple[WhipIngest, RecordingHub, str], query: str) -> None:
+    _, hub, url = whip
+    pc, offer = await audio_offer()
+    try:
+        status, text, _ = await post(url + query, offer)
+        assert status == 400 and "metadata" in text
+        assert hub.handles == {}
+    finally:
+        await pc.close()

@@ -38,6 +38,7 @@ from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
     WebSocketIngest,
+    check_metadata,
     json_object,
     string_metadata,
 )
@@ -124,6 +125,7 @@ class AudioForkConnection(WebSocketConnection):
                                       "meta.")}
         webhook_url = self._pick_webhook(_first((preamble, nested), (self._config.webhook_parameter,))
                                          if self._config.webhook_parameter else None)
+        check_metadata({**metadata, "track": STEREO_TRACKS[0]} if self.channels == 2 else metadata)
         self.log = self.log.bind(call_id=call_id)
         tracks = STEREO_TRACKS if self.channels == 2 else (None,)
         for track in tracks:

@@ -38,6 +38,7 @@ from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
     WebSocketIngest,
+    check_metadata,
     json_object,
     string_metadata,
 )
@@ -138,6 +139,7 @@ class TwilioConnection(WebSocketConnection):
                          **({"call_id": str(call_sid)[:128]} if call_sid else {}),
                          **string_metadata({k: v for k, v in start.items() if k == "accountSid"}, ""),
                          **string_metadata(extra, "param.")}
+        check_metadata({**self.metadata, "track": TRACKS[0]})
         self.log = self.log.bind(stream_sid=stream_sid, call_id=self.metadata.get("call_id"))
         self.log.info("twilio_start", tracks=self.tracks, encoding=encoding)
 

@@ -55,6 +55,7 @@ from daemon.http import HttpServer
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.refusals import refuse
 from daemon.wire.frames import AudioChunk
+from daemon.wire.limits import metadata_problem
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,6 @@ WHIP_PATH = "/whip"
 SDP_CONTENT_TYPE = "application/sdp"
 TRANSPORT = "webrtc"
 MAX_STREAM_ID_CHARS = 128
-MAX_METADATA_ITEMS = 32
 # Events produced before the peer's data channel is open wait here; older ones are dropped.
 MAX_PENDING_EVENTS = 256
 CLOSE_FLUSH_TIMEOUT_S = 2.0
@@ -156,8 +156,9 @@ def stream_request(query: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """Stream id (query `stream_id`, else a random `whip-...` id, never the session's) and
     metadata (the other query parameters)."""
     metadata = {k: v for k, v in query.items() if k != "stream_id"}
-    if len(metadata) > MAX_METADATA_ITEMS:
-        raise WhipRequestError(400, f"at most {MAX_METADATA_ITEMS} metadata query parameters")
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise WhipRequestError(400, f"query parameters (stream metadata): {problem}")
     stream_id = query.get("stream_id", f"whip-{secrets.token_hex(8)}")
     if not stream_id or len(stream_id) > MAX_STREAM_ID_CHARS or not stream_id.isprintable():
         raise WhipRequestError(400, f"stream_id must be 1..{MAX_STREAM_ID_CHARS} printable characters")

@@ -18,14 +18,12 @@ from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamRejected
 from daemon.refusals import refuse
-from daemon.wire.limits import JsonRejected, loads_bounded
+from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_TEXT_BYTES = 64 * 1024  # one JSON text message (a Twilio media message is ~300 bytes)
-MAX_METADATA_ITEMS = 32
-MAX_METADATA_VALUE_CHARS = 256
 
 
 class ProtocolViolation(Exception):
@@ -53,16 +51,17 @@ def json_object(text: str) -> dict[str, Any]:
 
 
 def string_metadata(items: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Call metadata as the hub wants it: string keys and values, bounded in count and size.
-    Nested values are skipped (results echo the metadata; keep them flat and small)."""
-    out: dict[str, str] = {}
-    for key, value in items.items():
-        if len(out) >= MAX_METADATA_ITEMS:
-            break
-        if isinstance(value, (dict, list)) or value is None:
-            continue
-        out[f"{prefix}{key}"[:64]] = str(value)[:MAX_METADATA_VALUE_CHARS]
-    return out
+    """Call metadata as the hub wants it: string keys and values. Nested values are skipped
+    (results echo the metadata; keep them flat and small); `check_metadata` enforces the limits."""
+    return {f"{prefix}{key}": str(value) for key, value in items.items()
+            if not isinstance(value, (dict, list)) and value is not None}
+
+
+def check_metadata(metadata: Mapping[str, str]) -> None:
+    """The one metadata limit of every transport (daemon/wire/limits.py), as a 1008 close."""
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise ProtocolViolation(problem, code="bad_metadata")
 
 
 def _close_message(text: str) -> bytes:
