@@ -103,6 +103,8 @@ async def test_wrong_content_type_is_415(whip: tuple[WhipIngest, RecordingHub, s
         ("not sdp at all", "v=0"),
         ("v=0\r\nm=audio banana\r\n", "malformed"),
         ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no audio"),
+        # a=fmtp without its a=rtpmap: aiortc raised StopIteration (found by tests/test_parsers_fuzz.py)
+        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fmtp:111 minptime=10\r\n", "malformed"),
     ],
 )
 async def test_malformed_sdp_is_400(whip: tuple[WhipIngest, RecordingHub, str], body: str, reason: str) -> None:

@@ -132,7 +132,7 @@ def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
         raise WhipRequestError(400, f"SDP offer has more than {MAX_OFFER_LINES} lines")
     try:
         description = aiortc_sdp.SessionDescription.parse(text)
-    except _SDP_ERRORS as exc:
+    except Exception as exc:  # the parser's input is the peer's: any failure (even StopIteration) is a 400
         raise WhipRequestError(400, f"malformed SDP offer: {exc!r}"[:300]) from exc
     if len(description.media) > MAX_MEDIA_SECTIONS:
         raise WhipRequestError(400, f"SDP offer has {len(description.media)} media sections "
