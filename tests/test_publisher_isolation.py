@@ -15,12 +15,13 @@ import zmq.asyncio
 from daemon_harness import Client, running_daemon
 from telephony_harness import PubCollector, speechlike
 
+from clients.client import ResultSubscription
 from daemon.config import ZmqConfig
 from daemon.publisher import ResultPublisher
 from daemon.wire.frames import AudioFormat
 from daemon.wire.limits import MAX_METADATA_BYTES
 from daemon.wire.pcm import encode_samples
-from daemon.wire.results import result_message
+from daemon.wire.results import StreamSummary, closed_event, opened_event, result_message
 from daemon.wire.zmq_messages import (
     AudioMessage,
     ClosedReply,
@@ -109,4 +110,39 @@ async def test_a_stuck_subscriber_holds_a_bounded_amount_of_memory(context: Any)
         assert publisher.dropped == 0
     finally:
         stuck.close()
+        publisher.close()
+
+
+async def test_a_subscriber_counts_its_own_losses(context: Any) -> None:
+    """Drops are per subscriber now, so the client library counts them: a closed summary's hops
+    minus the results that arrived, for each stream it saw open."""
+    publisher = ResultPublisher(context, "tcp://127.0.0.1:*", 100)
+    subscription = ResultSubscription(publisher.endpoint, timeout_s=2.0, context=context)
+    try:
+        await asyncio.sleep(0.3)
+        summary = StreamSummary(hops=10, audio_s=1.0, p_spoof_mean=0.5, p_spoof_max=0.5, p_codec_mean=0.5,
+                                p_codec_max=0.5, final_decision="bonafide", gaps_filled=0, samples_filled=0,
+                                duplicates_dropped=0, samples_dropped_overflow=0, results_dropped=0)
+
+        def result(stream_id: str, seq: int) -> dict[str, Any]:
+            return result_message(stream_id=stream_id, seq=seq, t_start_s=0, t_end_s=0.1, p_spoof=0.5, p_codec=0.5,
+                                  p_spoof_smooth=0.5, p_codec_smooth=0.5, decision="bonafide", model_id="m",
+                                  latency_ms=1.0, metadata={})
+
+        publisher.publish(opened_event(stream_id="lossy", transport="zmq", sample_rate_hz=16000, metadata={},
+                                       model_id="m"))
+        for seq in range(10):
+            if seq not in (2, 5, 6):  # lost on the way to this subscriber
+                publisher.publish(result("lossy", seq))
+        publisher.publish(result("joined-late", 9))
+        publisher.publish(closed_event(stream_id="lossy", reason="client", summary=summary))
+        publisher.publish(closed_event(stream_id="joined-late", reason="client", summary=summary))
+        closed = 0
+        async for message in subscription:
+            closed += message["type"] == "closed"
+            if closed == 2:
+                break
+        assert subscription.missed == {"lossy": 3}  # a stream seen only mid-way is not judged
+    finally:
+        subscription.close()
         publisher.close()
