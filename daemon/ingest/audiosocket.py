@@ -228,7 +228,7 @@ class AudioSocketIngest:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._tasks) >= self._config.max_connections:
             self.connections_refused += 1
-            log.warning("audiosocket_refused", reason=f"at most {self._config.max_connections} calls")
+            refuse(TRANSPORT, "too_many_connections", limit=self._config.max_connections)
             writer.close()
             return
         task = asyncio.current_task()

@@ -157,7 +157,7 @@ class WebSocketIngest:
             return web.Response(status=503, text="the daemon is shutting down\n")
         if len(self._connections) >= self._max_connections:
             self.connections_refused += 1
-            log.warning("ws_refused", transport=self.transport, reason=f"at most {self._max_connections} connections")
+            refuse(self.transport, "too_many_connections", limit=self._max_connections, peer=request.remote)
             return web.Response(status=503, text=f"at most {self._max_connections} {self.transport} connections\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, protocols=self.subprotocols)
         if not ws.can_prepare(request).ok:
