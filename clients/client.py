@@ -162,6 +162,10 @@ class ResultSubscription:
 
     Iteration raises `TimeoutError` after `timeout_s` without a message (None = wait forever)
     and, with `until_closed`, ends once every named stream has published `closed`.
+
+    Each subscriber's losses are its own (a slow subscriber's queue overflows for it alone), so
+    the subscription counts them: for a stream it saw open, `missed[stream_id]` is the number of
+    results published (the `closed` summary's `hops`) that never arrived here.
     """
 
     def __init__(
@@ -187,6 +191,20 @@ class ResultSubscription:
         for topic in self._wanted or {""}:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
+        self._received: dict[str, int] = {}  # results per stream seen from its `opened` on
+        self.missed: dict[str, int] = {}
+
+    def _count(self, message: dict[str, Any]) -> None:
+        stream_id, kind = str(message.get("stream_id")), message.get("type")
+        if kind == "opened":
+            self._received[stream_id] = 0
+        elif kind == "result" and stream_id in self._received:
+            self._received[stream_id] += 1
+        elif kind == "closed" and stream_id in self._received:
+            hops = (message.get("summary") or {}).get("hops")
+            received = self._received.pop(stream_id)
+            if isinstance(hops, int):
+                self.missed[stream_id] = max(0, hops - received)
 
     def __aiter__(self) -> Self:
         return self
@@ -207,6 +225,7 @@ class ResultSubscription:
             stream_id = message.get("stream_id")
             if self._wanted is not None and stream_id not in self._wanted:
                 continue  # topic filters match by prefix: "call-1" also receives "call-10"
+            self._count(message)
             if message.get("type") == "closed":
                 self._open.discard(str(stream_id))
             return message

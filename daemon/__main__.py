@@ -2,6 +2,8 @@
 
 Flags are derived from the config dataclasses (one per setting, same help text), so
 the CLI, the TOML file and the environment (`SPOOFWATCH__SECTION__KEY`) never drift.
+A key is spelled with dashes (`--zmq.pub-hwm 500`, as `--help` lists it) or as in the
+TOML file with underscores (`--zmq.pub_hwm 500`); both mean the same setting.
 Exit status: 0 after a graceful shutdown, 1 forced by a second signal, 2 invalid config,
 3 startup failed (no model, unreadable model, port in use).
 """
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spoofwatch serve",
         description="Run the detection daemon. Settings: defaults < --config FILE < environment "
-                    "SPOOFWATCH__SECTION__KEY < flags. See configs/default.toml for every setting.")
+                    "SPOOFWATCH__SECTION__KEY < flags --section.key VALUE (the key with dashes as listed "
+                    "below, or with underscores as in the TOML file). See configs/default.toml for every setting.")
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration and exit")
@@ -55,8 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dashed_flag(arg: str) -> str:
+    """`--zmq.pub_hwm[=V]` -> `--zmq.pub-hwm[=V]`: settings flags take the TOML spelling too."""
+    name, eq, value = arg.partition("=")
+    if not name.startswith("--") or "." not in name:
+        return arg
+    return name.replace("_", "-") + eq + value
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    raw = sys.argv[1:] if argv is None else argv
+    # only option names are rewritten: a value (a path, an endpoint) is left as it is
+    args = build_parser().parse_args([dashed_flag(a) if a.startswith("--") else a for a in raw])
     flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
     try:
         config = load_config(args.config, os.environ, flags)

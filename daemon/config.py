@@ -133,14 +133,18 @@ class ZmqConfig:
         "ROUTER endpoint the clients connect to (port * = any free port, logged at start)"))
     pub_endpoint: str = field(default="tcp://127.0.0.1:5556", metadata=_help(
         "PUB endpoint of results and lifecycle events"))
-    pub_hwm: int = field(default=10000, metadata=_help(
-        "messages queued per subscriber; a full queue drops the message (counted), never blocks"))
+    pub_hwm: int = field(default=2000, metadata=_help(
+        "messages queued per subscriber (each at most ~5 kB with the metadata limit, so a stuck "
+        "subscriber holds at most ~10 MB plus its kernel buffer); a full queue drops that subscriber's "
+        "messages only, never blocks"))
     pub_sndbuf_bytes: int = field(default=0, metadata=_help(
         "kernel send buffer per subscriber connection (0 = OS default, autotuned up to a few MB); "
         "with pub_hwm it bounds what a stuck subscriber holds"))
-    pub_count_drops: bool = field(default=True, metadata=_help(
-        "count PUB drops (ZMQ_XPUB_NODROP): while one subscriber of a topic is full, that topic's "
-        "messages are dropped for all its subscribers; false = plain lossy PUB, drops uncounted"))
+    pub_count_drops: bool = field(default=False, metadata=_help(
+        "false: each subscriber loses only its own overflow (a subscriber counts its losses as a "
+        "closed summary's hops minus the results it got); true: count drops in the daemon "
+        "(ZMQ_XPUB_NODROP), but while one subscriber of a topic is full, that topic's messages are "
+        "dropped for all its subscribers - one stuck subscriber starves the others"))
     ingest_hwm: int = field(default=10000, metadata=_help(
         "messages queued from all clients before the transport pushes back"))
     max_message_bytes: int = field(default=1 << 20, metadata=_help(

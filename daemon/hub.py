@@ -29,6 +29,7 @@ from daemon.publisher import ResultPublisher
 from daemon.resample import prepare_low_delay
 from daemon.streams import StreamBuffer, StreamRegistry
 from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.limits import metadata_problem
 from daemon.wire.results import (
     StreamSummary,
     closed_event,
@@ -265,6 +266,9 @@ class DaemonHub:
         if not MIN_SAMPLE_RATE_HZ <= spec.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
             raise StreamRejected("bad_field", f"sample rate must be {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, "
                                  f"got {spec.sample_rate_hz}")
+        problem = metadata_problem(spec.metadata)
+        if problem is not None:  # every adapter checks first; this is the one limit they share
+            raise StreamRejected("bad_field", problem)
         if spec.stream_id in self.registry:
             raise StreamRejected("stream_exists", f"stream {spec.stream_id!r} is already open")
         if len(self.registry) >= self.registry.max_streams:

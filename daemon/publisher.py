@@ -1,11 +1,15 @@
-"""Results out: the ZeroMQ PUB socket, never blocking, every refused message counted.
+"""Results out: the ZeroMQ PUB socket, never blocking, one subscriber's backlog its own business.
 
-The socket sets ZMQ_XPUB_NODROP, so a subscriber whose queue (`pub_hwm` messages plus
-kernel buffers) is full makes the non-blocking send fail instead of libzmq dropping
-silently; the publisher counts that as a drop. The cost (libzmq semantics): while one
-subscriber of a topic is stuck, that topic's messages are dropped for all its subscribers.
-With `pub_count_drops = false` the socket is plain lossy PUB: each subscriber loses only
-its own overflow, and the daemon cannot count it (subscribers see gaps in `seq`).
+By default the socket is plain PUB: libzmq keeps one queue per subscriber (`pub_hwm`
+messages plus kernel buffers) and drops a message only for the subscribers whose queue is
+full, so a stuck or slow subscriber loses its own messages and costs the others nothing;
+every `closed` summary reaches every subscriber that keeps up. A subscriber counts its own
+losses from the summary (`hops` results were published for the stream).
+
+With `pub_count_drops = true` the socket sets ZMQ_XPUB_NODROP: a full subscriber queue
+makes the non-blocking send fail and the publisher counts the drop (`results_dropped` in
+the summary). The cost (libzmq semantics): while one subscriber of a topic is stuck, that
+topic's messages are dropped for all its subscribers.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
 class ResultPublisher:
-    def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, count_drops: bool = True,
+    def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, count_drops: bool = False,
                  sndbuf_bytes: int = 0, linger_ms: int = 1000) -> None:
         # a plain (synchronous) socket: sends are non-blocking, so they never stall the loop
         self._socket: zmq.Socket[bytes] = zmq.Socket(context, zmq.PUB)
@@ -41,7 +45,7 @@ class ResultPublisher:
         self.dropped = 0
 
     def publish(self, message: Mapping[str, Any]) -> bool:
-        """Send one message; False when it was dropped (a subscriber's queue is full)."""
+        """Send one message; False when it was refused (only with count_drops: a subscriber's queue is full)."""
         topic, body = encode_pub(message)
         try:
             # two plain sends: pyzmq's send_multipart costs twice as much per message, and a

@@ -30,6 +30,7 @@ from daemon.wire.results import PROTOCOL_VERSION
 
 log = structlog.get_logger(__name__)
 
+MAX_RESPONSE_BYTES = 64 * 1024
 _RETRY_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
@@ -136,7 +137,8 @@ class WebhookSender:
                 async with self._requests, self._session.post(
                         url, data=body, headers={"Content-Type": "application/json"}) as response:
                     status = response.status
-                    await response.read()
+                    # the answer's body means nothing here: read a bounded prefix, never all of it
+                    await response.content.read(MAX_RESPONSE_BYTES)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 retryable = True

@@ -91,6 +91,24 @@ def test_serve_with_invalid_config_exits_2_naming_the_key(capsys: pytest.Capture
     assert "zmq.pub_hwm" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [
+    ["--zmq.pub_hwm", "500"],  # the README's --section.key form used to exit 2 (issue 22, fix 8)
+    ["--zmq.pub-hwm", "500"],
+    ["--zmq.pub_hwm=500"],
+    ["--zmq.pub-hwm=500"],
+])
+def test_flags_take_the_key_with_underscores_or_dashes(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*args, "--streams.idle_timeout_s", "3", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "pub_hwm=500" in out and "idle_timeout_s=3.0" in out
+
+
+def test_flag_values_keep_their_underscores(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model.path", "my_model_v2.onnx", "--zmq.ingest_endpoint=ipc:///tmp/a_b", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "path='my_model_v2.onnx'" in out and "ingest_endpoint='ipc:///tmp/a_b'" in out
+
+
 def test_serve_without_a_model_fails_clearly(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.onnx"
     run = subprocess.run(

@@ -126,3 +126,17 @@ async def test_admission(make_hub: Any) -> None:
     assert info.value.code == "server_shutting_down"
     await hub.close_all("shutdown")
     assert len(hub.registry) == 0
+
+
+@pytest.mark.parametrize("metadata", [
+    {"k" * 20000: "v"},  # used to be accepted and echoed in every result (issue 22, fix 6)
+    {"k": "v" * 513},
+    {f"k{i}": "v" for i in range(33)},
+    {f"k{i}": "v" * 500 for i in range(9)},
+])
+async def test_metadata_over_the_shared_limit_is_refused_by_the_hub(make_hub: Any, metadata: dict[str, str]) -> None:
+    hub = make_hub()
+    with pytest.raises(StreamRejected) as info:
+        await hub.open(StreamSpec("meta", 16000, "test", metadata))
+    assert info.value.code == "bad_field" and "metadata" in info.value.message
+    assert "meta" not in hub.registry

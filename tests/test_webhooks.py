@@ -58,7 +58,9 @@ class HookServer:
         self.received: dict[str, list[dict[str, Any]]] = {"ok": [], "fail": [], "hang": []}
         self.arrived_at: dict[str, list[float]] = {"ok": [], "fail": [], "hang": []}
         self.app = web.Application()
+        self.app.router.add_post("/endless", self.endless)
         self.app.router.add_post("/{kind}", self.handle)
+        self.endless_bytes = 0
         self.runner = web.AppRunner(self.app)
         self.base = ""
         self.release = asyncio.Event()
@@ -72,6 +74,20 @@ class HookServer:
         if kind == "hang":  # answers only when the test ends (long after the sender's timeout)
             await self.release.wait()
         return web.Response(status=204)
+
+    async def endless(self, request: web.Request) -> web.StreamResponse:
+        """200, then a body that never ends (a hostile or broken webhook)."""
+        await request.read()
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while self.endless_bytes < 1 << 30:
+                await response.write(chunk)
+                self.endless_bytes += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
 
     async def __aenter__(self) -> Self:
         await self.runner.setup()
@@ -137,6 +153,19 @@ async def test_failing_and_hanging_webhooks_are_retried_then_given_up_without_st
     assert (counters.sent, counters.failed, counters.retries) == (3, 2, 4)
     gaps = [b - a for a, b in zip(hooks.arrived_at["fail"], hooks.arrived_at["fail"][1:])]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # exponential backoff
+    await webhooks.stop()
+
+
+async def test_an_endless_answer_is_not_read_into_memory(hooks: HookServer) -> None:
+    """The sender used to read the whole answer body (response.read()), so a webhook that
+    answers 200 with an endless body held the call's delivery for the full timeout and grew memory."""
+    webhooks = sender(timeout_s=5.0, max_attempts=1)
+    await webhooks.start()
+    webhooks.watch(ScriptedHandle("endless", ["spoof"]), hooks.base + "/endless")
+    started = time.monotonic()
+    while webhooks.counters.sent + webhooks.counters.failed < 1:
+        await asyncio.sleep(0.01)
+    assert webhooks.counters.sent == 1 and time.monotonic() - started < 2.0
     await webhooks.stop()
 
 

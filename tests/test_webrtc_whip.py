@@ -103,6 +103,8 @@ async def test_wrong_content_type_is_415(whip: tuple[WhipIngest, RecordingHub, s
         ("not sdp at all", "v=0"),
         ("v=0\r\nm=audio banana\r\n", "malformed"),
         ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no audio"),
+        # a=fmtp without its a=rtpmap: aiortc raised StopIteration (found by tests/test_parsers_fuzz.py)
+        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fmtp:111 minptime=10\r\n", "malformed"),
     ],
 )
 async def test_malformed_sdp_is_400(whip: tuple[WhipIngest, RecordingHub, str], body: str, reason: str) -> None:
@@ -113,10 +115,69 @@ async def test_malformed_sdp_is_400(whip: tuple[WhipIngest, RecordingHub, str], 
     assert hub.handles == {}
 
 
+async def test_truncated_offers_are_400_never_500(loopback_ice: None) -> None:
+    """A cut-off offer (800, 1,200, 2,000 bytes...) used to reach aiortc without its DTLS
+    fingerprint and fail with HTTP 500 ('NoneType' object has no attribute 'role')."""
+    hub = RecordingHub()
+    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1000))
+    await ingest.start()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ArrayAudioTrack(tone(0.5), 16000))
+    pc.createDataChannel("results")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    url = f"http://127.0.0.1:{ingest.server.port}/whip"
+    try:
+        last_fingerprint = offer.rindex("a=fingerprint")
+        cuts = sorted(c for c in {800, 1200, 2000, *range(100, len(offer), 97)} if c < len(offer))
+        for cut in cuts:
+            status, text, _ = await post(url, offer[:cut])
+            if cut <= last_fingerprint:
+                assert status == 400, (cut, status, text)
+            else:
+                assert status in (201, 400), (cut, status, text)
+        status, text, _ = await post(url, offer + "a=x\r\n" * 3000)
+        assert status == 413 or (status == 400 and "lines" in text)
+    finally:
+        await pc.close()
+        await ingest.stop()
+
+
 async def test_delete_unknown_session_is_404(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
     _, _, url = whip
-    async with aiohttp.ClientSession() as http, http.delete(url + "/nope") as response:
+    async with aiohttp.ClientSession() as http, http.delete(url + "/nope/secret") as response:
         assert response.status == 404
+
+
+async def test_only_the_location_url_can_end_a_session(whip: tuple[WhipIngest, RecordingHub, str]) -> None:
+    """Any client could DELETE /whip/<session id> and end another client's call, and a session
+    without ?stream_id published its session id as its stream id (issue 22, fix 7)."""
+    ingest, hub, url = whip
+    pc, offer = await audio_offer()
+    try:
+        status, _, headers = await post(url, offer)  # no stream_id
+        assert status == 201
+        (session,) = ingest.sessions.values()
+        location = headers["Location"]
+        _, whip_path, session_id, secret = location.split("/")
+        assert (whip_path, session_id) == ("whip", session.session_id)
+        assert len(secret) >= 40 and secret not in headers.get("ETag", "")
+        (stream_id,) = hub.handles
+        assert stream_id.startswith("whip-") and session.session_id not in stream_id and secret not in stream_id
+        assert all(session.session_id not in v and secret not in v for v in hub.handles[stream_id].spec.metadata.values())
+        base = f"http://127.0.0.1:{ingest.server.port}"
+        async with aiohttp.ClientSession() as http:
+            for attempt, expected in ((f"/whip/{session_id}", 403), (f"/whip/{session_id}/{secret[:-1]}x", 403),
+                                      (f"/whip/{session_id}/", 404), (f"/whip/{stream_id}", 403),
+                                      (f"/whip/{stream_id}/{secret}", 404)):
+                async with http.delete(base + attempt) as response:
+                    assert response.status == expected, attempt
+            assert hub.handles[stream_id].close_reason is None and ingest.sessions
+            async with http.delete(base + location) as response:
+                assert response.status == 200
+        assert hub.handles[stream_id].close_reason == "client" and not ingest.sessions
+    finally:
+        await pc.close()
 
 
 async def test_over_max_sessions_is_503_and_delete_frees_the_slot(
@@ -232,5 +293,18 @@ async def test_stop_closes_every_session(whip: tuple[WhipIngest, RecordingHub, s
         assert ingest.sessions == {}
         with pytest.raises(aiohttp.ClientConnectionError):  # its own HTTP server is gone too
             await post(url, "v=0\r\n")
+    finally:
+        await pc.close()
+
+
+@pytest.mark.parametrize("query", ["?" + "k" * 5000 + "=v", "?k=" + "v" * 600,
+                                   "?" + "&".join(f"k{i}=v" for i in range(33))])
+async def test_metadata_over_the_shared_limit_is_400(whip: tuple[WhipIngest, RecordingHub, str], query: str) -> None:
+    _, hub, url = whip
+    pc, offer = await audio_offer()
+    try:
+        status, text, _ = await post(url + query, offer)
+        assert status == 400 and "metadata" in text
+        assert hub.handles == {}
     finally:
         await pc.close()

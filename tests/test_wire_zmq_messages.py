@@ -78,6 +78,19 @@ OPEN = {"v": 1, "type": "open", "stream_id": "s", "encoding": "pcm_s16le", "samp
     (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": True}, b"\x00\x00"), "bad_field"),
     (_frames({"v": 1, "type": "audio", "stream_id": "s", "seq": 0}), "bad_payload"),
     (_frames({"v": 1, "type": "close"}), "missing_field"),
+    # hostile JSON (issue 22): each of these used to escape as RecursionError/ValueError
+    ([b"[" * 1000 + b"]" * 1000], "bad_json"),
+    ([b'{"v":1,"type":"ping","x":' + b"[" * 100 + b"]" * 100 + b"}"], "bad_json"),
+    ([b"1" * 5000], "bad_json"),
+    ([b'{"v":1,"type":"audio","stream_id":"s","seq":' + b"9" * 5000 + b"}", b"\x00\x00"], "bad_json"),
+    ([b'{"v":1,"type":"ping","x":NaN}'], "bad_json"),
+    ([b'{"v":1,"type":"ping","x":1e400}'], "bad_json"),
+    ([b'{"v":1,"type":"ping","pad":"' + b"x" * 70000 + b'"}'], "bad_json"),
+    (_frames({**OPEN, "metadata": {"k" * 20000: "v"}}), "bad_field"),
+    (_frames({**OPEN, "metadata": {"": "v"}}), "bad_field"),
+    (_frames({**OPEN, "metadata": {"k": "v" * 513}}), "bad_field"),
+    (_frames({**OPEN, "metadata": {f"k{i}": "v" for i in range(33)}}), "bad_field"),
+    (_frames({**OPEN, "metadata": {f"k{i}": "v" * 500 for i in range(9)}}), "bad_field"),  # > 4 KiB in all
 ])
 def test_malformed_requests_get_their_reason_code(frames: list[bytes], code: str) -> None:
     with pytest.raises(ProtocolError) as info:

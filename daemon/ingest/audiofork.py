@@ -22,7 +22,7 @@ frame length, a bad rate or mix type) closes only that WebSocket with a logged r
 
 from __future__ import annotations
 
-import json
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +38,8 @@ from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
     WebSocketIngest,
+    check_metadata,
+    json_object,
     string_metadata,
 )
 from daemon.webhooks import WebhookSender
@@ -53,14 +55,20 @@ MIX_KEYS = ("mixType", "mix_type")
 
 
 def parse_rate(value: Any) -> int:
-    """8000, "8000", "8k", "16k" -> Hz; ProtocolViolation otherwise."""
+    """8000, "8000", "8k", "16k" -> Hz; ProtocolViolation otherwise (also for "infk", "nank", "1e400k")."""
     text = str(value).strip().lower()
     try:
-        rate = int(float(text[:-1]) * 1000) if text.endswith("k") else int(text)
-    except ValueError:
-        raise ProtocolViolation(f"sample rate {str(value)[:20]!r} is not a number") from None
+        number = float(text[:-1]) * 1000 if text.endswith("k") else float(int(text))
+    except (ValueError, OverflowError):
+        number = math.nan
+    if len(text) > 16:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ProtocolViolation(f"sample rate {str(value)[:20]!r} is not a number", code="bad_rate")
+    rate = int(number)
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
-        raise ProtocolViolation(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}")
+        raise ProtocolViolation(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}",
+                                code="bad_rate")
     return rate
 
 
@@ -87,12 +95,7 @@ class AudioForkConnection(WebSocketConnection):
         self.ignored_texts = 0
 
     async def on_text(self, text: str) -> None:
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolViolation(f"text message is not JSON: {exc}", WSCloseCode.INVALID_TEXT) from None
-        if not isinstance(message, dict):
-            raise ProtocolViolation("text message is not a JSON object", WSCloseCode.INVALID_TEXT)
+        message = json_object(text)
         if self.started:
             self.ignored_texts += 1
             return
@@ -122,6 +125,7 @@ class AudioForkConnection(WebSocketConnection):
                                       "meta.")}
         webhook_url = self._pick_webhook(_first((preamble, nested), (self._config.webhook_parameter,))
                                          if self._config.webhook_parameter else None)
+        check_metadata({**metadata, "track": STEREO_TRACKS[0]} if self.channels == 2 else metadata)
         self.log = self.log.bind(call_id=call_id)
         tracks = STEREO_TRACKS if self.channels == 2 else (None,)
         for track in tracks:

@@ -32,6 +32,7 @@ import structlog
 from daemon.config import AudioSocketConfig
 from daemon.errors import StreamClosedError
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.refusals import refuse
 from daemon.webhooks import WebhookSender
 from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, AudioChunk
 
@@ -114,9 +115,11 @@ class AudioSocketCall:
             await self._run_messages()
         except AudioSocketProtocolError as exc:
             reason = "error"
+            refuse(TRANSPORT, "protocol_error", message=str(exc)[:200], call_id=self.call_id)
             self._log.warning("audiosocket_protocol_error", call_id=self.call_id, reason=str(exc))
         except StreamRejected as exc:
             reason = "error"
+            refuse(TRANSPORT, exc.code, message=exc.message[:200], call_id=self.call_id)
             self._log.warning("audiosocket_stream_rejected", call_id=self.call_id, code=exc.code, reason=exc.message)
         except StreamClosedError:
             self._log.info("audiosocket_stream_closed_by_daemon", call_id=self.call_id)
@@ -129,6 +132,10 @@ class AudioSocketCall:
         except asyncio.CancelledError:
             reason = "shutdown"
             raise
+        except Exception as exc:  # noqa: BLE001 - a bug on one message ends this call only, as an error
+            reason = "error"
+            refuse(TRANSPORT, "internal_error", error=repr(exc)[:200], call_id=self.call_id)
+            self._log.exception("audiosocket_message_failed", call_id=self.call_id)
         finally:
             await self._finish(reason)
 
@@ -221,7 +228,7 @@ class AudioSocketIngest:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._tasks) >= self._config.max_connections:
             self.connections_refused += 1
-            log.warning("audiosocket_refused", reason=f"at most {self._config.max_connections} calls")
+            refuse(TRANSPORT, "too_many_connections", limit=self._config.max_connections)
             writer.close()
             return
         task = asyncio.current_task()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +38,8 @@ from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
     WebSocketIngest,
+    check_metadata,
+    json_object,
     string_metadata,
 )
 from daemon.webhooks import WebhookSender
@@ -49,6 +50,7 @@ TRANSPORT = "twilio"
 SAMPLE_RATE_HZ = 8000
 TRACKS = ("inbound", "outbound")
 MAX_PAYLOAD_BYTES = SAMPLE_RATE_HZ  # 1 s of 8 kHz G.711
+MAX_CHUNK_NUMBER = 2**53  # a chunk counter, 50 per second: more than any call needs
 _DECODERS = {
     "audio/x-mulaw": g711.decode_mulaw, "pcmu": g711.decode_mulaw, "mulaw": g711.decode_mulaw,
     "audio/x-alaw": g711.decode_alaw, "pcma": g711.decode_alaw, "alaw": g711.decode_alaw,
@@ -87,11 +89,8 @@ class TwilioConnection(WebSocketConnection):
         self.stopped = False
 
     async def on_text(self, text: str) -> None:
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProtocolViolation(f"message is not JSON: {exc}", WSCloseCode.INVALID_TEXT) from None
-        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+        message = json_object(text)
+        if not isinstance(message.get("event"), str):
             raise ProtocolViolation("message is not a JSON object with an 'event' string", WSCloseCode.INVALID_TEXT)
         event = message["event"]
         if self.stopped:
@@ -140,6 +139,7 @@ class TwilioConnection(WebSocketConnection):
                          **({"call_id": str(call_sid)[:128]} if call_sid else {}),
                          **string_metadata({k: v for k, v in start.items() if k == "accountSid"}, ""),
                          **string_metadata(extra, "param.")}
+        check_metadata({**self.metadata, "track": TRACKS[0]})
         self.log = self.log.bind(stream_sid=stream_sid, call_id=self.metadata.get("call_id"))
         self.log.info("twilio_start", tracks=self.tracks, encoding=encoding)
 
@@ -178,9 +178,13 @@ class TwilioConnection(WebSocketConnection):
         if chunk is None:
             return None
         try:
-            return int(chunk)
-        except (TypeError, ValueError):
-            raise ProtocolViolation(f"'media.chunk' is not a number: {str(chunk)[:40]!r}") from None
+            number = int(chunk) if isinstance(chunk, (int, str)) and len(str(chunk)) <= 20 else None
+        except ValueError:
+            number = None
+        if number is None or not 0 <= number <= MAX_CHUNK_NUMBER:
+            raise ProtocolViolation(f"'media.chunk' is not a whole number 0..{MAX_CHUNK_NUMBER}: {str(chunk)[:40]!r}",
+                                    code="bad_chunk")
+        return number
 
     async def _open(self, track: str) -> StreamHandle:
         spec = StreamSpec(stream_id=f"{self.stream_sid}:{track}", sample_rate_hz=SAMPLE_RATE_HZ,

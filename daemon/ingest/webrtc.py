@@ -2,12 +2,19 @@
 
     POST   /whip[?stream_id=ID&key=value...]   Content-Type: application/sdp, body = offer
            -> 201 Created, body = answer (all ICE candidates, no trickle),
-              Location: /whip/<session-id>
-    DELETE /whip/<session-id>                  -> 200, the stream is closed (its summary is published)
+              Location: /whip/<session-id>/<secret>
+    DELETE /whip/<session-id>/<secret>         -> 200, the stream is closed (its summary is published)
 
-Errors: 415 wrong content type, 400 malformed SDP or no audio to receive, 404
-unknown session, 409 stream id in use, 503 over `max_sessions` (or the hub is
-full). The adapter only translates: the first audio track's frames become mono
+The Location URL is the WHIP session's resource (RFC 9725) and its only credential: the
+secret is 256 random bits that only the offerer receives, so only it can end the session
+(a wrong secret is 403, an unknown session 404). Neither the session id nor the secret is
+ever published: a session without `?stream_id` gets a stream id of its own (`whip-<random>`).
+
+Errors: 415 wrong content type, 400 malformed SDP (also a truncated offer: every media
+section needs ICE credentials and a DTLS fingerprint; at most 2,000 lines and 16 media
+sections) or no audio to receive, 413 an offer over 64 KiB, 404 unknown session, 409
+stream id in use, 503 over `max_sessions` (or the hub is full). Every refusal is logged
+and counted (`input_refused`, reason `http_<status>`). The adapter only translates: the first audio track's frames become mono
 float32 `AudioChunk`s at the negotiated codec's rate (Opus 48 kHz, G.711 8 kHz)
 and are pushed into a hub stream; every other track is drained (aiortc's track
 queues are unbounded). When the peer opens a data channel, the stream's events
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -44,7 +53,9 @@ from daemon.config import WebRTCConfig
 from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.refusals import refuse
 from daemon.wire.frames import AudioChunk
+from daemon.wire.limits import metadata_problem
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +63,12 @@ WHIP_PATH = "/whip"
 SDP_CONTENT_TYPE = "application/sdp"
 TRANSPORT = "webrtc"
 MAX_STREAM_ID_CHARS = 128
-MAX_METADATA_ITEMS = 32
 # Events produced before the peer's data channel is open wait here; older ones are dropped.
 MAX_PENDING_EVENTS = 256
 CLOSE_FLUSH_TIMEOUT_S = 2.0
+MAX_OFFER_BYTES = 64 * 1024  # a browser's offer is 2-8 KiB
+MAX_OFFER_LINES = 2000
+MAX_MEDIA_SECTIONS = 16
 # aiortc's SDP parser reports some malformations with `assert`.
 _SDP_ERRORS = (ValueError, KeyError, IndexError, TypeError, AssertionError, InvalidAccessError, OperationError)
 _REJECTION_STATUS = {"stream_exists": 409, "too_many_streams": 503, "server_shutting_down": 503}
@@ -104,16 +117,33 @@ def negotiated_audio_rate_hz(answer_sdp: str, mid: str | None) -> int:
 
 
 def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
+    """The offer's text and parsed form, or WhipRequestError(400): bounded in size, lines and
+    media sections, and every section carries what aiortc needs to answer (ICE credentials,
+    a DTLS fingerprint) - a truncated offer used to reach aiortc without them and fail with 500."""
+    if len(body) > MAX_OFFER_BYTES:
+        raise WhipRequestError(413, f"SDP offer of {len(body)} bytes (at most {MAX_OFFER_BYTES})")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WhipRequestError(400, "SDP offer is not UTF-8") from exc
     if not text.lstrip().startswith("v=0"):
         raise WhipRequestError(400, "SDP offer must start with 'v=0'")
+    if text.count("\n") > MAX_OFFER_LINES:
+        raise WhipRequestError(400, f"SDP offer has more than {MAX_OFFER_LINES} lines")
     try:
         description = aiortc_sdp.SessionDescription.parse(text)
-    except _SDP_ERRORS as exc:
-        raise WhipRequestError(400, f"malformed SDP offer: {exc!r}") from exc
+    except Exception as exc:  # the parser's input is the peer's: any failure (even StopIteration) is a 400
+        raise WhipRequestError(400, f"malformed SDP offer: {exc!r}"[:300]) from exc
+    if len(description.media) > MAX_MEDIA_SECTIONS:
+        raise WhipRequestError(400, f"SDP offer has {len(description.media)} media sections "
+                               f"(at most {MAX_MEDIA_SECTIONS})")
+    for index, media in enumerate(description.media):
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise WhipRequestError(400, f"SDP offer media section {index} has no ICE credentials "
+                                   "(a=ice-ufrag, a=ice-pwd); is the offer complete?")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise WhipRequestError(400, f"SDP offer media section {index} has no DTLS fingerprint "
+                                   "(a=fingerprint); is the offer complete?")
     sending_audio = [
         m for m in description.media if m.kind == "audio" and m.direction in (None, "sendrecv", "sendonly")
     ]
@@ -122,12 +152,14 @@ def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
     return text, description
 
 
-def stream_request(query: Mapping[str, str], session_id: str) -> tuple[str, dict[str, str]]:
-    """Stream id (query `stream_id`, else the session id) and metadata (the other query parameters)."""
+def stream_request(query: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Stream id (query `stream_id`, else a random `whip-...` id, never the session's) and
+    metadata (the other query parameters)."""
     metadata = {k: v for k, v in query.items() if k != "stream_id"}
-    if len(metadata) > MAX_METADATA_ITEMS:
-        raise WhipRequestError(400, f"at most {MAX_METADATA_ITEMS} metadata query parameters")
-    stream_id = query.get("stream_id", session_id)
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise WhipRequestError(400, f"query parameters (stream metadata): {problem}")
+    stream_id = query.get("stream_id", f"whip-{secrets.token_hex(8)}")
     if not stream_id or len(stream_id) > MAX_STREAM_ID_CHARS or not stream_id.isprintable():
         raise WhipRequestError(400, f"stream_id must be 1..{MAX_STREAM_ID_CHARS} printable characters")
     return stream_id, metadata
@@ -140,6 +172,7 @@ class WhipSession:
         self, session_id: str, pc: RTCPeerConnection, handle: StreamHandle, sample_rate_hz: int
     ) -> None:
         self.session_id = session_id
+        self.secret = secrets.token_urlsafe(32)  # the DELETE credential, in the Location URL only
         self.pc = pc
         self.handle = handle
         self.sample_rate_hz = sample_rate_hz
@@ -300,7 +333,8 @@ class WhipIngest:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WHIP_PATH, self.handle_offer)
-        app.router.add_delete(WHIP_PATH + "/{session_id}", self.handle_delete)
+        app.router.add_delete(WHIP_PATH + "/{session_id}/{secret}", self.handle_delete)
+        app.router.add_delete(WHIP_PATH + "/{session_id}", self.handle_delete_without_secret)
 
     async def start(self) -> None:
         if self._owns_server:
@@ -319,7 +353,7 @@ class WhipIngest:
         try:
             return await self._accept_offer(request)
         except WhipRequestError as exc:
-            log.info("whip_offer_rejected", status=exc.status, reason=exc.message)
+            refuse(TRANSPORT, f"http_{exc.status}", message=exc.message[:200], peer=request.remote)
             return web.Response(status=exc.status, text=exc.message + "\n")
 
     async def _accept_offer(self, request: web.Request) -> web.Response:
@@ -331,7 +365,7 @@ class WhipIngest:
         if len(self._sessions) + self._setting_up >= self._config.max_sessions:
             raise WhipRequestError(503, f"at most {self._config.max_sessions} WebRTC sessions")
         session_id = uuid.uuid4().hex
-        stream_id, metadata = stream_request(request.query, session_id)
+        stream_id, metadata = stream_request(request.query)
         self._setting_up += 1
         try:
             session = await self._negotiate(session_id, stream_id, metadata, offer_sdp, offer)
@@ -341,7 +375,7 @@ class WhipIngest:
             await session.close("shutdown")
             raise WhipRequestError(503, "the daemon is shutting down")
         self._sessions[session_id] = session
-        location = f"{WHIP_PATH}/{session_id}"
+        location = f"{WHIP_PATH}/{session_id}/{session.secret}"
         log.info("whip_session_opened", session_id=session_id, stream_id=stream_id, rate=session.sample_rate_hz)
         return web.Response(
             status=201,
@@ -363,7 +397,10 @@ class WhipIngest:
         pc.on("track", tracks.append)
         pc.on("datachannel", channels.append)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            except Exception as exc:  # the peer's offer is all it reads: any failure is the offer's
+                raise WhipRequestError(400, f"cannot apply the SDP offer: {exc!r}"[:300]) from exc
             for transceiver in pc.getTransceivers():
                 if transceiver.kind != "audio":
                     transceiver.direction = "inactive"  # never decode video we would only discard
@@ -403,9 +440,17 @@ class WhipIngest:
     async def handle_delete(self, request: web.Request) -> web.Response:
         session = self._sessions.get(request.match_info["session_id"])
         if session is None:
+            refuse(TRANSPORT, "http_404", message="DELETE of an unknown WHIP session", peer=request.remote)
             return web.Response(status=404, text="unknown WHIP session\n")
+        if not hmac.compare_digest(request.match_info["secret"].encode(), session.secret.encode()):
+            refuse(TRANSPORT, "http_403", message="DELETE with a wrong session secret", peer=request.remote)
+            return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
         await self._end(session, "client")
         return web.Response(status=200)
+
+    async def handle_delete_without_secret(self, request: web.Request) -> web.Response:
+        refuse(TRANSPORT, "http_403", message="DELETE without the session secret", peer=request.remote)
+        return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
 
     async def _end(self, session: WhipSession, reason: str) -> None:
         try:

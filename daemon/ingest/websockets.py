@@ -1,6 +1,8 @@
 """What the WebSocket telephony adapters (Twilio Media Streams, mod_audio_fork/jambonz) share:
 a route on the daemon's one HTTP server, a connection limit, an owned task per connection,
-and one way to end a connection that broke its protocol (close code + logged reason).
+bounded JSON parsing, and one way to end a connection that broke its protocol (close code,
+logged and counted reason). Whatever else goes wrong while handling a message (a bug) closes
+that connection with 1011 and its streams with reason `error`, never the daemon.
 """
 
 from __future__ import annotations
@@ -15,34 +17,56 @@ from aiohttp import WSCloseCode, web
 from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamRejected
+from daemon.refusals import refuse
+from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024
-MAX_METADATA_ITEMS = 32
-MAX_METADATA_VALUE_CHARS = 256
+MAX_TEXT_BYTES = 64 * 1024  # one JSON text message (a Twilio media message is ~300 bytes)
 
 
 class ProtocolViolation(Exception):
-    """The peer broke its protocol: the connection is closed with `close_code` and this reason."""
+    """The peer broke its protocol: the connection is closed with `close_code` and this reason;
+    `code` is the short reason counted in `daemon.refusals`."""
 
-    def __init__(self, reason: str, close_code: int = WSCloseCode.POLICY_VIOLATION) -> None:
+    def __init__(self, reason: str, close_code: int = WSCloseCode.POLICY_VIOLATION,
+                 code: str = "protocol_error") -> None:
         super().__init__(reason)
         self.reason = reason
         self.close_code = close_code
+        self.code = code
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """One JSON text message as an object, bounded (size, depth, numbers); ProtocolViolation (1007) otherwise."""
+    try:
+        message = loads_bounded(text, max_bytes=MAX_TEXT_BYTES)
+    except JsonRejected as exc:
+        raise ProtocolViolation(f"text message refused: {exc.message}", WSCloseCode.INVALID_TEXT,
+                                code=f"json_{exc.reason}") from None
+    if not isinstance(message, dict):
+        raise ProtocolViolation("text message is not a JSON object", WSCloseCode.INVALID_TEXT, code="json_not_object")
+    return message
 
 
 def string_metadata(items: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Call metadata as the hub wants it: string keys and values, bounded in count and size.
-    Nested values are skipped (results echo the metadata; keep them flat and small)."""
-    out: dict[str, str] = {}
-    for key, value in items.items():
-        if len(out) >= MAX_METADATA_ITEMS:
-            break
-        if isinstance(value, (dict, list)) or value is None:
-            continue
-        out[f"{prefix}{key}"[:64]] = str(value)[:MAX_METADATA_VALUE_CHARS]
-    return out
+    """Call metadata as the hub wants it: string keys and values. Nested values are skipped
+    (results echo the metadata; keep them flat and small); `check_metadata` enforces the limits."""
+    return {f"{prefix}{key}": str(value) for key, value in items.items()
+            if not isinstance(value, (dict, list)) and value is not None}
+
+
+def check_metadata(metadata: Mapping[str, str]) -> None:
+    """The one metadata limit of every transport (daemon/wire/limits.py), as a 1008 close."""
+    problem = metadata_problem(metadata)
+    if problem is not None:
+        raise ProtocolViolation(problem, code="bad_metadata")
+
+
+def _close_message(text: str) -> bytes:
+    """A close frame's reason: at most 123 bytes of UTF-8 (RFC 6455), cut on a character boundary."""
+    return text.encode()[:120].decode("utf-8", "ignore").encode()
 
 
 class WebSocketConnection:
@@ -51,6 +75,7 @@ class WebSocketConnection:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, transport: str) -> None:
         self.ws = ws
         self.request = request
+        self.transport = transport
         self.log = log.bind(transport=transport, peer=request.remote)
         self.shutting_down = False  # set by the adapter's stop(): the streams end as `shutdown`
 
@@ -81,18 +106,27 @@ class WebSocketConnection:
                 self.log.info("ws_closed_by_peer", code=self.ws.close_code)
         except ProtocolViolation as exc:
             reason = "error"
+            refuse(self.transport, exc.code, message=exc.reason[:200], peer=self.request.remote)
             self.log.warning("ws_protocol_error", reason=exc.reason)
-            await self.ws.close(code=exc.close_code, message=exc.reason[:120].encode())
+            await self.ws.close(code=exc.close_code, message=_close_message(exc.reason))
         except StreamRejected as exc:
             reason = "error"
+            refuse(self.transport, exc.code, message=exc.message[:200], peer=self.request.remote)
             self.log.warning("ws_stream_rejected", code=exc.code, reason=exc.message)
-            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=f"{exc.code}: {exc.message}"[:120].encode())
+            close_code = WSCloseCode.POLICY_VIOLATION if exc.code == "bad_field" else WSCloseCode.TRY_AGAIN_LATER
+            await self.ws.close(code=close_code, message=_close_message(f"{exc.code}: {exc.message}"))
         except StreamClosedError:
             self.log.info("ws_stream_closed_by_daemon")
             await self.ws.close(code=WSCloseCode.OK, message=b"stream closed by the daemon")
         except asyncio.CancelledError:
             reason = "shutdown"
             raise
+        except Exception as exc:  # a bug on one message ends this connection only, as an error
+            reason = "error"
+            refuse(self.transport, "internal_error", error=repr(exc)[:200], peer=self.request.remote)
+            self.log.exception("ws_message_failed")
+            await self.ws.close(code=WSCloseCode.INTERNAL_ERROR,
+                                message=_close_message(f"internal error ({type(exc).__name__}), logged"))
         finally:
             await self.close_streams(reason)
 
@@ -123,7 +157,7 @@ class WebSocketIngest:
             return web.Response(status=503, text="the daemon is shutting down\n")
         if len(self._connections) >= self._max_connections:
             self.connections_refused += 1
-            log.warning("ws_refused", transport=self.transport, reason=f"at most {self._max_connections} connections")
+            refuse(self.transport, "too_many_connections", limit=self._max_connections, peer=request.remote)
             return web.Response(status=503, text=f"at most {self._max_connections} {self.transport} connections\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, protocols=self.subprotocols)
         if not ws.can_prepare(request).ok:

@@ -3,7 +3,11 @@
 One receive loop handles every client in arrival order, so each stream's audio is
 pushed in order. Nothing in the loop waits on inference: `push` only buffers, and a
 `close` (which drains the stream) runs in its own task that replies when done.
-A rejected message gets an error reply to its sender only and touches no other stream.
+A rejected message gets an error reply to its sender only and touches no other stream,
+and is counted by reason (`daemon.refusals`). A message that makes the adapter itself fail
+(a bug) gets `internal_error` and is logged with its traceback; the receive loop runs
+under a `Supervisor`, so even a failure outside one message restarts it instead of ending
+ZeroMQ ingest for good.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import zmq.asyncio
 from daemon.config import ZmqConfig
 from daemon.errors import StreamClosedError
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
+from daemon.refusals import refuse
+from daemon.supervise import Supervisor
 from daemon.wire.frames import AudioChunk, AudioFormat
 from daemon.wire.pcm import PayloadError, decode_payload
 from daemon.wire.zmq_messages import (
@@ -57,6 +63,7 @@ class ZmqIngest:
         self._socket: zmq.asyncio.Socket | None = None
         self._streams: dict[str, _ClientStream] = {}
         self._task: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor("zmq-ingest", self.run_receive)
         self._closers: set[asyncio.Task[Any]] = set()
         self.endpoint = ""
         self.replies_dropped = 0
@@ -71,8 +78,13 @@ class ZmqIngest:
         socket.bind(self._config.ingest_endpoint)
         self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = socket
-        self._task = asyncio.create_task(self.run_receive(), name="zmq-ingest")
+        self._task = asyncio.create_task(self._supervisor.run(), name="zmq-ingest")
         log.info("zmq_ingest_listening", endpoint=self.endpoint)
+
+    @property
+    def restarts(self) -> int:
+        """How often the receive loop died and was restarted."""
+        return self._supervisor.restarts
 
     async def stop(self) -> None:
         """Stop accepting: end the receive loop, let pending close acks finish, close the socket."""
@@ -123,8 +135,15 @@ class ZmqIngest:
             await self._handle(identity, body)
         except ProtocolError as exc:
             self.messages_rejected += 1
-            log.info("zmq_message_rejected", code=exc.code, reason=exc.message, stream_id=exc.stream_id)
+            refuse("zmq", exc.code, message=exc.message, stream_id=exc.stream_id, ref=exc.ref)
             await self._reply(identity, exc.reply().to_frames())
+        except Exception as exc:  # one message must never end ingest
+            self.messages_rejected += 1
+            log.exception("zmq_message_failed", frames=len(body), size=sum(map(len, body)))
+            refuse("zmq", "internal_error", error=repr(exc)[:200])
+            error = ProtocolError("internal_error", f"the daemon failed on this message ({type(exc).__name__}); "
+                                  "it was dropped and logged")
+            await self._reply(identity, error.reply().to_frames())
 
     async def _handle(self, identity: bytes, body: Sequence[bytes]) -> None:
         message = parse_request(body)

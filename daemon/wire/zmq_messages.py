@@ -21,15 +21,16 @@ from daemon.wire.frames import (
     MIN_SAMPLE_RATE_HZ,
     AudioFormat,
 )
+from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 
 PROTOCOL_VERSION = 1
 MAX_STREAM_ID_CHARS = 128
-MAX_METADATA_ENTRIES = 32
-MAX_METADATA_VALUE_CHARS = 512
+MAX_HEADER_BYTES = 64 * 1024  # frame 0; metadata (<= 4 KiB of text) fits even fully \u-escaped
 
 ErrorCode = Literal[
     "bad_json", "bad_version", "unknown_type", "missing_field", "bad_field", "unknown_stream",
     "stream_exists", "stream_owned_by_other", "too_many_streams", "bad_payload", "server_shutting_down",
+    "internal_error",
 ]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 REQUEST_TYPES = ("open", "audio", "close", "ping")
@@ -101,9 +102,9 @@ ClientMessage = OpenMessage | AudioMessage | CloseMessage | PingMessage
 
 def _header(frame: bytes, what: str) -> dict[str, Any]:
     try:
-        header = json.loads(frame)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad_json", f"{what} is not UTF-8 JSON: {exc}") from None
+        header = loads_bounded(frame, max_bytes=MAX_HEADER_BYTES)
+    except JsonRejected as exc:
+        raise ProtocolError("bad_json", f"{what}: {exc.message}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_json", f"{what} must be a JSON object, got {type(header).__name__}")
     return header
@@ -147,12 +148,9 @@ def _parse_open(header: Mapping[str, Any]) -> OpenMessage:
         raise ProtocolError("bad_field", f"channels must be 1..{MAX_CHANNELS}, got {channels}",
                             stream_id=stream_id, ref="open")
     metadata = header.get("metadata", {})
-    if (not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_ENTRIES
-            or not all(isinstance(k, str) and isinstance(v, str) and len(v) <= MAX_METADATA_VALUE_CHARS
-                       for k, v in metadata.items())):
-        raise ProtocolError("bad_field", f"metadata must be an object of at most {MAX_METADATA_ENTRIES} "
-                            f"string -> string entries (values <= {MAX_METADATA_VALUE_CHARS} chars)",
-                            stream_id=stream_id, ref="open")
+    problem = "metadata must be an object" if not isinstance(metadata, dict) else metadata_problem(metadata)
+    if problem is not None:
+        raise ProtocolError("bad_field", problem, stream_id=stream_id, ref="open")
     return OpenMessage(stream_id, AudioFormat(encoding, rate, channels), dict(metadata))
 
 
