@@ -8,8 +8,6 @@ frame arrives as it was sent, and collects the score frames.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,10 +36,6 @@ from clients.integrations.session import SessionConfig
 
 DEFAULT_MODEL = REPO_ROOT / "streaming_models" / "default_model" / "spoofwatch-default.onnx"
 GENUINE = "speech/librispeech-subset/test-other/1688/1688-142285-0000.flac"
-SPOOF_TEXT = (
-    "Hello, this is your bank calling. We noticed an unusual payment on your account. "
-    "Please confirm your card number so that we can stop it."
-)
 RATE = 16000
 FAST: dict[str, float] = {"request_timeout_s": 0.5, "ping_interval_s": 0.25, "reconnect_initial_s": 0.1,
                           "reconnect_max_s": 0.3}
@@ -111,24 +105,14 @@ def default_daemon() -> Iterator[RunningDaemon]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def spoof_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        pytest.skip("espeak-ng is not installed (Debian package espeak-ng)")
-    wav = tmp_path_factory.mktemp("spoof") / "espeak.wav"
-    subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(wav), SPOOF_TEXT], check=True, timeout=60)
-    return wav
-
-
 @pytest.mark.slow
 async def test_genuine_and_synthetic_clips_through_a_real_pipeline(
-    default_daemon: RunningDaemon, shared_data: Path, spoof_clip: Path
+    default_daemon: RunningDaemon, shared_data: Path, espeak_clip: Path
 ) -> None:
     config = SessionConfig(default_daemon.ingest_endpoint, default_daemon.results_endpoint)
     genuine_samples, _ = read_audio(shared_data / GENUINE, RATE)
     genuine = AudioFileInputTransport(genuine_samples[: 6 * RATE], RATE)
-    synthetic = AudioFileInputTransport.from_file(spoof_clip, RATE)
+    synthetic = AudioFileInputTransport.from_file(espeak_clip, RATE)
     genuine_proc = SpoofwatchProcessor(session_id="pc-genuine", participant="alice", config=config)
     synthetic_proc = SpoofwatchProcessor(session_id="pc-synthetic", participant="mallory", config=config)
     genuine_worker, _, genuine_out = build(genuine, genuine_proc)
