@@ -8,6 +8,8 @@ frame arrives as it was sent, and collects the score frames.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +230,20 @@ async def test_without_a_daemon_audio_still_flows_and_scores_are_stale() -> None
     scores = out.scores()
     assert len(scores) == 1 and scores[0].stale and scores[0].p_spoof is None and scores[0].decision == "undecided"
     assert processor.session.stats.frames_submitted == len(transport.sent)
+
+
+def test_example_bot_ends_the_call_on_spoof(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    import soundfile
+
+    wav = tmp_path / "caller.wav"
+    soundfile.write(str(wav), speechlike(10.0), RATE)
+    always_spoof = ("--decision.thresholds", "config", "--decision.spoof-enter", "0.0", "--decision.spoof-exit", "0.0")
+    with daemon_process(tiny_model[0], extra=always_spoof) as daemon:
+        result = subprocess.run(
+            [sys.executable, "examples/pipecat_bot.py", str(wav), "--end-call", "--session-id", "example-bot",
+             "--endpoint", daemon.ingest_endpoint, "--results-endpoint", daemon.results_endpoint],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "undecided -> spoof" in result.stdout and "synthetic voice" in result.stdout
+    assert "final: spoof" in result.stdout  # ended by the processor, long before the 10 s file
