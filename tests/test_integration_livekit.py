@@ -143,3 +143,12 @@ async def test_without_a_daemon_the_scores_are_published_stale() -> None:
     assert len(seen["stale"]) == 1 and seen["stale"][0][0].stale
     assert participant.attributes["spoofwatch.caller-3.stale"] == "true"
     assert participant.data[0][0]["stale"] is True and participant.data[0][1] is True  # reliable
+
+
+def test_example_agent_builds_its_server() -> None:
+    """The example needs a LiveKit server to run; here it is only loaded (imports, decorators)."""
+    import runpy
+
+    pytest.importorskip("livekit.agents")
+    namespace = runpy.run_path(str(REPO_ROOT / "examples" / "livekit_agent.py"), run_name="example")
+    assert callable(namespace["entrypoint"]) and namespace["server"] is not None
