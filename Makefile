@@ -3,7 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,dev,train,mic
+# pipecat and livekit: the integrations and their tests (pure wheels plus livekit's native FFI, no torch or GPU runtime)
+EXTRAS ?= cpu,dev,train,mic,pipecat,livekit
 
 .PHONY: setup demo test serve lint clean resynthesis corpus
 

@@ -278,14 +278,17 @@ class AsyncDetectorClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    async def close(self, *, linger_ms: int | None = None) -> None:
+        """Close the connection. Unsent messages hold the close for up to the socket's linger (2 s,
+        so queued audio can leave); pass `linger_ms=0` to drop them at once, e.g. after the daemon
+        was lost, when waiting would only block the event loop."""
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
         for subscription in self._subscriptions:
             subscription.close()
-        self._socket.close()
+        self._socket.close(linger=linger_ms)
         self._context.term()
 
     def subscribe(

@@ -46,3 +46,19 @@ def tiny_model() -> tuple[Path, Path]:
     if not (onnx_path.is_file() and script_path.is_file()):
         build_tiny_model(directory, meta)
     return onnx_path, script_path
+
+
+@pytest.fixture(scope="session")
+def espeak_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic (spoof) utterance made with espeak-ng at run time (~9 s, 22.05 kHz wav)."""
+    import shutil
+    import subprocess
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("espeak-ng is not installed (Debian package espeak-ng)")
+    text = ("Hello, this is your bank calling. We noticed an unusual payment on your account. "
+            "Please confirm your card number so that we can stop it.")
+    wav = tmp_path_factory.mktemp("espeak") / "spoof.wav"
+    subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, timeout=60)
+    return wav

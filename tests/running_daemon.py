@@ -30,9 +30,11 @@ class RunningDaemon:
 
 
 @contextlib.contextmanager
-def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, ...] = ()) -> Iterator[RunningDaemon]:
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    results = f"tcp://127.0.0.1:{free_port()}"
+def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, ...] = (),
+                   ingest: str | None = None, results: str | None = None) -> Iterator[RunningDaemon]:
+    """The daemon on free loopback ports, or on `ingest`/`results` (a restart on the same endpoints)."""
+    ingest = ingest or f"tcp://127.0.0.1:{free_port()}"
+    results = results or f"tcp://127.0.0.1:{free_port()}"
     whip_port = free_port()
     command = daemon_command(model_path, ingest, results, "--webrtc.enabled", "true" if webrtc else "false",
                              "--webrtc.port", str(whip_port), *extra)

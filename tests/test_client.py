@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,17 @@ async def test_no_daemon_times_out_with_the_endpoint_in_the_message() -> None:
     async with AsyncDetectorClient(endpoint, timeout_s=0.3) as client:
         with pytest.raises(TimeoutError, match=endpoint):
             await client.ping()
+
+
+async def test_close_without_linger_drops_queued_messages_at_once() -> None:
+    """After losing the daemon, closing must not block the event loop on undeliverable audio."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    client = AsyncDetectorClient(endpoint, timeout_s=0.2)
+    with pytest.raises(TimeoutError):
+        await client.ping()  # the ping stays queued for a peer that never comes
+    started = time.monotonic()
+    await client.close(linger_ms=0)
+    assert time.monotonic() - started < 0.5  # the default linger would hold it for 2 s
 
 
 def test_sync_client_round_trip(daemon: RunningDaemon) -> None:
