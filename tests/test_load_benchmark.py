@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from types import ModuleType
 
 import pytest
 from benchmark_modules import load_benchmark
 
-from daemon.wire.zmq_messages import AudioMessage, parse_request
+from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, parse_request
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,13 @@ def load_module() -> ModuleType:
 def test_audio_header_parses_as_the_protocol_message(load_module: ModuleType, stream_id: str) -> None:
     header = load_module.audio_header(stream_id, 42)
     assert parse_request([header, b"\xff" * 160]) == AudioMessage(stream_id, 42, b"\xff" * 160)
+
+
+def test_batch_header_parses_as_the_protocol_message(load_module: ModuleType) -> None:
+    ids = ["load300-1-2-17", 'quote"and\\slash', "é-unicode"]
+    ids_json = json.dumps(ids, separators=(",", ":")).encode()
+    frames = [load_module.batch_header(ids_json, len(ids), 42), *(b"\xff" * 160 for _ in ids)]
+    assert parse_request(frames) == AudioBatchMessage([AudioMessage(i, 42, b"\xff" * 160) for i in ids])
 
 
 def test_percentiles(load_module: ModuleType) -> None:

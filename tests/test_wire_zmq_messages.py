@@ -9,7 +9,13 @@ import pytest
 
 from daemon.wire import results
 from daemon.wire.frames import AudioFormat
-from daemon.wire.pcm import PayloadError, decode_payload, encode_samples, payload_frames
+from daemon.wire.pcm import (
+    PayloadError,
+    decode_payload,
+    decode_payloads,
+    encode_samples,
+    payload_frames,
+)
 from daemon.wire.zmq_messages import (
     _CANONICAL_AUDIO_HEADER,
     MAX_BATCH_ENTRIES,
@@ -259,3 +265,25 @@ def test_a_full_batch_of_long_ids_fits_its_header_limit() -> None:
 
 def test_error_replies_without_an_index_keep_the_v1_shape() -> None:
     assert "index" not in json.loads(ErrorReply("bad_payload", "x", "a", "audio", 3).to_frames()[0])
+
+
+def test_decode_payloads_equals_decode_payload_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    formats = [AudioFormat("mulaw", 8000, 1), AudioFormat("alaw", 8000, 1), AudioFormat("mulaw", 16000, 2),
+               AudioFormat("pcm_s16le", 16000, 1), AudioFormat("pcm_f32le", 48000, 1)]
+    items: list[tuple[bytes, AudioFormat]] = []
+    for k in range(40):
+        fmt = formats[k % len(formats)]
+        frames = int(rng.integers(-(-fmt.sample_rate_hz // 100), fmt.sample_rate_hz // 10))
+        samples = (0.3 * rng.standard_normal((frames, fmt.channels))).astype(np.float32)
+        items.append((encode_samples(samples if fmt.channels == 2 else samples[:, 0], fmt), fmt))
+    items += [(b"\x00" * 10, formats[0]), (b"\x00" * 161, formats[3]), (b"\x00" * 16001, formats[1])]
+    for (payload, fmt), got in zip(items, decode_payloads(items), strict=True):
+        try:
+            expected = decode_payload(payload, fmt)
+        except PayloadError as exc:
+            assert isinstance(got, PayloadError) and str(got) == str(exc)
+            continue
+        assert not isinstance(got, PayloadError)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)

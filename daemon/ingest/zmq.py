@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 import zmq
 import zmq.asyncio
@@ -29,7 +31,7 @@ from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpe
 from daemon.refusals import refuse
 from daemon.supervise import Supervisor
 from daemon.wire.frames import AudioChunk, AudioFormat
-from daemon.wire.pcm import PayloadError, decode_payload
+from daemon.wire.pcm import PayloadError, decode_payload, decode_payloads
 from daemon.wire.zmq_messages import (
     AudioBatchMessage,
     AudioMessage,
@@ -196,13 +198,17 @@ class ZmqIngest:
         self._streams[message.stream_id] = _ClientStream(identity, handle, message.format)
         await self._reply(identity, OpenedReply(message.stream_id, self._model_id, self._hop_ms).to_frames())
 
-    async def _on_audio(self, identity: bytes, message: AudioMessage, ref: str = "audio") -> None:
-        entry = self._owned(identity, message.stream_id, ref, message.seq)
+    async def _on_audio(self, identity: bytes, message: AudioMessage) -> None:
+        entry = self._owned(identity, message.stream_id, "audio", message.seq)
         try:
             samples = decode_payload(message.payload, entry.format)
         except PayloadError as exc:
-            raise ProtocolError("bad_payload", str(exc), stream_id=message.stream_id, ref=ref,
+            raise ProtocolError("bad_payload", str(exc), stream_id=message.stream_id, ref="audio",
                                 seq=message.seq) from None
+        await self._push(entry, message, samples, "audio")
+
+    async def _push(self, entry: _ClientStream, message: AudioMessage, samples: npt.NDArray[np.float32],
+                    ref: str) -> None:
         try:
             await entry.handle.push(AudioChunk(samples, message.seq))
         except StreamClosedError:
@@ -211,21 +217,40 @@ class ZmqIngest:
                                 stream_id=message.stream_id, ref=ref, seq=message.seq) from None
 
     async def _on_audio_batch(self, identity: bytes, message: AudioBatchMessage) -> None:
-        """Each entry as its own `audio` message, in order: one entry's error (or a bug while
-        handling it) is answered for that entry, with its index, and the next entry goes on."""
+        """Each entry as its own `audio` message, pushed in message order; one entry's error (or
+        a bug while pushing it) is answered for that entry alone, with its index, after the
+        pushes, in entry order. The payloads are decoded together (`decode_payloads`): one
+        table lookup for all mono G.711 entries instead of one per entry."""
+        refused: list[ProtocolError] = []
+        owned: list[tuple[int, AudioMessage, _ClientStream]] = []
         for index, entry in enumerate(message.entries):
             if isinstance(entry, ProtocolError):
-                await self._refuse(identity, entry)
+                refused.append(entry)
                 continue
             try:
-                await self._on_audio(identity, entry, "audio_batch")
+                owned.append((index, entry, self._owned(identity, entry.stream_id, "audio_batch", entry.seq)))
             except ProtocolError as exc:
                 exc.index = index
-                await self._refuse(identity, exc)
+                refused.append(exc)
+        decoded = decode_payloads([(entry.payload, stream.format) for _, entry, stream in owned])
+        failures: list[tuple[int, AudioMessage, Exception]] = []
+        for (index, entry, stream), samples in zip(owned, decoded, strict=True):
+            try:
+                if isinstance(samples, PayloadError):
+                    raise ProtocolError("bad_payload", str(samples), stream_id=entry.stream_id, ref="audio_batch",
+                                        seq=entry.seq)
+                await self._push(stream, entry, samples, "audio_batch")
+            except ProtocolError as exc:
+                exc.index = index
+                refused.append(exc)
             except Exception as exc:  # this entry's failure only
                 log.exception("zmq_batch_entry_failed", stream_id=entry.stream_id, index=index)
-                await self._internal_error(identity, exc, "entry", stream_id=entry.stream_id, ref="audio_batch",
-                                           seq=entry.seq, index=index)
+                failures.append((index, entry, exc))
+        for problem in sorted(refused, key=lambda e: e.index or 0):
+            await self._refuse(identity, problem)
+        for index, entry, failure in failures:
+            await self._internal_error(identity, failure, "entry", stream_id=entry.stream_id, ref="audio_batch",
+                                       seq=entry.seq, index=index)
 
     def _on_close(self, identity: bytes, message: CloseMessage) -> None:
         entry = self._owned(identity, message.stream_id, "close")
