@@ -107,12 +107,12 @@ def audio_header(stream_id: str, seq: int) -> bytes:
 
 
 # An `audio_batch` header (docs/protocol.md) for one group of streams, %-formatted with the
-# group's ids (a JSON array, fixed per group) and its seqs (all the same frame index).
+# group's ids (a JSON array, built once per group) and their seqs.
 BATCH_HEADER = b'{"v":%d,"type":"audio_batch","stream_ids":%%s,"seqs":[%%s]}' % PROTOCOL_VERSION
 
 
-def batch_header(stream_ids_json: bytes, count: int, seq: int) -> bytes:
-    return BATCH_HEADER % (stream_ids_json, b",".join([b"%d" % seq] * count))
+def batch_header(stream_ids_json: bytes, seqs: list[int]) -> bytes:
+    return BATCH_HEADER % (stream_ids_json, b",".join([b"%d" % k for k in seqs]))
 
 
 @dataclass
@@ -128,7 +128,7 @@ class SenderReport:
 
 
 def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at: float, pipe: Connection,
-               batch_size: int = 0) -> None:
+               batch_size: int = 0, spread_hops: bool = False) -> None:
     """Open every stream, then send 20 ms messages on a fixed schedule until `duration_s`.
 
     Message (stream i, frame k) is due at start + k * 20 ms + i * 20 ms / N (phases spread
@@ -136,7 +136,9 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     sleeps and sends, and records each message's lateness so a slow sender is reported as
     such instead of being counted as daemon latency. With `batch_size` > 0 the streams are cut
     into G groups of at most that many, and group g's frames go in one `audio_batch` message
-    due at start + k * 20 ms + g * 20 ms / G."""
+    due at start + k * 20 ms + g * 20 ms / G. With `spread_hops`, stream i starts i mod
+    (hop / 20 ms) frames late, so the streams' hops end on different ticks, as calls that
+    began at random moments do; without it every stream completes a hop on the same tick."""
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.SNDHWM, 0)
@@ -166,6 +168,8 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     send_times = np.full((n, frames_per_stream), np.nan)
     lateness = np.full((n, frames_per_stream), np.nan)
     offsets = [i * (FRAME_MS / 1000) / max(n, 1) for i in range(n)]
+    hop_frames = max(1, round(hop_ms / FRAME_MS)) if spread_hops and hop_ms else 1
+    lags = [i % hop_frames for i in range(n)]  # frames stream i starts late
     frame_s = FRAME_MS / 1000
     send = dealer.send_multipart
     clock = time.monotonic
@@ -174,21 +178,21 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     cpu_start = time.process_time()
     origin = start_at
     if batch_size > 0:
-        send_batched(dealer, stream_ids, batch_size, payloads, origin, send_times, lateness, errors)
-    for k in range(frames_per_stream if batch_size <= 0 else 0):
-        slot = origin + k * frame_s
-        payload = payloads[k]
-        row_sent = send_times[:, k]
-        row_late = lateness[:, k]
+        send_batched(dealer, stream_ids, batch_size, payloads, origin, lags, send_times, lateness, errors)
+    for t in range(frames_per_stream + hop_frames - 1 if batch_size <= 0 else 0):
+        slot = origin + t * frame_s
         for i in range(n):
+            k = t - lags[i]
+            if not 0 <= k < frames_per_stream:
+                continue
             due = slot + offsets[i]
             now = clock()
             if due - now > 0.0005:
                 time.sleep(due - now)
                 now = clock()
-            send([AUDIO_HEADER % (quoted[i], k), payload])
-            row_sent[i] = now
-            row_late[i] = now - due
+            send([AUDIO_HEADER % (quoted[i], k), payloads[k]])
+            send_times[i, k] = now
+            lateness[i, k] = now - due
         while dealer.poll(0):  # errors on audio would show up here
             reply = parse_reply(dealer.recv_multipart())
             if isinstance(reply, ErrorReply):
@@ -206,27 +210,33 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
 
 
 def send_batched(dealer: zmq.Socket[bytes], stream_ids: list[str], batch_size: int, payloads: list[bytes],
-                 origin: float, send_times: npt.NDArray[np.float64], lateness: npt.NDArray[np.float64],
-                 errors: list[str]) -> None:
+                 origin: float, lags: list[int], send_times: npt.NDArray[np.float64],
+                 lateness: npt.NDArray[np.float64], errors: list[str]) -> None:
     """The gateway-style schedule of `run_sender`: one `audio_batch` per group per frame."""
-    n = len(stream_ids)
+    n, frames = send_times.shape
     groups = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     ids_json = [json.dumps([stream_ids[i] for i in group], separators=(",", ":")).encode() for group in groups]
     offsets = [g * (FRAME_MS / 1000) / len(groups) for g in range(len(groups))]
     frame_s = FRAME_MS / 1000
     clock = time.monotonic
-    for k in range(send_times.shape[1]):
-        slot = origin + k * frame_s
-        payload = payloads[k]
+    for t in range(frames + max(lags) if lags else 0):
+        slot = origin + t * frame_s
         for g, group in enumerate(groups):
+            members = [i for i in group if 0 <= t - lags[i] < frames]
+            if not members:
+                continue
+            ids = ids_json[g] if len(members) == len(group) else json.dumps(
+                [stream_ids[i] for i in members], separators=(",", ":")).encode()
+            seqs = [t - lags[i] for i in members]
+            header = batch_header(ids, seqs)
             due = slot + offsets[g]
             now = clock()
             if due - now > 0.0005:
                 time.sleep(due - now)
                 now = clock()
-            dealer.send_multipart([batch_header(ids_json[g], len(group), k), *([payload] * len(group))])
-            send_times[group.start:group.stop, k] = now
-            lateness[group.start:group.stop, k] = now - due
+            dealer.send_multipart([header, *[payloads[k] for k in seqs]])
+            send_times[members, seqs] = now
+            lateness[members, seqs] = now - due
         while dealer.poll(0):  # errors on audio would show up here
             reply = parse_reply(dealer.recv_multipart())
             if isinstance(reply, ErrorReply):
@@ -338,7 +348,7 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
     start_at = time.monotonic() + 1.0 + n * 0.002
     sender = multiprocessing.Process(
         target=run_sender, args=(args.endpoint, stream_ids, args.duration, start_at, sender_end,
-                                 args.batch_size if args.batched else 0), daemon=True
+                                 args.batch_size if args.batched else 0, args.spread_hops), daemon=True
     )
     sender.start()
     cpu_window: dict[str, tuple[float, ProcSample]] = {}
@@ -464,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget-ms", type=float, default=250.0, help="end-to-end p99 latency budget")
     parser.add_argument("--batched", action="store_true",
                         help="send like a gateway: one audio_batch message per group of streams per 20 ms")
+    parser.add_argument("--spread-hops", action="store_true",
+                        help="start stream i (i mod hop/20ms) frames late, so hops do not all end on one tick")
     parser.add_argument("--batch-size", type=int, default=MAX_BATCH_ENTRIES,
                         help=f"--batched: streams per message (1..{MAX_BATCH_ENTRIES})")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop starting new levels after this")
@@ -510,6 +522,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         wait_until_ready(args.endpoint, None, None)
     mode = f"audio_batch messages of up to {args.batch_size} streams" if args.batched else "one message per frame"
+    mode += "; hop ends spread over the streams" if args.spread_hops else "; every stream's hops end on the same tick"
     print(f"daemon at {args.endpoint} (pid {pid}), model {args.model}, {os.cpu_count()} CPUs; "
           f"{args.duration:.0f} s per level; {mode}", flush=True)
     idle_rss = read_proc(pid).rss_bytes if pid is not None else 0
