@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -55,3 +56,12 @@ def test_model_speed_variants_keep_the_scores_where_they_claim_to(tiny_model: tu
     assert reference.shape == (8, 3, 2) and np.all((reference > 0) & (reference < 1))
     for name in ("no graph optimization", "saved optimized graph", "denormals as zero", "2 intra-op threads"):
         assert np.abs(speed.stream_scores(sessions[name], meta, audio) - reference).max() <= 1e-4, name
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_compiled_ingest_prototype_gives_the_daemons_samples(tmp_path: Path) -> None:
+    """benchmarks/ingest_c_prototype.py's C decode + FIR equals SoxrFirUpsampler message by message
+    (the figure in docs/architecture.md is only worth something if the samples are the same)."""
+    proto = load_benchmark("ingest_c_prototype")
+    worst = proto.same_samples(proto.payloads_for(3, 20), proto.CompiledBatch(3, tmp_path))
+    assert worst <= 1e-5
