@@ -11,7 +11,10 @@ load benchmark measures the whole daemon), and inference (a backend that returns
 so the figure does not depend on the model). CPU time barely changes with other load on the
 machine, unlike latency.
 
-    python benchmarks/ingest_cost.py [--streams 100] [--seconds 10]
+    python benchmarks/ingest_cost.py [--streams 100] [--seconds 10] [--batched]
+
+With `--batched` every 20 ms frame of all streams arrives as one `audio_batch` message (a
+gateway's), and the figure is per stream-message (entry); `--compare` runs both, alternating.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from daemon.publisher import ResultPublisher
 from daemon.streams import StreamBuffer
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
-from daemon.wire.zmq_messages import AudioMessage, OpenMessage, parse_request
+from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, OpenMessage, parse_request
 from streaming_models.model_format import ModelMetadata, StateSpec
 
 FORMAT = AudioFormat("mulaw", 8000, 1)
@@ -82,7 +85,7 @@ def stage_costs(payloads: list[bytes], streams: int) -> dict[str, float]:
     }
 
 
-async def replay(streams: int, seconds: float, payloads: list[bytes]) -> tuple[float, int, int]:
+async def replay(streams: int, seconds: float, payloads: list[bytes], batched: bool = False) -> tuple[float, int, int]:
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     publisher = ResultPublisher(context, "inproc://results", hwm=100_000)
     subscriber = context.socket(zmq.SUB)  # so that publishing really queues messages
@@ -102,8 +105,12 @@ async def replay(streams: int, seconds: float, payloads: list[bytes]) -> tuple[f
     started = time.thread_time()
     for k in range(messages):
         payload = payloads[k % len(payloads)]
-        for stream_id in stream_ids:
-            await ingest._dispatch([identity, *AudioMessage(stream_id, k, payload).to_frames()])
+        if batched:
+            entries = [AudioMessage(stream_id, k, payload) for stream_id in stream_ids]
+            await ingest._dispatch([identity, *AudioBatchMessage(entries).to_frames()])
+        else:
+            for stream_id in stream_ids:
+                await ingest._dispatch([identity, *AudioMessage(stream_id, k, payload).to_frames()])
         await asyncio.sleep(0)  # let scoring, batching and publishing run, as the receive tick does
     await batcher.wait_idle()
     for _ in range(10):
@@ -125,20 +132,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per stream")
+    parser.add_argument("--batched", action="store_true", help="one audio_batch message per frame of all streams")
+    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                        help="ROUNDS x (single, batched), alternating; the per-stage lines are skipped")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     payloads = [encode_samples((0.1 * rng.standard_normal(MESSAGE_SAMPLES)).astype(np.float32), FORMAT)
                 for _ in range(50)]
+    if args.compare:
+        for _ in range(args.compare):
+            for batched in (False, True):
+                whole_handler(args.streams, args.seconds, payloads, batched)
+        return 0
     for name, cost in stage_costs(payloads, args.streams).items():
         print(f"{name:28s} {cost:6.1f} us per message (alone)")
-    # AudioMessage.to_frames runs in the loop too; subtract its cost (the sender's, not the daemon's)
-    build = per_call_us(lambda i: AudioMessage("bench-1", i, payloads[0]).to_frames(), 50_000)
-    cpu_s, messages, published = asyncio.run(replay(args.streams, args.seconds, payloads))
-    per_message = 1e6 * cpu_s / messages - build
-    print(f"whole handler, {args.streams} streams x {args.seconds:.0f} s: {per_message:.1f} us per message on the "
-          f"event-loop thread ({published} results published; socket receive, loop wakeups and inference "
-          f"not included)")
+    whole_handler(args.streams, args.seconds, payloads, args.batched)
     return 0
+
+
+def whole_handler(streams: int, seconds: float, payloads: list[bytes], batched: bool) -> None:
+    # building the messages runs in the loop too; subtract its cost (the sender's, not the daemon's)
+    if batched:
+        ids = [f"bench-{i}" for i in range(streams)]
+        build = per_call_us(lambda i: AudioBatchMessage([AudioMessage(s, i, payloads[0]) for s in ids]).to_frames(),
+                            max(10, 50_000 // streams)) / streams
+    else:
+        build = per_call_us(lambda i: AudioMessage("bench-1", i, payloads[0]).to_frames(), 50_000)
+    cpu_s, messages, published = asyncio.run(replay(streams, seconds, payloads, batched))
+    per_message = 1e6 * cpu_s / messages - build
+    kind = "audio_batch entry" if batched else "audio message"
+    print(f"whole handler, {streams} streams x {seconds:.0f} s: {per_message:.1f} us per {kind} on the "
+          f"event-loop thread ({published} results published; socket receive, loop wakeups and inference "
+          f"not included)", flush=True)
 
 
 if __name__ == "__main__":

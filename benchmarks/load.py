@@ -16,12 +16,17 @@ seconds, while this process subscribes to the results. Per level it prints:
   whose sender fell behind (p99 lateness over one frame) is reported as not measured: the
   daemon then saw less than real-time load.
 
+With `--batched` the sender behaves like a media gateway: at every 20 ms tick it sends the
+frames of up to `--batch-size` streams in one `audio_batch` message (docs/protocol.md), the
+groups' phases spread over the 20 ms; CPU figures stay per 1000 stream-messages (entries).
+
 `--search` raises N (doubling, then bisecting) to the largest N whose end-to-end p99
 stays within `--budget-ms` with < 1 % lost (and a sender that kept up). The run is bounded
 by `--max-seconds`.
 
     python benchmarks/load.py --model PATH --streams 50,100,200,300
     python benchmarks/load.py --model PATH --search
+    python benchmarks/load.py --model PATH --search --batched
     python benchmarks/load.py --endpoint tcp://HOST:5555 --results-endpoint tcp://HOST:5556 --pid PID ...
 """
 
@@ -59,6 +64,7 @@ from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from daemon.wire.results import decode_pub
 from daemon.wire.zmq_messages import (
+    MAX_BATCH_ENTRIES,
     PROTOCOL_VERSION,
     CloseMessage,
     ErrorReply,
@@ -100,6 +106,15 @@ def audio_header(stream_id: str, seq: int) -> bytes:
     return AUDIO_HEADER % (json.dumps(stream_id).encode(), seq)
 
 
+# An `audio_batch` header (docs/protocol.md) for one group of streams, %-formatted with the
+# group's ids (a JSON array, built once per group) and their seqs.
+BATCH_HEADER = b'{"v":%d,"type":"audio_batch","stream_ids":%%s,"seqs":[%%s]}' % PROTOCOL_VERSION
+
+
+def batch_header(stream_ids_json: bytes, seqs: list[int]) -> bytes:
+    return BATCH_HEADER % (stream_ids_json, b",".join([b"%d" % k for k in seqs]))
+
+
 @dataclass
 class SenderReport:
     send_times: npt.NDArray[np.float64]  # [stream, frame] monotonic send time (NaN: not sent)
@@ -112,13 +127,18 @@ class SenderReport:
     hop_ms: float
 
 
-def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at: float, pipe: Connection) -> None:
+def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at: float, pipe: Connection,
+               batch_size: int = 0, spread_hops: bool = False) -> None:
     """Open every stream, then send 20 ms messages on a fixed schedule until `duration_s`.
 
     Message (stream i, frame k) is due at start + k * 20 ms + i * 20 ms / N (phases spread
     over one frame). Headers and payloads are built before the clock starts; the loop only
     sleeps and sends, and records each message's lateness so a slow sender is reported as
-    such instead of being counted as daemon latency."""
+    such instead of being counted as daemon latency. With `batch_size` > 0 the streams are cut
+    into G groups of at most that many, and group g's frames go in one `audio_batch` message
+    due at start + k * 20 ms + g * 20 ms / G. With `spread_hops`, stream i starts i mod
+    (hop / 20 ms) frames late, so the streams' hops end on different ticks, as calls that
+    began at random moments do; without it every stream completes a hop on the same tick."""
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.SNDHWM, 0)
@@ -148,6 +168,8 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     send_times = np.full((n, frames_per_stream), np.nan)
     lateness = np.full((n, frames_per_stream), np.nan)
     offsets = [i * (FRAME_MS / 1000) / max(n, 1) for i in range(n)]
+    hop_frames = max(1, round(hop_ms / FRAME_MS)) if spread_hops and hop_ms else 1
+    lags = [i % hop_frames for i in range(n)]  # frames stream i starts late
     frame_s = FRAME_MS / 1000
     send = dealer.send_multipart
     clock = time.monotonic
@@ -155,20 +177,22 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
         time.sleep(0.001)
     cpu_start = time.process_time()
     origin = start_at
-    for k in range(frames_per_stream):
-        slot = origin + k * frame_s
-        payload = payloads[k]
-        row_sent = send_times[:, k]
-        row_late = lateness[:, k]
+    if batch_size > 0:
+        send_batched(dealer, stream_ids, batch_size, payloads, origin, lags, send_times, lateness, errors)
+    for t in range(frames_per_stream + hop_frames - 1 if batch_size <= 0 else 0):
+        slot = origin + t * frame_s
         for i in range(n):
+            k = t - lags[i]
+            if not 0 <= k < frames_per_stream:
+                continue
             due = slot + offsets[i]
             now = clock()
             if due - now > 0.0005:
                 time.sleep(due - now)
                 now = clock()
-            send([AUDIO_HEADER % (quoted[i], k), payload])
-            row_sent[i] = now
-            row_late[i] = now - due
+            send([AUDIO_HEADER % (quoted[i], k), payloads[k]])
+            send_times[i, k] = now
+            lateness[i, k] = now - due
         while dealer.poll(0):  # errors on audio would show up here
             reply = parse_reply(dealer.recv_multipart())
             if isinstance(reply, ErrorReply):
@@ -183,6 +207,40 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
         messages=int(late_ms.size), errors=errors[:20], error_count=len(errors), hop_ms=hop_ms))
     dealer.close(linger=5000)
     context.term()
+
+
+def send_batched(dealer: zmq.Socket[bytes], stream_ids: list[str], batch_size: int, payloads: list[bytes],
+                 origin: float, lags: list[int], send_times: npt.NDArray[np.float64],
+                 lateness: npt.NDArray[np.float64], errors: list[str]) -> None:
+    """The gateway-style schedule of `run_sender`: one `audio_batch` per group per frame."""
+    n, frames = send_times.shape
+    groups = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    ids_json = [json.dumps([stream_ids[i] for i in group], separators=(",", ":")).encode() for group in groups]
+    offsets = [g * (FRAME_MS / 1000) / len(groups) for g in range(len(groups))]
+    frame_s = FRAME_MS / 1000
+    clock = time.monotonic
+    for t in range(frames + max(lags) if lags else 0):
+        slot = origin + t * frame_s
+        for g, group in enumerate(groups):
+            members = [i for i in group if 0 <= t - lags[i] < frames]
+            if not members:
+                continue
+            ids = ids_json[g] if len(members) == len(group) else json.dumps(
+                [stream_ids[i] for i in members], separators=(",", ":")).encode()
+            seqs = [t - lags[i] for i in members]
+            header = batch_header(ids, seqs)
+            due = slot + offsets[g]
+            now = clock()
+            if due - now > 0.0005:
+                time.sleep(due - now)
+                now = clock()
+            dealer.send_multipart([header, *[payloads[k] for k in seqs]])
+            send_times[members, seqs] = now
+            lateness[members, seqs] = now - due
+        while dealer.poll(0):  # errors on audio would show up here
+            reply = parse_reply(dealer.recv_multipart())
+            if isinstance(reply, ErrorReply):
+                errors.append(f"{reply.code}: {reply.message}")
 
 
 # ---- the measuring side -----------------------------------------------------------------------
@@ -208,6 +266,7 @@ def read_proc(pid: int) -> ProcSample:
 @dataclass
 class LevelResult:
     streams: int
+    batched: bool
     duration_s: float
     hop_ms: float
     expected: int
@@ -288,7 +347,8 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
     receiver, sender_end = multiprocessing.Pipe(duplex=False)
     start_at = time.monotonic() + 1.0 + n * 0.002
     sender = multiprocessing.Process(
-        target=run_sender, args=(args.endpoint, stream_ids, args.duration, start_at, sender_end), daemon=True
+        target=run_sender, args=(args.endpoint, stream_ids, args.duration, start_at, sender_end,
+                                 args.batch_size if args.batched else 0, args.spread_hops), daemon=True
     )
     sender.start()
     cpu_window: dict[str, tuple[float, ProcSample]] = {}
@@ -343,7 +403,7 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
     dropped_keys = ("results_dropped", "samples_dropped_overflow", "gaps_filled", "duplicates_dropped")
     dropped = {k: int(sum(s.get(k, 0) for s in summaries.values())) for k in dropped_keys}
     return LevelResult(
-        streams=n, duration_s=args.duration, hop_ms=hop_ms, expected=expected, received=received,
+        streams=n, batched=bool(args.batched), duration_s=args.duration, hop_ms=hop_ms, expected=expected, received=received,
         lost=expected - received, late=late, daemon_latency_ms=percentiles(daemon_latency),
         end_to_end_ms=percentiles(end_to_end), cpu_percent=round(cpu_percent, 1),
         cpu_ms_per_1000_messages=round(cpu_per_1000, 1), main_thread_percent=round(main_percent, 1), rss_mb=round(rss_mb, 1),
@@ -362,7 +422,7 @@ def print_level(result: LevelResult, budget_ms: float) -> None:
     else:
         verdict = "FAIL"
     print(
-        f"N={result.streams:4d}  hop={result.hop_ms:.0f}ms  results {result.received}/{result.expected} "
+        f"N={result.streams:4d}{' batched' if result.batched else ''}  hop={result.hop_ms:.0f}ms  results {result.received}/{result.expected} "
         f"(lost {result.lost}, {100 * result.lost_fraction:.2f}%; late>{budget_ms:.0f}ms {result.late})\n"
         f"        daemon latency_ms {result.daemon_latency_ms}  (hop complete -> published)\n"
         f"        end-to-end ms     {result.end_to_end_ms}  (hop's last message sent -> result received)\n"
@@ -412,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     levels.add_argument("--search", action="store_true", help="find the largest N within the budget")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of audio per stream per level")
     parser.add_argument("--budget-ms", type=float, default=250.0, help="end-to-end p99 latency budget")
+    parser.add_argument("--batched", action="store_true",
+                        help="send like a gateway: one audio_batch message per group of streams per 20 ms")
+    parser.add_argument("--spread-hops", action="store_true",
+                        help="start stream i (i mod hop/20ms) frames late, so hops do not all end on one tick")
+    parser.add_argument("--batch-size", type=int, default=MAX_BATCH_ENTRIES,
+                        help=f"--batched: streams per message (1..{MAX_BATCH_ENTRIES})")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop starting new levels after this")
     parser.add_argument("--search-start", type=int, default=25, help="--search: first N")
     parser.add_argument("--search-max", type=int, default=2000, help="--search: never try more than this")
@@ -439,6 +505,9 @@ def next_search_level(history: list[tuple[int, bool]], args: argparse.Namespace)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.batch_size <= MAX_BATCH_ENTRIES:
+        print(f"--batch-size must be 1..{MAX_BATCH_ENTRIES}", file=sys.stderr)
+        return 2
     began = time.monotonic()
     planned = [] if args.search else [int(n) for n in args.streams.split(",") if n.strip()]
     biggest = args.search_max if args.search else max(planned)
@@ -452,8 +521,10 @@ def run(args: argparse.Namespace) -> int:
         pid = daemon.pid
     else:
         wait_until_ready(args.endpoint, None, None)
+    mode = f"audio_batch messages of up to {args.batch_size} streams" if args.batched else "one message per frame"
+    mode += "; hop ends spread over the streams" if args.spread_hops else "; every stream's hops end on the same tick"
     print(f"daemon at {args.endpoint} (pid {pid}), model {args.model}, {os.cpu_count()} CPUs; "
-          f"{args.duration:.0f} s per level", flush=True)
+          f"{args.duration:.0f} s per level; {mode}", flush=True)
     idle_rss = read_proc(pid).rss_bytes if pid is not None else 0
     history: list[tuple[int, bool]] = []
     levels: list[LevelResult] = []

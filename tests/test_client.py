@@ -116,3 +116,54 @@ def test_sync_client_round_trip(daemon: RunningDaemon) -> None:
     assert messages[-1]["type"] == "closed"
     assert messages[-1]["summary"]["hops"] == 5
     assert [m["seq"] for m in messages if m["type"] == "result"] == list(range(5))
+
+
+async def test_gateway_send_batch_sends_many_streams_per_message(daemon: RunningDaemon) -> None:
+    ids = [f"gw-{i}" for i in range(3)]
+    async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client:
+        results = client.subscribe(ids, timeout_s=10, until_closed=True)
+        await asyncio.sleep(SETTLE_S)
+        streams = [await client.open_stream(i, encoding="mulaw", sample_rate_hz=8000) for i in ids]
+        audio = speechlike(1.0, 8000)
+        for k in range(50):  # 20 ms of every stream per call
+            frame = audio[160 * k:160 * (k + 1)]
+            assert await client.send_batch([(stream, frame) for stream in streams]) == []
+        assert [s.next_seq for s in streams] == [50, 50, 50]
+        with pytest.raises(ValueError, match="batch entry"):
+            await client.send_batch([(streams[0], audio[:10])])  # 1.25 ms: under 10 ms
+        for stream in streams:
+            await stream.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            streams[2].batch_entry(audio[:160])
+        messages = [m async for m in results]
+    for stream_id in ids:
+        hops = [m["seq"] for m in messages if m["type"] == "result" and m["stream_id"] == stream_id]
+        assert hops == list(range(10))
+        (closed,) = [m for m in messages if m["type"] == "closed" and m["stream_id"] == stream_id]
+        assert closed["summary"]["gaps_filled"] == 0
+
+
+async def test_gateway_send_batch_returns_refused_entries(daemon: RunningDaemon) -> None:
+    async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client, \
+            AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as other:
+        mine = await client.open_stream("gw-err-mine", encoding="mulaw", sample_rate_hz=8000)
+        theirs = await other.open_stream("gw-err-theirs", encoding="mulaw", sample_rate_hz=8000)
+        frame = speechlike(0.02, 8000)
+        # a stream object of another connection: the daemon refuses that entry only
+        await client.send_batch([(mine, frame), (AsyncStream(client, theirs.info, theirs.format, 20), frame)])
+        await client.ping()  # the error reply arrives before the pong
+        errors = await client.send_batch([(mine, frame), (AsyncStream(client, theirs.info, theirs.format, 20), frame)])
+        assert [(e.code, e.stream_id, e.ref) for e in errors] == [("stream_owned_by_other", "gw-err-theirs", "audio_batch")]
+        await mine.close()
+        await theirs.close()
+
+
+def test_sync_gateway_send_batch(daemon: RunningDaemon) -> None:
+    with DetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as client:
+        streams = [client.open_stream(f"gw-sync-{i}", encoding="pcm_s16le", sample_rate_hz=16000) for i in range(2)]
+        frame = (speechlike(0.02, 16000) * 32767).astype(np.int16)
+        for _ in range(10):
+            assert client.send_batch([(stream, frame) for stream in streams]) == []
+        assert [s._stream.next_seq for s in streams] == [10, 10]
+        for stream in streams:
+            stream.close()

@@ -19,6 +19,7 @@ from daemon.streams import StreamBuffer
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
 from daemon.wire.zmq_messages import (
+    AudioBatchMessage,
     AudioMessage,
     ClosedReply,
     CloseMessage,
@@ -289,3 +290,48 @@ async def test_decisions_use_the_models_operating_thresholds_unless_configured()
     async with running_daemon(shipped, decision={"thresholds": "config", "spoof_enter": 0.8}) as daemon:
         assert daemon.hub is not None
         assert daemon.hub.decision_config.spoof_enter == 0.8
+
+
+async def test_audio_batch_scores_like_single_messages_and_refuses_bad_entries_alone(
+        tiny_model: tuple[Path, Path], context: Any) -> None:
+    """Two streams fed by audio_batch messages and two twins fed the same audio one message per
+    frame get the same results; an entry for an unknown stream, another connection's stream, a
+    bad payload or a bad seq gets its own error (with its index) and the other entries go on."""
+    ulaw = AudioFormat("mulaw", 8000, 1)
+    async with running_daemon(tiny_model[0]) as daemon:
+        client = Client(context, daemon.state.endpoints["ingest"])
+        other = Client(context, daemon.state.endpoints["ingest"])
+        sub = Subscriber(context, daemon.state.endpoints["pub"])
+        await wait_subscribed(client, sub, F16)
+        audio = {name: _chunks(ulaw, _speechlike(50 * 160, 8000, seed=seed), 160)
+                 for seed, name in enumerate(("a", "b"))}
+        for stream_id in ("batch-a", "batch-b", "single-a", "single-b"):
+            assert isinstance(await client.request(OpenMessage(stream_id, ulaw).to_frames()), OpenedReply)
+        assert isinstance(await other.request(OpenMessage("foreign", ulaw).to_frames()), OpenedReply)
+        for seq in range(50):
+            await client.send(AudioMessage("single-a", seq, audio["a"][seq]).to_frames())
+            await client.send(AudioMessage("single-b", seq, audio["b"][seq]).to_frames())
+            await client.send(AudioBatchMessage([AudioMessage("batch-a", seq, audio["a"][seq]),
+                                                 AudioMessage("batch-b", seq, audio["b"][seq])]).to_frames())
+        await _pong(client)  # no error reply came before the pong
+        bad = AudioBatchMessage([AudioMessage("batch-a", 50, audio["a"][0]), AudioMessage("nobody", 0, audio["a"][0]),
+                                 AudioMessage("foreign", 0, audio["a"][0]), AudioMessage("batch-b", 50, b"\x00" * 7),
+                                 AudioMessage("batch-b", 51, audio["b"][0])]).to_frames()
+        bad[0] = bad[0].replace(b'"seqs":[50,0,0,50,51]', b'"seqs":[50,0,0,50,-1]')
+        await client.send(bad)
+        replies = [await client.reply() for _ in range(4)]
+        assert all(isinstance(r, ErrorReply) and r.ref == "audio_batch" for r in replies)
+        assert [(r.index, r.code, r.stream_id) for r in replies if isinstance(r, ErrorReply)] == [
+            (1, "unknown_stream", "nobody"), (2, "stream_owned_by_other", "foreign"), (3, "bad_payload", "batch-b"),
+            (4, "bad_field", "batch-b")]
+        for stream_id in ("batch-a", "batch-b", "single-a", "single-b"):
+            assert await client.request(CloseMessage(stream_id).to_frames()) == ClosedReply(stream_id)
+            await sub.until(is_event(stream_id, "closed"))
+        for name in ("a", "b"):
+            single, batched = sub.of(f"single-{name}", "result"), sub.of(f"batch-{name}", "result")
+            assert [r["seq"] for r in batched] == list(range(10))
+            assert [(r["p_spoof"], r["p_codec"]) for r in batched] == [(r["p_spoof"], r["p_codec"]) for r in single]
+        assert sub.of("batch-a", "closed")[0]["summary"]["audio_s"] == pytest.approx(51 * 160 / 8000)
+        client.close()
+        other.close()
+        sub.close()

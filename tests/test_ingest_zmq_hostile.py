@@ -14,7 +14,15 @@ from daemon_harness import Client, running_daemon
 from daemon.ingest.zmq import ZmqIngest
 from daemon.refusals import refused
 from daemon.wire.frames import AudioFormat
-from daemon.wire.zmq_messages import ErrorReply, OpenedReply, OpenMessage, PingMessage, PongReply
+from daemon.wire.zmq_messages import (
+    AudioBatchMessage,
+    AudioMessage,
+    ErrorReply,
+    OpenedReply,
+    OpenMessage,
+    PingMessage,
+    PongReply,
+)
 
 F16 = AudioFormat("pcm_f32le", 16000, 1)
 
@@ -100,4 +108,33 @@ async def test_a_dead_receive_loop_is_restarted_and_logged(
         assert isinstance(reply, PongReply)  # the message that hit the dead loop is still answered
         assert ingest.restarts == 2 and kills == 2
         assert isinstance(await client.request(OpenMessage("alive", F16).to_frames()), OpenedReply)
+        client.close()
+
+
+async def test_a_failure_on_one_batch_entry_is_internal_error_for_that_entry_only(
+        tiny_model: tuple[Path, Path], context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_daemon(tiny_model[0]) as daemon:
+        ingest = _ingest(daemon)
+        client = Client(context, daemon.state.endpoints["ingest"])
+        ulaw = AudioFormat("mulaw", 8000, 1)
+        for stream_id in ("fine-1", "broken", "fine-2"):
+            assert isinstance(await client.request(OpenMessage(stream_id, ulaw).to_frames()), OpenedReply)
+        broken = ingest._streams["broken"].handle
+
+        async def failing_push(chunk: Any) -> None:
+            raise RuntimeError("injected push bug")
+
+        monkeypatch.setattr(broken, "push", failing_push)
+        before = refused("zmq", "internal_error")
+        entries = [AudioMessage(stream_id, 0, b"\xff" * 160) for stream_id in ("fine-1", "broken", "fine-2")]
+        await client.send(AudioBatchMessage(entries).to_frames())
+        reply = await client.reply()
+        assert isinstance(reply, ErrorReply)
+        assert (reply.code, reply.ref, reply.stream_id, reply.seq, reply.index) == (
+            "internal_error", "audio_batch", "broken", 0, 1)
+        assert isinstance(await client.request(PingMessage().to_frames()), PongReply)  # no other reply came
+        assert refused("zmq", "internal_error") == before + 1
+        for stream_id in ("fine-1", "fine-2"):
+            assert ingest._streams[stream_id].handle.buffer.counters.samples_in == 160  # type: ignore[attr-defined]
+        assert ingest.restarts == 0
         client.close()

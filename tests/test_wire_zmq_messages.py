@@ -9,9 +9,18 @@ import pytest
 
 from daemon.wire import results
 from daemon.wire.frames import AudioFormat
-from daemon.wire.pcm import PayloadError, decode_payload, encode_samples, payload_frames
+from daemon.wire.pcm import (
+    PayloadError,
+    decode_payload,
+    decode_payloads,
+    encode_samples,
+    payload_frames,
+)
 from daemon.wire.zmq_messages import (
     _CANONICAL_AUDIO_HEADER,
+    MAX_BATCH_ENTRIES,
+    MAX_HEADER_BYTES,
+    AudioBatchMessage,
     AudioMessage,
     ClosedReply,
     CloseMessage,
@@ -187,3 +196,94 @@ def test_audio_fast_path_agrees_with_the_json_parser(header: bytes, extra_frames
 def test_client_audio_headers_take_the_fast_path() -> None:
     header = AudioMessage("call-7 [eu]", 99, b"").to_frames()[0]
     assert _CANONICAL_AUDIO_HEADER.fullmatch(header) is not None
+
+
+# ---- audio_batch (a gateway's 20 ms of many streams in one message) ------------------------------
+
+def _batch(stream_ids: list[Any], seqs: list[Any], payloads: int | None = None) -> list[bytes]:
+    count = len(stream_ids) if payloads is None else payloads
+    return _frames({"v": 1, "type": "audio_batch", "stream_ids": stream_ids, "seqs": seqs},
+                   *(bytes([i % 256]) * 160 for i in range(count)))
+
+
+def test_audio_batch_round_trips_in_order() -> None:
+    message = AudioBatchMessage([AudioMessage("call-1", 5, b"\x01" * 160), AudioMessage("call-2", 0, b"\x02" * 80),
+                                 AudioMessage("call-1", 6, b"\x03" * 160)])
+    frames = message.to_frames()
+    assert json.loads(frames[0]) == {"v": 1, "type": "audio_batch", "stream_ids": ["call-1", "call-2", "call-1"],
+                                     "seqs": [5, 0, 6]}
+    assert parse_request(frames) == message
+
+
+@pytest.mark.parametrize("frames,code", [
+    (_batch([], []), "bad_field"),
+    (_batch(["a"] * (MAX_BATCH_ENTRIES + 1), [0] * (MAX_BATCH_ENTRIES + 1)), "bad_field"),
+    (_batch(["a", "b"], [0]), "bad_field"),
+    (_batch(["a", "b"], [0, 0], payloads=1), "bad_payload"),
+    (_batch(["a", "b"], [0, 0], payloads=3), "bad_payload"),
+    (_frames({"v": 1, "type": "audio_batch", "seqs": [0]}, b"\x00"), "missing_field"),
+    (_frames({"v": 1, "type": "audio_batch", "stream_ids": ["a"]}, b"\x00"), "missing_field"),
+    (_frames({"v": 1, "type": "audio_batch", "stream_ids": "a", "seqs": [0]}, b"\x00"), "bad_field"),
+    (_frames({"v": 2, "type": "audio_batch", "stream_ids": ["a"], "seqs": [0]}, b"\x00"), "bad_version"),
+    # only an audio_batch header may exceed the usual 64 KiB, and not for another type
+    ([b'{"v":1,"type":"audio","pad":"' + b"x" * 70000 + b'"}', b"\x00", b"\x00"], "bad_json"),
+    ([b'{"v":1,"type":"audio_batch","pad":"' + b"x" * 300000 + b'"}', b"\x00", b"\x00"], "bad_json"),
+])
+def test_malformed_audio_batch_is_refused_as_a_whole(frames: list[bytes], code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(frames)
+    assert info.value.code == code and info.value.index is None
+    assert info.value.ref == ("?" if code == "bad_json" else "audio_batch")
+
+
+def test_a_bad_entry_is_refused_alone_with_its_index() -> None:
+    message = parse_request(_batch(["ok-1", 7, "", "ok-2", "neg", "x" * 129], [0, 1, 2, 3, -1, 5]))
+    assert isinstance(message, AudioBatchMessage)
+    kinds = [(type(e).__name__, getattr(e, "index", None)) for e in message.entries]
+    assert kinds == [("AudioMessage", None), ("ProtocolError", 1), ("ProtocolError", 2), ("AudioMessage", None),
+                     ("ProtocolError", 4), ("ProtocolError", 5)]
+    assert message.entries[0] == AudioMessage("ok-1", 0, b"\x00" * 160)
+    assert message.entries[3] == AudioMessage("ok-2", 3, b"\x03" * 160)  # payload frame i + 1 for entry i
+    refused = [e for e in message.entries if isinstance(e, ProtocolError)]
+    assert all(e.code == "bad_field" and e.ref == "audio_batch" for e in refused)
+    negative = refused[2]
+    assert (negative.stream_id, negative.seq, negative.index) == ("neg", None, 4)
+    reply = parse_reply(negative.reply().to_frames())
+    assert isinstance(reply, ErrorReply) and reply.index == 4 and reply.stream_id == "neg"
+    with pytest.raises(ValueError, match="refused entry"):
+        message.to_frames()
+
+
+def test_a_full_batch_of_long_ids_fits_its_header_limit() -> None:
+    ids = [f"{i:04d}" + "x" * 124 for i in range(MAX_BATCH_ENTRIES)]
+    frames = AudioBatchMessage([AudioMessage(i, 10**12, b"\x00" * 160) for i in ids]).to_frames()
+    assert len(frames[0]) > MAX_HEADER_BYTES
+    message = parse_request(frames)
+    assert isinstance(message, AudioBatchMessage) and len(message.entries) == MAX_BATCH_ENTRIES
+    assert all(isinstance(e, AudioMessage) for e in message.entries)
+
+
+def test_error_replies_without_an_index_keep_the_v1_shape() -> None:
+    assert "index" not in json.loads(ErrorReply("bad_payload", "x", "a", "audio", 3).to_frames()[0])
+
+
+def test_decode_payloads_equals_decode_payload_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    formats = [AudioFormat("mulaw", 8000, 1), AudioFormat("alaw", 8000, 1), AudioFormat("mulaw", 16000, 2),
+               AudioFormat("pcm_s16le", 16000, 1), AudioFormat("pcm_f32le", 48000, 1)]
+    items: list[tuple[bytes, AudioFormat]] = []
+    for k in range(40):
+        fmt = formats[k % len(formats)]
+        frames = int(rng.integers(-(-fmt.sample_rate_hz // 100), fmt.sample_rate_hz // 10))
+        samples = (0.3 * rng.standard_normal((frames, fmt.channels))).astype(np.float32)
+        items.append((encode_samples(samples if fmt.channels == 2 else samples[:, 0], fmt), fmt))
+    items += [(b"\x00" * 10, formats[0]), (b"\x00" * 161, formats[3]), (b"\x00" * 16001, formats[1])]
+    for (payload, fmt), got in zip(items, decode_payloads(items), strict=True):
+        try:
+            expected = decode_payload(payload, fmt)
+        except PayloadError as exc:
+            assert isinstance(got, PayloadError) and str(got) == str(exc)
+            continue
+        assert not isinstance(got, PayloadError)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)

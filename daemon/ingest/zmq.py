@@ -4,7 +4,9 @@ One receive loop handles every client in arrival order, so each stream's audio i
 pushed in order. Nothing in the loop waits on inference: `push` only buffers, and a
 `close` (which drains the stream) runs in its own task that replies when done.
 A rejected message gets an error reply to its sender only and touches no other stream,
-and is counted by reason (`daemon.refusals`). A message that makes the adapter itself fail
+and is counted by reason (`daemon.refusals`). An `audio_batch` message (many streams' audio
+from one gateway) is handled entry by entry in message order, exactly as that many `audio`
+messages would be; a bad entry is refused alone. A message that makes the adapter itself fail
 (a bug) gets `internal_error` and is logged with its traceback; the receive loop runs
 under a `Supervisor`, so even a failure outside one message restarts it instead of ending
 ZeroMQ ingest for good.
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 import zmq
 import zmq.asyncio
@@ -27,8 +31,9 @@ from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpe
 from daemon.refusals import refuse
 from daemon.supervise import Supervisor
 from daemon.wire.frames import AudioChunk, AudioFormat
-from daemon.wire.pcm import PayloadError, decode_payload
+from daemon.wire.pcm import PayloadError, decode_payload, decode_payloads
 from daemon.wire.zmq_messages import (
+    AudioBatchMessage,
     AudioMessage,
     ClosedReply,
     CloseMessage,
@@ -42,7 +47,7 @@ from daemon.wire.zmq_messages import (
 
 log = structlog.get_logger(__name__)
 
-DRAIN_BUDGET = 256  # messages handled before the receive loop lets other tasks run (~2-3 ms of work)
+DRAIN_BUDGET = 256  # messages (or batch entries) handled before the receive loop lets other tasks run (~2-3 ms)
 
 
 @dataclass
@@ -118,12 +123,16 @@ class ZmqIngest:
                 await asyncio.sleep(tick_s)
 
     async def _drain(self, drain: zmq.Socket[bytes]) -> int:
-        """Handle up to DRAIN_BUDGET queued messages in arrival order; returns how many."""
-        for handled in range(DRAIN_BUDGET):
+        """Handle queued messages in arrival order until DRAIN_BUDGET of work is done (an
+        `audio_batch` counts one per entry) or the socket is empty; returns DRAIN_BUDGET when
+        the budget ran out, else the work done."""
+        work = 0
+        while work < DRAIN_BUDGET:
             try:
                 frames = drain.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
-                return handled
+                return work
+            work += max(1, len(frames) - 2)  # [identity, header, payloads...]
             await self._dispatch(frames)
         return DRAIN_BUDGET
 
@@ -134,21 +143,30 @@ class ZmqIngest:
         try:
             await self._handle(identity, body)
         except ProtocolError as exc:
-            self.messages_rejected += 1
-            refuse("zmq", exc.code, message=exc.message, stream_id=exc.stream_id, ref=exc.ref)
-            await self._reply(identity, exc.reply().to_frames())
+            await self._refuse(identity, exc)
         except Exception as exc:  # one message must never end ingest
-            self.messages_rejected += 1
             log.exception("zmq_message_failed", frames=len(body), size=sum(map(len, body)))
-            refuse("zmq", "internal_error", error=repr(exc)[:200])
-            error = ProtocolError("internal_error", f"the daemon failed on this message ({type(exc).__name__}); "
-                                  "it was dropped and logged")
-            await self._reply(identity, error.reply().to_frames())
+            await self._internal_error(identity, exc, "message")
+
+    async def _refuse(self, identity: bytes, exc: ProtocolError) -> None:
+        self.messages_rejected += 1
+        refuse("zmq", exc.code, message=exc.message, stream_id=exc.stream_id, ref=exc.ref)
+        await self._reply(identity, exc.reply().to_frames())
+
+    async def _internal_error(self, identity: bytes, exc: Exception, what: str, *, stream_id: str | None = None,
+                              ref: str = "?", seq: int | None = None, index: int | None = None) -> None:
+        self.messages_rejected += 1
+        refuse("zmq", "internal_error", error=repr(exc)[:200])
+        error = ProtocolError("internal_error", f"the daemon failed on this {what} ({type(exc).__name__}); "
+                              "it was dropped and logged", stream_id=stream_id, ref=ref, seq=seq, index=index)
+        await self._reply(identity, error.reply().to_frames())
 
     async def _handle(self, identity: bytes, body: Sequence[bytes]) -> None:
         message = parse_request(body)
         if isinstance(message, AudioMessage):
             await self._on_audio(identity, message)
+        elif isinstance(message, AudioBatchMessage):
+            await self._on_audio_batch(identity, message)
         elif isinstance(message, OpenMessage):
             await self._on_open(identity, message)
         elif isinstance(message, CloseMessage):
@@ -187,12 +205,52 @@ class ZmqIngest:
         except PayloadError as exc:
             raise ProtocolError("bad_payload", str(exc), stream_id=message.stream_id, ref="audio",
                                 seq=message.seq) from None
+        await self._push(entry, message, samples, "audio")
+
+    async def _push(self, entry: _ClientStream, message: AudioMessage, samples: npt.NDArray[np.float32],
+                    ref: str) -> None:
         try:
             await entry.handle.push(AudioChunk(samples, message.seq))
         except StreamClosedError:
             self._streams.pop(message.stream_id, None)
             raise ProtocolError("unknown_stream", f"stream {message.stream_id!r} was closed",
-                                stream_id=message.stream_id, ref="audio", seq=message.seq) from None
+                                stream_id=message.stream_id, ref=ref, seq=message.seq) from None
+
+    async def _on_audio_batch(self, identity: bytes, message: AudioBatchMessage) -> None:
+        """Each entry as its own `audio` message, pushed in message order; one entry's error (or
+        a bug while pushing it) is answered for that entry alone, with its index, after the
+        pushes, in entry order. The payloads are decoded together (`decode_payloads`): one
+        table lookup for all mono G.711 entries instead of one per entry."""
+        refused: list[ProtocolError] = []
+        owned: list[tuple[int, AudioMessage, _ClientStream]] = []
+        for index, entry in enumerate(message.entries):
+            if isinstance(entry, ProtocolError):
+                refused.append(entry)
+                continue
+            try:
+                owned.append((index, entry, self._owned(identity, entry.stream_id, "audio_batch", entry.seq)))
+            except ProtocolError as exc:
+                exc.index = index
+                refused.append(exc)
+        decoded = decode_payloads([(entry.payload, stream.format) for _, entry, stream in owned])
+        failures: list[tuple[int, AudioMessage, Exception]] = []
+        for (index, entry, stream), samples in zip(owned, decoded, strict=True):
+            try:
+                if isinstance(samples, PayloadError):
+                    raise ProtocolError("bad_payload", str(samples), stream_id=entry.stream_id, ref="audio_batch",
+                                        seq=entry.seq)
+                await self._push(stream, entry, samples, "audio_batch")
+            except ProtocolError as exc:
+                exc.index = index
+                refused.append(exc)
+            except Exception as exc:  # this entry's failure only
+                log.exception("zmq_batch_entry_failed", stream_id=entry.stream_id, index=index)
+                failures.append((index, entry, exc))
+        for problem in sorted(refused, key=lambda e: e.index or 0):
+            await self._refuse(identity, problem)
+        for index, entry, failure in failures:
+            await self._internal_error(identity, failure, "entry", stream_id=entry.stream_id, ref="audio_batch",
+                                       seq=entry.seq, index=index)
 
     def _on_close(self, identity: bytes, message: CloseMessage) -> None:
         entry = self._owned(identity, message.stream_id, "close")

@@ -5,6 +5,8 @@ Stdlib + numpy only: the daemon decodes with it, the clients encode with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -55,6 +57,39 @@ def decode_payload(payload: bytes, fmt: AudioFormat) -> npt.NDArray[np.float32]:
     if fmt.channels == 2:
         samples = samples.reshape(-1, 2).mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def decode_payloads(
+    items: Sequence[tuple[bytes, AudioFormat]],
+) -> list[npt.NDArray[np.float32] | PayloadError]:
+    """`decode_payload` of many payloads at once (an `audio_batch` message): per item the same
+    samples, or the `PayloadError` it would raise. Mono G.711 payloads, a gateway's usual traffic,
+    are decoded by one table lookup per law for all of them; each result is a view of that array
+    (`StreamBuffer` copies what it keeps)."""
+    out: list[npt.NDArray[np.float32] | PayloadError] = []
+    laws: dict[str, list[int]] = {}
+    for index, (payload, fmt) in enumerate(items):
+        try:
+            if fmt.channels == 1 and fmt.encoding in ("mulaw", "alaw"):
+                payload_frames(payload, fmt)
+                laws.setdefault(fmt.encoding, []).append(index)
+                out.append(_EMPTY)  # filled below
+            else:
+                out.append(decode_payload(payload, fmt))
+        except PayloadError as exc:
+            out.append(exc)
+    for law, indices in laws.items():
+        joined = b"".join([items[i][0] for i in indices])
+        samples = g711.decode_mulaw(joined) if law == "mulaw" else g711.decode_alaw(joined)
+        start = 0
+        for i in indices:
+            end = start + len(items[i][0])
+            out[i] = samples[start:end]
+            start = end
+    return out
+
+
+_EMPTY: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
 
 
 def encode_samples(samples: npt.ArrayLike, fmt: AudioFormat) -> bytes:

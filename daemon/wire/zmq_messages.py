@@ -1,6 +1,7 @@
 """ZeroMQ ingest protocol v1 (docs/protocol.md): typed messages, parsed once at the edge.
 
-Client -> daemon: multipart [JSON header] or, for audio, [JSON header, payload bytes].
+Client -> daemon: multipart [JSON header] or, for audio, [JSON header, payload bytes], or, for
+a gateway's audio of many streams at once (`audio_batch`), [JSON header, payload 0, ..., payload n-1].
 Daemon -> client: [JSON reply]. (The ROUTER identity frame is the transport's business.)
 Parsing raises `ProtocolError` carrying the reason code of the error reply.
 Stdlib + numpy only: the client library imports this module.
@@ -26,6 +27,8 @@ from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 PROTOCOL_VERSION = 1
 MAX_STREAM_ID_CHARS = 128
 MAX_HEADER_BYTES = 64 * 1024  # frame 0; metadata (<= 4 KiB of text) fits even fully \u-escaped
+MAX_BATCH_ENTRIES = 1024  # streams in one audio_batch message
+MAX_BATCH_HEADER_BYTES = 256 * 1024  # its frame 0: 1,024 ids of 128 ASCII characters and their seqs fit
 
 ErrorCode = Literal[
     "bad_json", "bad_version", "unknown_type", "missing_field", "bad_field", "unknown_stream",
@@ -33,14 +36,14 @@ ErrorCode = Literal[
     "internal_error",
 ]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
-REQUEST_TYPES = ("open", "audio", "close", "ping")
+REQUEST_TYPES = ("open", "audio", "audio_batch", "close", "ping")
 
 
 class ProtocolError(ValueError):
     """A message the daemon rejects; becomes an `ErrorReply` to its sender."""
 
     def __init__(self, code: str, message: str, *, stream_id: str | None = None,
-                 ref: str = "?", seq: int | None = None) -> None:
+                 ref: str = "?", seq: int | None = None, index: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         assert code in ERROR_CODES, code
         self.code = code
@@ -48,10 +51,11 @@ class ProtocolError(ValueError):
         self.stream_id = stream_id
         self.ref = ref
         self.seq = seq
+        self.index = index  # the entry of an audio_batch message, or None
 
     def reply(self) -> ErrorReply:
         return ErrorReply(code=self.code, message=self.message, stream_id=self.stream_id,
-                          ref=self.ref, seq=self.seq)
+                          ref=self.ref, seq=self.seq, index=self.index)
 
 
 def _dump(header: Mapping[str, Any]) -> bytes:
@@ -84,6 +88,26 @@ class AudioMessage:
 
 
 @dataclass(frozen=True)
+class AudioBatchMessage:
+    """Audio of many streams in one message, as a media gateway has it every 20 ms.
+
+    `entries` in message order (entry i carries payload frame i + 1). Parsing keeps an entry
+    that failed its own checks (stream id, seq) as the `ProtocolError` to answer, with its
+    `index`, so the rest of the message is still handled; a client builds only `AudioMessage`s."""
+
+    entries: Sequence[AudioMessage | ProtocolError]
+
+    def to_frames(self) -> list[bytes]:
+        audio = [entry for entry in self.entries if isinstance(entry, AudioMessage)]
+        if len(audio) != len(self.entries):
+            raise ValueError("a refused entry cannot be sent")
+        header = _dump({"v": PROTOCOL_VERSION, "type": "audio_batch",
+                        "stream_ids": [entry.stream_id for entry in audio],
+                        "seqs": [entry.seq for entry in audio]})
+        return [header, *(entry.payload for entry in audio)]
+
+
+@dataclass(frozen=True)
 class CloseMessage:
     stream_id: str
 
@@ -97,12 +121,12 @@ class PingMessage:
         return [_dump({"v": PROTOCOL_VERSION, "type": "ping"})]
 
 
-ClientMessage = OpenMessage | AudioMessage | CloseMessage | PingMessage
+ClientMessage = OpenMessage | AudioMessage | AudioBatchMessage | CloseMessage | PingMessage
 
 
-def _header(frame: bytes, what: str) -> dict[str, Any]:
+def _header(frame: bytes, what: str, max_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
     try:
-        header = loads_bounded(frame, max_bytes=MAX_HEADER_BYTES)
+        header = loads_bounded(frame, max_bytes=max_bytes)
     except JsonRejected as exc:
         raise ProtocolError("bad_json", f"{what}: {exc.message}") from None
     if not isinstance(header, dict):
@@ -114,10 +138,14 @@ def _stream_id(header: Mapping[str, Any], ref: str) -> str:
     if "stream_id" not in header:
         raise ProtocolError("missing_field", "stream_id is required", ref=ref)
     value = header["stream_id"]
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_STREAM_ID_CHARS or not value.isprintable():
+    if not _valid_stream_id(value):
         raise ProtocolError("bad_field", f"stream_id must be a printable string of 1..{MAX_STREAM_ID_CHARS} "
                             f"characters, got {value!r}"[:300], ref=ref)
-    return value
+    return str(value)
+
+
+def _valid_stream_id(value: object) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= MAX_STREAM_ID_CHARS and value.isprintable()
 
 
 def _int_field(header: Mapping[str, Any], name: str, stream_id: str, ref: str) -> int:
@@ -177,7 +205,10 @@ def parse_request_json(frames: Sequence[bytes]) -> ClientMessage:
     """`parse_request` without the fast path for canonical audio headers."""
     if not frames:
         raise ProtocolError("bad_json", "empty message")
-    header = _header(frames[0], "frame 0")
+    # only an audio_batch header (with many payload frames) may exceed MAX_HEADER_BYTES
+    header = _header(frames[0], "frame 0", MAX_BATCH_HEADER_BYTES if len(frames) > 2 else MAX_HEADER_BYTES)
+    if len(frames[0]) > MAX_HEADER_BYTES and header.get("type") != "audio_batch":
+        raise ProtocolError("bad_json", f"frame 0: JSON text of {len(frames[0])} bytes (at most {MAX_HEADER_BYTES})")
     if "v" not in header:
         raise ProtocolError("missing_field", "v (protocol version) is required")
     kind = header.get("type")
@@ -189,6 +220,8 @@ def parse_request_json(frames: Sequence[bytes]) -> ClientMessage:
         raise ProtocolError("missing_field", "type is required")
     if kind not in REQUEST_TYPES:
         raise ProtocolError("unknown_type", f"type must be one of {', '.join(REQUEST_TYPES)}, got {kind!r}"[:300])
+    if kind == "audio_batch":
+        return _parse_audio_batch(header, frames)
     if kind == "audio":
         stream_id = _stream_id(header, "audio")
         seq = _int_field(header, "seq", stream_id, "audio")
@@ -206,6 +239,38 @@ def parse_request_json(frames: Sequence[bytes]) -> ClientMessage:
     if kind == "close":
         return CloseMessage(_stream_id(header, "close"))
     return PingMessage()
+
+
+def _parse_audio_batch(header: Mapping[str, Any], frames: Sequence[bytes]) -> AudioBatchMessage:
+    """The message-level checks refuse the whole message; each entry's own checks (stream id,
+    seq) refuse that entry only. Payloads are checked against the stream's format later."""
+    ref = "audio_batch"
+    for name in ("stream_ids", "seqs"):
+        if name not in header:
+            raise ProtocolError("missing_field", f"{name} is required", ref=ref)
+        if not isinstance(header[name], list):
+            raise ProtocolError("bad_field", f"{name} must be an array", ref=ref)
+    stream_ids, seqs = header["stream_ids"], header["seqs"]
+    count = len(stream_ids)
+    if not 1 <= count <= MAX_BATCH_ENTRIES:
+        raise ProtocolError("bad_field", f"audio_batch carries 1..{MAX_BATCH_ENTRIES} entries, got {count}", ref=ref)
+    if len(seqs) != count:
+        raise ProtocolError("bad_field", f"stream_ids has {count} entries but seqs has {len(seqs)}", ref=ref)
+    if len(frames) != count + 1:
+        raise ProtocolError("bad_payload", f"audio_batch with {count} entries needs {count + 1} frames "
+                            f"(header, one payload per entry), got {len(frames)}", ref=ref)
+    entries: list[AudioMessage | ProtocolError] = []
+    for index, (stream_id, seq) in enumerate(zip(stream_ids, seqs, strict=True)):
+        if not _valid_stream_id(stream_id):
+            entries.append(ProtocolError("bad_field", f"stream_ids[{index}] must be a printable string of "
+                                         f"1..{MAX_STREAM_ID_CHARS} characters, got {stream_id!r}"[:300],
+                                         ref=ref, seq=seq if type(seq) is int else None, index=index))
+        elif type(seq) is not int or seq < 0:
+            entries.append(ProtocolError("bad_field", f"seqs[{index}] must be an integer >= 0, got {seq!r}"[:300],
+                                         stream_id=stream_id, ref=ref, index=index))
+        else:
+            entries.append(AudioMessage(stream_id, seq, bytes(frames[index + 1])))
+    return AudioBatchMessage(entries)
 
 
 # ---- daemon -> client ----------------------------------------------------------------------
@@ -242,10 +307,14 @@ class ErrorReply:
     stream_id: str | None = None
     ref: str = "?"
     seq: int | None = None
+    index: int | None = None  # the refused entry of an audio_batch message (only then in the JSON)
 
     def to_frames(self) -> list[bytes]:
-        return [_dump({"v": PROTOCOL_VERSION, "type": "error", "code": self.code, "message": self.message,
-                       "stream_id": self.stream_id, "ref": self.ref, "seq": self.seq})]
+        header = {"v": PROTOCOL_VERSION, "type": "error", "code": self.code, "message": self.message,
+                  "stream_id": self.stream_id, "ref": self.ref, "seq": self.seq}
+        if self.index is not None:
+            header["index"] = self.index
+        return [_dump(header)]
 
 
 Reply = OpenedReply | ClosedReply | PongReply | ErrorReply
@@ -270,8 +339,10 @@ def parse_reply(frames: Sequence[bytes]) -> Reply:
         if kind == "pong":
             return PongReply()
         if kind == "error":
+            index = header.get("index")
             return ErrorReply(str(header["code"]), str(header["message"]), header.get("stream_id"),
-                              str(header.get("ref", "?")), header.get("seq"))
+                              str(header.get("ref", "?")), header.get("seq"),
+                              index if isinstance(index, int) and not isinstance(index, bool) else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed {header.get('type')!r} reply: {exc!r}") from None
     raise ValueError(f"unknown reply type {header.get('type')!r}")
