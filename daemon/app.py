@@ -36,6 +36,7 @@ from daemon.ingest.audiosocket import AudioSocketIngest
 from daemon.ingest.base import IngestAdapter
 from daemon.ingest.twilio import TwilioIngest
 from daemon.ingest.zmq import ZmqIngest
+from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
@@ -96,6 +97,10 @@ class Daemon:
         self.hub: DaemonHub | None = None
         self.adapters: list[IngestAdapter] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        # this daemon's metrics, in a registry of its own (never prometheus-client's global one)
+        self.metrics = DaemonMetrics()
+        obs = config.observability
+        self.watchdog = LoopLagWatchdog(self.metrics, obs.lag_interval_s, obs.lag_threshold_s, obs.lag_window_s)
 
     async def start(self) -> None:
         cfg = self.config
@@ -104,7 +109,9 @@ class Daemon:
                                          count_drops=cfg.zmq.pub_count_drops,
                                          sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes)
         self.state.endpoints["pub"] = self.publisher.endpoint
-        self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor)
+        self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
+        self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
+                               metrics=self.metrics)
         early = early_thresholds(cfg.decision, meta)
         decision, no_threshold = resolve_thresholds(cfg.decision, meta.extra)
         if no_threshold:
@@ -113,9 +120,11 @@ class Daemon:
         log.info("decision_thresholds", source=cfg.decision.thresholds,
                  early_hops={head: len(by_hop) for head, by_hop in early.items()},
                  **{k: round(getattr(decision, k), 4) for k in ("spoof_enter", "spoof_exit", "codec_enter", "codec_exit")})
-        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early)
+        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early, metrics=self.metrics)
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
-                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper")]
+                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper"),
+                       asyncio.create_task(self.watchdog.run(), name="loop-lag-watchdog"),
+                       asyncio.create_task(self.publisher.watch_connections(), name="pub-connections")]
         for task in self._tasks:
             task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
@@ -138,11 +147,14 @@ class Daemon:
         webhooks: WebhookSender | None = None
         if any(s.enabled and (s.webhook_url or getattr(s, "webhook_parameter", "")) for s in telephony):
             webhooks = WebhookSender(cfg.webhooks)
+            self.metrics.watch_webhooks(webhooks.counters)
             await webhooks.start()
             self.adapters.append(webhooks)
-        if cfg.webrtc.enabled or cfg.twilio.enabled or cfg.audiofork.enabled:  # the console rides along
-            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port)
+        if cfg.webrtc.enabled or cfg.twilio.enabled or cfg.audiofork.enabled or cfg.observability.enabled:
+            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port)  # the console rides along
             self.adapters.append(http)
+            if cfg.observability.enabled:
+                add_routes(http.app, self.metrics, self.watchdog, self.readiness)
             features: list[IngestAdapter] = []
             if cfg.webrtc.enabled:
                 features += self._whip_ingest(http)
@@ -151,7 +163,9 @@ class Daemon:
             if cfg.audiofork.enabled:
                 features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks))
             if cfg.console.enabled:
-                features.append(WebConsole(cfg.console, http, self.publisher.endpoint, self._context))
+                console = WebConsole(cfg.console, http, self.publisher.endpoint, self._context)
+                self.metrics.subscriber_gauge("console", lambda: len(console.clients))
+                features.append(console)
             await http.start()
             for feature in features:
                 await feature.start()
@@ -166,6 +180,14 @@ class Daemon:
             self.adapters.append(audiosocket)
             self.state.endpoints["audiosocket"] = f"tcp://{cfg.audiosocket.host}:{audiosocket.port}"
 
+    def readiness(self) -> dict[str, bool]:
+        """What `/readyz` checks: the model is loaded, the daemon is not draining, and a new
+        stream would be admitted (fewer than streams.max_streams are open)."""
+        hub = self.hub
+        return {"model_loaded": self.backend is not None and hub is not None,
+                "not_draining": hub is not None and hub.accepting and not self.state.shutting_down,
+                "under_admission_limit": hub is not None and not hub.at_capacity}
+
     def _whip_ingest(self, http: HttpServer) -> list[IngestAdapter]:
         assert self.hub is not None
         try:
@@ -173,7 +195,9 @@ class Daemon:
         except ImportError as exc:  # aiortc is not installed
             log.warning("webrtc_ingest_unavailable", error=repr(exc))
             return []
-        return [module.WhipIngest(self.hub, self.config.webrtc, server=http)]
+        whip = module.WhipIngest(self.hub, self.config.webrtc, server=http)
+        self.metrics.subscriber_gauge("whip_session", lambda: len(whip.sessions))
+        return [whip]
 
     async def shutdown(self) -> None:
         """Stop accepting, drain, then release everything. Safe to call once."""

@@ -280,7 +280,7 @@ class AudioForkConfig:
 class ConsoleConfig:
     enabled: bool = field(default=True, metadata=_help(
         "serve the live web console at /console/ on the HTTP server (webrtc.host:webrtc.port), "
-        "which runs when webrtc, twilio or audiofork is enabled"))
+        "which runs when webrtc, twilio, audiofork or observability is enabled"))
     max_clients: int = field(default=16, metadata=_help("browsers connected to the live feed at once"))
     client_queue_size: int = field(default=500, metadata=_help(
         "events buffered per browser; a slower browser loses events (counted), never stalls the daemon"))
@@ -294,6 +294,25 @@ class ConsoleConfig:
         _require("console.client_queue_size", self.client_queue_size >= 10, "must be >= 10")
         _require("console.history_points", self.history_points >= 1, "must be >= 1")
         _require("console.max_tracked_streams", self.max_tracked_streams >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    enabled: bool = field(default=True, metadata=_help(
+        "serve Prometheus /metrics, /healthz (event-loop lag watchdog) and /readyz on the HTTP "
+        "server at webrtc.host:webrtc.port, which then runs even when webrtc, twilio and audiofork are off"))
+    lag_interval_s: float = field(default=0.25, metadata=_help(
+        "the watchdog sleeps this long per tick and measures how late it wakes (the event-loop lag)"))
+    lag_threshold_s: float = field(default=1.0, metadata=_help(
+        "/healthz answers 503 while the worst lag within lag_window_s is at or above this"))
+    lag_window_s: float = field(default=10.0, metadata=_help(
+        "how long a lag spike keeps /healthz unhealthy"))
+
+    def validate(self) -> None:
+        _require("observability.lag_interval_s", 0.01 <= self.lag_interval_s <= 10, "must be 0.01..10")
+        _require("observability.lag_threshold_s", self.lag_threshold_s > 0, "must be > 0")
+        _require("observability.lag_window_s", self.lag_window_s >= self.lag_interval_s,
+                 "must be >= observability.lag_interval_s")
 
 
 @dataclass(frozen=True)
@@ -326,6 +345,7 @@ class DaemonConfig:
     audiofork: AudioForkConfig = field(default_factory=AudioForkConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 

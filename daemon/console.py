@@ -134,6 +134,11 @@ class WebConsole:
         app.router.add_get("/console/console.js", self.handle_script)
         app.router.add_get("/console/events", self.handle_events)
 
+    @property
+    def clients(self) -> set[ConsoleClient]:
+        """The browsers connected to the live feed now."""
+        return self._clients
+
     async def start(self) -> None:
         socket = self._context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)

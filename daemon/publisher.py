@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from daemon.wire.results import encode_pub
 
@@ -43,6 +44,7 @@ class ResultPublisher:
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sent = 0
         self.dropped = 0
+        self.connections = 0  # subscriber connections now (kept by `watch_connections`)
 
     def publish(self, message: Mapping[str, Any]) -> bool:
         """Send one message; False when it was refused (only with count_drops: a subscriber's queue is full)."""
@@ -57,6 +59,22 @@ class ResultPublisher:
             return False
         self.sent += 1
         return True
+
+    async def watch_connections(self) -> None:
+        """Count subscriber connections from the socket's monitor events; runs until cancelled."""
+        events = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+        monitor: Any = self._socket.get_monitor_socket(events)
+        try:
+            while True:
+                event = await recv_monitor_message(monitor)
+                if event["event"] == zmq.EVENT_ACCEPTED:
+                    self.connections += 1
+                elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    self.connections = max(0, self.connections - 1)
+        finally:
+            if not self._socket.closed:
+                self._socket.disable_monitor()
+            monitor.close(linger=0)
 
     def close(self) -> None:
         """Close; queued messages get up to `linger_ms` to leave."""

@@ -27,6 +27,7 @@ class RunningDaemon:
     results_endpoint: str
     whip_url: str | None
     process: subprocess.Popen[bytes]
+    http_url: str = ""  # the HTTP listener (/metrics, /healthz, /readyz; WHIP when enabled)
 
 
 @contextlib.contextmanager
@@ -46,6 +47,6 @@ def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, 
                 output = log_file.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"{exc}; daemon output:\n{output}") from None
             whip_url = f"http://127.0.0.1:{whip_port}/whip" if webrtc else None
-            yield RunningDaemon(ingest, results, whip_url, process)
+            yield RunningDaemon(ingest, results, whip_url, process, f"http://127.0.0.1:{whip_port}")
         finally:
             stop_process(process)
