@@ -31,10 +31,13 @@ class RunningDaemon:
 
 
 @contextlib.contextmanager
-def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, ...] = ()) -> Iterator[RunningDaemon]:
-    ingest = f"tcp://127.0.0.1:{free_port()}"
-    results = f"tcp://127.0.0.1:{free_port()}"
-    whip_port = free_port()
+def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, ...] = (),
+                   ingest: str | None = None, results: str | None = None,
+                   http_port: int | None = None) -> Iterator[RunningDaemon]:
+    """Endpoints and the HTTP port default to free ones; pass a previous daemon's to restart it."""
+    ingest = ingest or f"tcp://127.0.0.1:{free_port()}"
+    results = results or f"tcp://127.0.0.1:{free_port()}"
+    whip_port = http_port or free_port()
     command = daemon_command(model_path, ingest, results, "--webrtc.enabled", "true" if webrtc else "false",
                              "--webrtc.port", str(whip_port), *extra)
     with tempfile.TemporaryFile() as log_file:
