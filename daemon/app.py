@@ -23,6 +23,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from daemon.auth import TokenStore, http_middleware
 from daemon.backends import load_backend
 from daemon.backends.base import Backend
 from daemon.batcher import Batcher
@@ -146,12 +147,17 @@ class Daemon:
         telephony = (cfg.audiosocket, cfg.twilio, cfg.audiofork)
         webhooks: WebhookSender | None = None
         if any(s.enabled and (s.webhook_url or getattr(s, "webhook_parameter", "")) for s in telephony):
-            webhooks = WebhookSender(cfg.webhooks)
+            webhooks = WebhookSender(cfg.webhooks, signing_secret=cfg.auth.webhook_secret)
             self.metrics.watch_webhooks(webhooks.counters)
             await webhooks.start()
             self.adapters.append(webhooks)
-        if cfg.webrtc.enabled or cfg.twilio.enabled or cfg.audiofork.enabled or cfg.observability.enabled:
-            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port)  # the console rides along
+        if cfg.http_enabled:
+            middlewares = []
+            if cfg.http_auth_required:
+                tokens = TokenStore.from_file(Path(cfg.auth.tokens_file))
+                middlewares.append(http_middleware(tokens))
+                log.info("http_auth_on", tokens=len(tokens), host=cfg.webrtc.host, mode=cfg.auth.mode)
+            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port, middlewares)  # the console rides along
             self.adapters.append(http)
             if cfg.observability.enabled:
                 add_routes(http.app, self.metrics, self.watchdog, self.readiness)

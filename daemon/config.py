@@ -316,6 +316,23 @@ class ObservabilityConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    mode: Literal["auto", "on", "off"] = field(default="auto", metadata=_help(
+        "auto: authenticate on every listener that is not on loopback; on: on every listener; "
+        "off: nowhere (a trusted network, or a reverse proxy that authenticates; docs/security.md)"))
+    tokens_file: str = field(default="", metadata=_help(
+        "bearer tokens of the HTTP listener, one `NAME ROLE TOKEN` per line (ROLE client or monitor); "
+        "required when HTTP authentication is on"))
+    webhook_secret: str = field(default="", metadata=_help(
+        "HMAC-SHA256 key signing every webhook POST (X-Spoofwatch-Signature); required for webhooks "
+        "when authentication is on (set it from the environment: SPOOFWATCH__AUTH__WEBHOOK_SECRET)"))
+
+    def validate(self) -> None:
+        _require("auth.webhook_secret", self.webhook_secret == "" or len(self.webhook_secret) >= 16,
+                 "must be at least 16 characters")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_help(
         "lowest level logged"))
@@ -346,6 +363,7 @@ class DaemonConfig:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 
@@ -354,6 +372,42 @@ class DaemonConfig:
             check = getattr(getattr(self, section.name), "validate", None)
             if check is not None:
                 check()
+        if self.http_auth_required:
+            _require("auth.tokens_file", bool(self.auth.tokens_file),
+                     f"the HTTP listener on {self.webrtc.host} needs tokens (auth.mode = \"{self.auth.mode}\"); "
+                     "make a file with `spoofwatch keys token NAME ROLE`, or set auth.mode = \"off\"")
+        if self.auth_enabled_anywhere and self.webhooks_configured:
+            _require("auth.webhook_secret", bool(self.auth.webhook_secret),
+                     "webhooks must be signed while authentication is on; set a secret of 16+ characters")
+
+    def _auth_for(self, loopback: bool) -> bool:
+        return self.auth.mode == "on" or (self.auth.mode == "auto" and not loopback)
+
+    @property
+    def http_enabled(self) -> bool:
+        return self.webrtc.enabled or self.twilio.enabled or self.audiofork.enabled or self.observability.enabled
+
+    @property
+    def http_auth_required(self) -> bool:
+        from daemon.auth import is_loopback_host
+
+        return self.http_enabled and self._auth_for(is_loopback_host(self.webrtc.host))
+
+    @property
+    def auth_enabled_anywhere(self) -> bool:
+        from daemon.auth import is_loopback_endpoint, is_loopback_host
+
+        hosts = [is_loopback_host(self.webrtc.host)] if self.http_enabled else []
+        if self.audiosocket.enabled:
+            hosts.append(is_loopback_host(self.audiosocket.host))
+        if self.zmq.enabled:
+            hosts += [is_loopback_endpoint(self.zmq.ingest_endpoint), is_loopback_endpoint(self.zmq.pub_endpoint)]
+        return any(self._auth_for(loopback) for loopback in hosts)
+
+    @property
+    def webhooks_configured(self) -> bool:
+        return any(s.enabled and bool(s.webhook_url or getattr(s, "webhook_parameter", ""))
+                   for s in (self.audiosocket, self.twilio, self.audiofork))
 
 
 def _require(key: str, ok: bool, reason: str) -> None:

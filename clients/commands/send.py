@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_endpoint(parser)
     add_results_endpoint(parser)
     parser.add_argument("--whip-url", default=DEFAULT_WHIP_URL, help=f"WHIP endpoint (default {DEFAULT_WHIP_URL})")
+    parser.add_argument("--token", default=os.environ.get("SPOOFWATCH_TOKEN"),
+                        help="webrtc: bearer token of the daemon's HTTP listener (default: $SPOOFWATCH_TOKEN)")
     return parser
 
 
@@ -239,7 +242,7 @@ async def send_webrtc(args: argparse.Namespace, stream_id: str, metadata: dict[s
     try:
         await whip_send(
             args.whip_url, samples, rate_hz, stream_id=stream_id, metadata=metadata,
-            on_event=reporter.show, closed_timeout_s=args.timeout,
+            on_event=reporter.show, closed_timeout_s=args.timeout, token=args.token,
         )
     except WhipError as exc:
         raise SendError(str(exc)) from exc
