@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import numpy as np
@@ -58,6 +59,7 @@ from daemon.wire.zmq_messages import (
     Reply,
     parse_reply,
 )
+from daemon.zmq_auth import make_client
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +100,30 @@ class Gap:
     frames: int  # messages sent to the lost stream after the loss, or dropped while reopening
     seconds: float
     reopened_after_s: float  # from noticing the loss to the new stream being open
+
+
+@dataclass(frozen=True)
+class CurveCredentials:
+    """A client's CURVE key pair and the daemon's public key, for a daemon with ZeroMQ
+    authentication on (docs/security.md)."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_files(cls, client_secret_file: str | Path, server_public_file: str | Path) -> CurveCredentials:
+        """`NAME.key_secret` (from `spoofwatch keys generate NAME`) and the daemon's `server.key`."""
+        from zmq.auth.certs import load_certificate
+
+        public, secret = load_certificate(client_secret_file)
+        if secret is None:
+            raise ValueError(f"{client_secret_file} holds no secret key (pass NAME.key_secret)")
+        server_public, _ = load_certificate(server_public_file)
+        return cls(public, secret, server_public)
+
+    def apply(self, socket: zmq.Socket[Any]) -> None:
+        make_client(socket, self.public, self.secret, self.server_public)
 
 
 @dataclass
@@ -314,6 +340,7 @@ class ResultSubscription:
         until_closed: bool = False,
         context: zmq.asyncio.Context | None = None,
         still_open: Callable[[str], bool] | None = None,
+        curve: CurveCredentials | None = None,
     ) -> None:
         self._still_open = still_open  # a client's streams that will be reopened after a restart
         self._owned_context = context is None
@@ -327,6 +354,8 @@ class ResultSubscription:
         self._timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
         self._socket = context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)
         for topic in self._wanted or {""}:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
@@ -439,9 +468,11 @@ class AsyncDetectorClient:
         timeout_s: float = 5.0,
         frame_ms: int = DEFAULT_FRAME_MS,
         reconnect: ReconnectPolicy | bool = True,
+        curve: CurveCredentials | None = None,
     ) -> None:
         if not 10 <= frame_ms <= 1000:
             raise ValueError(f"frame_ms must be 10..1000, got {frame_ms}")
+        self.curve = curve
         self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(enabled=reconnect)
         self.endpoint = endpoint
         self.results_endpoint = results_endpoint
@@ -450,6 +481,8 @@ class AsyncDetectorClient:
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 2000)  # let queued audio leave on close
+        if curve is not None:
+            curve.apply(self._socket)
         self._socket.connect(endpoint)
         self._waiters: dict[tuple[str, str], asyncio.Future[Reply]] = {}
         self._pongs: deque[asyncio.Future[Reply]] = deque()
@@ -490,6 +523,7 @@ class AsyncDetectorClient:
         subscription = ResultSubscription(
             self.results_endpoint, stream_ids, timeout_s=timeout_s, until_closed=until_closed, context=self._context,
             still_open=(lambda stream_id: stream_id in self._streams) if self.reconnect.enabled else None,
+            curve=self.curve,
         )
         self._subscriptions.append(subscription)
         return subscription
@@ -689,12 +723,13 @@ class DetectorClient:
         timeout_s: float = 5.0,
         frame_ms: int = DEFAULT_FRAME_MS,
         reconnect: ReconnectPolicy | bool = True,
+        curve: CurveCredentials | None = None,
     ) -> None:
         self._runner = _LoopThread()
 
         async def build() -> AsyncDetectorClient:
             return AsyncDetectorClient(endpoint, results_endpoint, timeout_s=timeout_s, frame_ms=frame_ms,
-                                       reconnect=reconnect)
+                                       reconnect=reconnect, curve=curve)
 
         self._client = self._runner.run(build())
 
@@ -755,6 +790,7 @@ class DetectorClient:
 __all__ = [
     "AsyncDetectorClient",
     "AsyncStream",
+    "CurveCredentials",
     "DaemonError",
     "DetectorClient",
     "Gap",

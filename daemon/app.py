@@ -41,6 +41,7 @@ from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
+from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
 from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
@@ -100,15 +101,20 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         # this daemon's metrics, in a registry of its own (never prometheus-client's global one)
         self.metrics = DaemonMetrics()
+        self.authenticator: Authenticator | None = None
+        self._curve: CurveKeys | None = None
+        self._console_keys: tuple[bytes, bytes] | None = None  # the console's own monitor key pair
         obs = config.observability
         self.watchdog = LoopLagWatchdog(self.metrics, obs.lag_interval_s, obs.lag_threshold_s, obs.lag_window_s)
 
     async def start(self) -> None:
         cfg = self.config
         meta = self.backend.metadata
+        if cfg.zmq_auth_required:
+            self._start_curve(Path(cfg.auth.zmq_keys_dir))
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
                                          count_drops=cfg.zmq.pub_count_drops,
-                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes)
+                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve)
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
@@ -125,12 +131,13 @@ class Daemon:
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
                        asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper"),
                        asyncio.create_task(self.watchdog.run(), name="loop-lag-watchdog"),
-                       asyncio.create_task(self.publisher.watch_connections(), name="pub-connections")]
+                       asyncio.create_task(self.publisher.watch_connections(), name="pub-connections"),
+                       asyncio.create_task(self.publisher.run_subscriptions(), name="pub-subscriptions")]
         for task in self._tasks:
             task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, model_id=meta.model_id, hop_ms=meta.hop_ms,
-                                   context=self._context)
+                                   context=self._context, curve=self._curve)
             await zmq_ingest.start()
             self.adapters.append(zmq_ingest)
             self.state.endpoints["ingest"] = zmq_ingest.endpoint
@@ -169,7 +176,8 @@ class Daemon:
             if cfg.audiofork.enabled:
                 features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks))
             if cfg.console.enabled:
-                console = WebConsole(cfg.console, http, self.publisher.endpoint, self._context)
+                console = WebConsole(cfg.console, http, self.publisher.endpoint, self._context,
+                                     curve=self._console_curve())
                 self.metrics.subscriber_gauge("console", lambda: len(console.clients))
                 features.append(console)
             await http.start()
@@ -185,6 +193,21 @@ class Daemon:
             await audiosocket.start()
             self.adapters.append(audiosocket)
             self.state.endpoints["audiosocket"] = f"tcp://{cfg.audiosocket.host}:{audiosocket.port}"
+
+    def _start_curve(self, keys_dir: Path) -> None:
+        """CURVE on the ROUTER and the results socket; ZAP admits the allow-list (daemon/zmq_auth.py)."""
+        self._curve = load_server_keys(keys_dir)
+        self.authenticator = Authenticator(self._context, keys_dir)
+        public, secret = zmq.curve_keypair()
+        self.authenticator.admit(public, "monitor:console")  # the in-process console reads every stream
+        self._console_keys = (public, secret)
+        self.authenticator.start()
+        log.info("zmq_curve_on", keys_dir=str(keys_dir), clients=len(self.authenticator.allowed))
+
+    def _console_curve(self) -> tuple[bytes, bytes, bytes] | None:
+        if self._curve is None or self._console_keys is None:
+            return None
+        return (*self._console_keys, self._curve.public)
 
     def readiness(self) -> dict[str, bool]:
         """What `/readyz` checks: the model is loaded, the daemon is not draining, and a new
@@ -230,6 +253,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.publisher.close()
+        if self.authenticator is not None:
+            self.authenticator.stop()
         self._context.destroy()  # closes anything left open, then terminates
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("shutdown_complete")

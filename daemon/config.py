@@ -323,6 +323,10 @@ class AuthConfig:
     tokens_file: str = field(default="", metadata=_help(
         "bearer tokens of the HTTP listener, one `NAME ROLE TOKEN` per line (ROLE client or monitor); "
         "required when HTTP authentication is on"))
+    zmq_keys_dir: str = field(default="", metadata=_help(
+        "ZeroMQ CURVE keys: server.key_secret (the daemon's key pair), clients/*.key and monitors/*.key "
+        "(allowed public keys; `spoofwatch keys generate` and `spoofwatch keys add`); required when "
+        "ZeroMQ authentication is on"))
     webhook_secret: str = field(default="", metadata=_help(
         "HMAC-SHA256 key signing every webhook POST (X-Spoofwatch-Signature); required for webhooks "
         "when authentication is on (set it from the environment: SPOOFWATCH__AUTH__WEBHOOK_SECRET)"))
@@ -376,6 +380,11 @@ class DaemonConfig:
             _require("auth.tokens_file", bool(self.auth.tokens_file),
                      f"the HTTP listener on {self.webrtc.host} needs tokens (auth.mode = \"{self.auth.mode}\"); "
                      "make a file with `spoofwatch keys token NAME ROLE`, or set auth.mode = \"off\"")
+        if self.zmq_auth_required:
+            _require("auth.zmq_keys_dir", bool(self.auth.zmq_keys_dir),
+                     f"ZeroMQ on {self.zmq.ingest_endpoint} / {self.zmq.pub_endpoint} needs CURVE keys "
+                     f"(auth.mode = \"{self.auth.mode}\"); make them with `spoofwatch keys generate server "
+                     "--dir DIR`, or set auth.mode = \"off\"")
         if self.auth_enabled_anywhere and self.webhooks_configured:
             _require("auth.webhook_secret", bool(self.auth.webhook_secret),
                      "webhooks must be signed while authentication is on; set a secret of 16+ characters")
@@ -392,6 +401,14 @@ class DaemonConfig:
         from daemon.auth import is_loopback_host
 
         return self.http_enabled and self._auth_for(is_loopback_host(self.webrtc.host))
+
+    @property
+    def zmq_auth_required(self) -> bool:
+        """CURVE on both ZeroMQ sockets when either is off loopback (or auth.mode = "on")."""
+        from daemon.auth import is_loopback_endpoint
+
+        loopback = is_loopback_endpoint(self.zmq.ingest_endpoint) and is_loopback_endpoint(self.zmq.pub_endpoint)
+        return self.zmq.enabled and self._auth_for(loopback)
 
     @property
     def auth_enabled_anywhere(self) -> bool:

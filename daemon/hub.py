@@ -179,7 +179,7 @@ class LiveStream:
     def _emit(self, message: Mapping[str, Any]) -> None:
         if message["type"] == "opened":
             self._opened_message = message
-        if not self._hub.publisher.publish(message) and message["type"] == "result":
+        if not self._hub.publisher.publish(message, self.spec.owner) and message["type"] == "result":
             self.results_dropped += 1
             self._hub.metrics.drops.labels("pub_full").inc()
         for feed in self._feeds:

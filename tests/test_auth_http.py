@@ -64,7 +64,7 @@ def test_auth_is_on_by_default_off_loopback_and_needs_tokens(tokens: Path) -> No
         build_config({"webrtc": {"host": "0.0.0.0"}})
     assert not build_config({}).http_auth_required  # loopback: off unless asked
     assert build_config({"webrtc": {"host": "0.0.0.0"}, "auth": {"tokens_file": str(tokens)}}).http_auth_required
-    assert build_config({"auth": {"mode": "on", "tokens_file": str(tokens)}}).http_auth_required
+    assert build_config({"auth": {"mode": "on", "tokens_file": str(tokens), "zmq_keys_dir": "/keys"}}).http_auth_required
     assert not build_config({"webrtc": {"host": "0.0.0.0"}, "auth": {"mode": "off"}}).http_auth_required
     with pytest.raises(ConfigError, match="auth.webhook_secret"):  # webhooks must be signed then
         build_config({"webrtc": {"host": "0.0.0.0"}, "auth": {"tokens_file": str(tokens)},

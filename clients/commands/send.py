@@ -35,8 +35,10 @@ from clients.client import (
 )
 from clients.commands.options import (
     DEFAULT_WHIP_URL,
+    add_curve_keys,
     add_ingest_endpoint,
     add_results_endpoint,
+    curve_credentials,
     parse_metadata,
 )
 from clients.meter import Meter
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="zmq: give up reopening the stream after this long without a daemon (default 60)")
     add_ingest_endpoint(parser)
     add_results_endpoint(parser)
+    add_curve_keys(parser)
     parser.add_argument("--whip-url", default=DEFAULT_WHIP_URL, help=f"WHIP endpoint (default {DEFAULT_WHIP_URL})")
     parser.add_argument("--token", default=os.environ.get("SPOOFWATCH_TOKEN"),
                         help="webrtc: bearer token of the daemon's HTTP listener (default: $SPOOFWATCH_TOKEN)")
@@ -159,7 +162,7 @@ async def send_zmq(args: argparse.Namespace, stream_id: str, metadata: dict[str,
     policy = ReconnectPolicy(enabled=not args.no_reconnect, give_up_after_s=args.reconnect_for)
     stream: AsyncStream | None = None
     async with AsyncDetectorClient(args.endpoint, args.results_endpoint, timeout_s=args.timeout,
-                                   reconnect=policy) as client:
+                                   reconnect=policy, curve=args.curve) as client:
         subscription = client.subscribe([stream_id], timeout_s=args.timeout, until_closed=True)
         await asyncio.sleep(SUBSCRIBE_SETTLE_S)
         results = asyncio.create_task(collect(subscription, reporter))
@@ -259,6 +262,7 @@ def main(argv: list[str]) -> int:
     # the client library's warnings (a lost connection, a reopened stream) go to stderr, never
     # into the results on stdout
     configure_logging("warning", "console")
+    args.curve = curve_credentials(parser, args)
     try:
         metadata = parse_metadata(args.meta)
     except argparse.ArgumentTypeError as exc:
