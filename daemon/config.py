@@ -223,9 +223,20 @@ class AudioSocketConfig:
         "close a call's connection when no message arrived for this long"))
     webhook_url: str = field(default="", metadata=_help(
         "POST each AudioSocket call's decision changes here (empty = no webhook)"))
+    allowed_peers: tuple[str, ...] = field(default=(), metadata=_help(
+        "addresses or networks (CIDR) whose connections are accepted, e.g. [\"10.0.0.5\", \"10.1.0.0/16\"]; "
+        "empty = any. AudioSocket carries no credentials, so with authentication on (auth.mode) a "
+        "listener off loopback needs this list"))
 
     def validate(self) -> None:
         _require("audiosocket.port", 0 <= self.port <= 65535, "must be 0..65535")
+        import ipaddress
+
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ConfigError("audiosocket.allowed_peers", f"{peer!r} is not an address or network") from None
         _require("audiosocket.max_connections", self.max_connections >= 1, "must be >= 1")
         _require("audiosocket.read_timeout_s", self.read_timeout_s > 0, "must be > 0")
         _require("audiosocket.webhook_url", self.webhook_url == "" or
@@ -385,6 +396,11 @@ class DaemonConfig:
                      f"ZeroMQ on {self.zmq.ingest_endpoint} / {self.zmq.pub_endpoint} needs CURVE keys "
                      f"(auth.mode = \"{self.auth.mode}\"); make them with `spoofwatch keys generate server "
                      "--dir DIR`, or set auth.mode = \"off\"")
+        if self.audiosocket.enabled and self._auth_for(_loopback_host(self.audiosocket.host)):
+            _require("audiosocket.allowed_peers", bool(self.audiosocket.allowed_peers),
+                     f"AudioSocket on {self.audiosocket.host} has no credentials of its own: list the "
+                     "gateways' addresses (authentication is on, auth.mode = "
+                     f"\"{self.auth.mode}\"), or keep it on loopback")
         if self.auth_enabled_anywhere and self.webhooks_configured:
             _require("auth.webhook_secret", bool(self.auth.webhook_secret),
                      "webhooks must be signed while authentication is on; set a secret of 16+ characters")
@@ -425,6 +441,12 @@ class DaemonConfig:
     def webhooks_configured(self) -> bool:
         return any(s.enabled and bool(s.webhook_url or getattr(s, "webhook_parameter", ""))
                    for s in (self.audiosocket, self.twilio, self.audiofork))
+
+
+def _loopback_host(host: str) -> bool:
+    from daemon.auth import is_loopback_host
+
+    return is_loopback_host(host)
 
 
 def _require(key: str, ok: bool, reason: str) -> None:

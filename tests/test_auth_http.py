@@ -218,3 +218,24 @@ def test_a_whip_token_in_the_query_is_never_stream_metadata() -> None:
 
     stream_id, metadata = stream_request({"stream_id": "x", "token": CLIENT, "call": "1"})
     assert stream_id == "x" and metadata == {"call": "1"}
+
+
+def test_audiosocket_off_loopback_needs_an_allow_list() -> None:
+    with pytest.raises(ConfigError, match="audiosocket.allowed_peers"):
+        build_config({"audiosocket": {"enabled": True, "host": "0.0.0.0"}, "observability": {"enabled": False},
+                      "webrtc": {"enabled": False}})
+    with pytest.raises(ConfigError, match="not an address"):
+        build_config({"audiosocket": {"allowed_peers": ["gateway"]}})
+    build_config({"audiosocket": {"enabled": True, "host": "0.0.0.0", "allowed_peers": ["10.0.0.0/8"]},
+                  "observability": {"enabled": False}, "webrtc": {"enabled": False}})
+
+
+async def test_audiosocket_refuses_peers_off_its_allow_list(tiny_model: tuple[Path, Path]) -> None:
+    from telephony_harness import audiosocket_port
+
+    before = refused("audiosocket", "peer_not_allowed")
+    async with running_daemon(tiny_model[0], audiosocket={"allowed_peers": ["10.9.9.9"]}) as running:
+        reader, writer = await asyncio.open_connection("127.0.0.1", audiosocket_port(running))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
+        writer.close()
+    assert refused("audiosocket", "peer_not_allowed") == before + 1
