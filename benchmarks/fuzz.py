@@ -17,7 +17,10 @@ full: every hop's result and its `closed` summary reach a subscriber. Loopback o
 Counted and printed: cases per ingress; crashes (the daemon exited); hangs (a ZeroMQ ping, an HTTP
 request or a WebSocket ping unanswered within `--timeout`); lost control results; outcomes by
 reason (ZeroMQ error codes, WebSocket close codes, HTTP statuses); the daemon's own refusal
-counts by reason (from /metrics); the daemon's RSS from /proc before and after. Exit status 0 when
+counts by reason (from /metrics); the daemon's RSS from /proc before (after `--warmup` cases that
+are not counted, so first-use allocations and the bounded stores filling up, such as the console's
+200 tracked streams, are not taken for growth) and after the run, with the RSS slope over the run's
+second half. Exit status 0 when
 there were no crashes, hangs or lost control results and RSS grew at most `--max-rss-growth`.
 """
 
@@ -73,6 +76,7 @@ class Tally:
     crashes: int = 0
     control_streams: int = 0
     control_lost: int = 0
+    rss_samples: list[tuple[int, int]] = field(default_factory=list)  # (cases so far, RSS KiB) per batch
 
 
 def rss_kib(pid: int) -> int:
@@ -164,7 +168,7 @@ class Fuzzer:
         self.tally.outcomes[f"{ingress} {what}"] += 1
 
     async def run_case(self) -> None:
-        ingress = self.rng.choice(INGRESSES)
+        ingress = self.rng.choice(self.args.ingress)
         self.case_no += 1
         self.tally.cases[ingress] += 1
         handler: Callable[[], Awaitable[None]] = getattr(self, f"fuzz_{ingress}")
@@ -407,6 +411,11 @@ def start_daemon(args: argparse.Namespace, ports: dict[str, int], log: Any) -> s
 async def fuzz(args: argparse.Namespace, ports: dict[str, int], process: subprocess.Popen[bytes]) -> dict[str, Any]:
     async with Fuzzer(args, ports, process.pid) as fuzzer:
         await fuzzer.control_stream()  # warm up: model loaded, first streams' allocations made
+        for _ in range(args.warmup):  # and every ingress's code paths run once (not counted)
+            await fuzzer.run_case()
+        await fuzzer.control_stream()
+        fuzzer.tally = Tally()
+        fuzzer.case_no = 0
         rss_before = rss_kib(process.pid)
         started = time.monotonic()
         while fuzzer.case_no < args.cases and time.monotonic() - started < args.max_seconds:
@@ -418,6 +427,7 @@ async def fuzz(args: argparse.Namespace, ports: dict[str, int], process: subproc
             if process.poll() is not None:
                 break
             await fuzzer.control_stream()
+            fuzzer.tally.rss_samples.append((fuzzer.case_no, rss_kib(process.pid)))
             if args.progress:
                 print(f"{fuzzer.case_no} cases, {time.monotonic() - started:.0f} s, "
                       f"RSS {rss_kib(process.pid) / 1024:.1f} MiB", file=sys.stderr)
@@ -430,6 +440,17 @@ async def fuzz(args: argparse.Namespace, ports: dict[str, int], process: subproc
                 "rss_after_kib": rss_after, "refusals": refusals, "cases": fuzzer.case_no}
 
 
+def rss_slope(samples: list[tuple[int, int]]) -> str:
+    """The least-squares RSS slope over the second half of the run: a leak keeps a constant slope,
+    a bounded store or the allocator's high-water mark flattens out."""
+    half = samples[len(samples) // 2:]
+    if len(half) < 2:
+        return ""
+    xs, ys = np.array([c for c, _ in half], float), np.array([r for _, r in half], float)
+    slope = float(np.polyfit(xs, ys, 1)[0])
+    return f"; slope over the second half {slope * 10_000 / 1024:+.2f} MiB per 10,000 cases"
+
+
 def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
     tally: Tally = figures["tally"]
     growth = (figures["rss_after_kib"] - figures["rss_before_kib"]) / max(1, figures["rss_before_kib"])
@@ -439,7 +460,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"hangs: {len(tally.hangs)}" + (f" ({', '.join(tally.hangs[:10])})" if tally.hangs else ""))
     print(f"control streams: {tally.control_streams}, lost control results: {tally.control_lost}")
     print(f"RSS: {figures['rss_before_kib'] / 1024:.1f} MiB before, {figures['rss_after_kib'] / 1024:.1f} MiB after "
-          f"({100 * growth:+.1f} %)")
+          f"({100 * growth:+.1f} %)" + rss_slope(tally.rss_samples))
     print("outcomes by reason:")
     for key, count in sorted(tally.outcomes.items()):
         print(f"  {key}: {count}")
@@ -460,8 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=200, help="cases between control streams (default 200)")
     parser.add_argument("--timeout", type=float, default=5.0, help="an answer later than this is a hang (s)")
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--warmup", type=int, default=5000,
+                        help="cases run before the RSS baseline is read, not counted (default 5000: enough to "
+                             "fill the console's 200 tracked streams and every path's first allocations)")
     parser.add_argument("--max-rss-growth", type=float, default=0.05, help="pass threshold (fraction, 0.05)")
     parser.add_argument("--progress", action="store_true", help="a line on stderr after each batch")
+    parser.add_argument("--ingress", nargs="+", choices=INGRESSES, default=list(INGRESSES),
+                        help="fuzz only these (default all)")
     return parser
 
 

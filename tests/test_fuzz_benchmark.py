@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_a_short_fuzz_run_passes_and_reports_every_figure(tiny_model: tuple[Path, Path]) -> None:
     run = subprocess.run([sys.executable, "benchmarks/fuzz.py", "--model", str(tiny_model[0]), "--cases", "240",
-                          "--batch", "80", "--seed", "3", "--max-rss-growth", "0.25"],
+                          "--batch", "80", "--seed", "3", "--warmup", "60", "--max-rss-growth", "0.25"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
     out = run.stdout
     assert run.returncode == 0, out + run.stderr[-3000:]
