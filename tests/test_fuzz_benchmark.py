@@ -19,7 +19,7 @@ def test_a_short_fuzz_run_passes_and_reports_every_figure(tiny_model: tuple[Path
     out = run.stdout
     assert run.returncode == 0, out + run.stderr[-3000:]
     assert "cases: 240 in " in out and "crashes: 0" in out and "hangs: 0" in out
-    assert "control streams: 4, lost control results: 0" in out
+    assert "control streams: 3, lost control results: 0" in out
     assert "RSS: " in out and "MiB before" in out
     for ingress in ("zmq", "twilio", "audiofork", "audiosocket", "whip", "http"):
         assert f"{ingress} " in out.split("outcomes by reason:")[1], ingress
