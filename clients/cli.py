@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("daemon.__main__", "run the detection daemon"),
     "send": ("clients.commands.send", "stream a file or the microphone to the daemon"),
     "tap": ("clients.commands.tap", "show live results per stream (terminal meter or JSON lines)"),
+    "keys": ("clients.commands.keys", "make tokens and keys the daemon checks (docs/security.md)"),
     "demo": ("clients.commands.demo", "start the daemon on the default model and stream a bundled clip"),
     "data": ("streaming_models.data.cli", "build the codec-aware training corpus"),
     "train": ("streaming_models.train", "train the streaming detector"),

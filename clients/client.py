@@ -20,16 +20,28 @@ A gateway that holds many calls sends each one's 20 ms frame in one message per 
 Messages are built and parsed by `daemon.wire.zmq_messages` and `daemon.wire.results`,
 never here. A daemon error reply raises `DaemonError` with its reason code: at once
 for open/close/ping, and on the stream's next `send`/`close` for rejected audio.
+
+Daemon restarts (`reconnect=True`, the default): ZeroMQ reconnects the socket by itself, but
+the new daemon knows none of the old streams. The client notices the loss (its socket's
+monitor reports the disconnect, or the daemon answers `unknown_stream` to audio) and reopens
+each open stream under a new id `<id>~<n>` whose metadata records `resumed_from` (the id it
+replaces), pinging with exponential backoff until the daemon answers. Audio sent to the lost
+stream, and real-time audio that arrives while the stream is being reopened, is not scored:
+`stream.gaps` lists each gap (`Gap.frames`, `Gap.seconds`). Subscriptions made through the
+client follow the new id, and a `closed` summary of reason `shutdown` for a stream the client
+still has open does not end an `until_closed` subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import numpy as np
@@ -37,6 +49,7 @@ import numpy.typing as npt
 import structlog
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import recv_monitor_message
 
 from daemon.wire.frames import AudioFormat, Encoding
 from daemon.wire.pcm import MAX_PAYLOAD_S, MIN_PAYLOAD_S, encode_samples
@@ -55,12 +68,15 @@ from daemon.wire.zmq_messages import (
     Reply,
     parse_reply,
 )
+from daemon.zmq_auth import make_client
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_INGEST_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_RESULTS_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_FRAME_MS = 20
+RESUMED_FROM_KEY = "resumed_from"  # metadata of a reopened stream: the id it replaces
+RESUBSCRIBE_SETTLE_S = 0.05  # a subscription reaches the PUB socket shortly after the handshake
 T = TypeVar("T")
 
 
@@ -84,19 +100,91 @@ class StreamInfo:
     hop_ms: float
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Audio no daemon scored because the connection was lost (a daemon restart)."""
+
+    previous_stream_id: str
+    stream_id: str  # the stream that replaced it
+    frames: int  # messages sent to the lost stream after the loss, or dropped while reopening
+    seconds: float
+    reopened_after_s: float  # from noticing the loss to the new stream being open
+
+
+@dataclass(frozen=True)
+class CurveCredentials:
+    """A client's CURVE key pair and the daemon's public key, for a daemon with ZeroMQ
+    authentication on (docs/security.md)."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_files(cls, client_secret_file: str | Path, server_public_file: str | Path) -> CurveCredentials:
+        """`NAME.key_secret` (from `spoofwatch keys generate NAME`) and the daemon's `server.key`."""
+        from zmq.auth.certs import load_certificate
+
+        public, secret = load_certificate(client_secret_file)
+        if secret is None:
+            raise ValueError(f"{client_secret_file} holds no secret key (pass NAME.key_secret)")
+        server_public, _ = load_certificate(server_public_file)
+        return cls(public, secret, server_public)
+
+    def apply(self, socket: zmq.Socket[Any]) -> None:
+        make_client(socket, self.public, self.secret, self.server_public)
+
+
+@dataclass
+class ReconnectPolicy:
+    """How a client reopens its streams after a daemon restart."""
+
+    enabled: bool = True
+    initial_delay_s: float = 0.1  # first wait between attempts; doubled up to max_delay_s
+    max_delay_s: float = 2.0
+    give_up_after_s: float = 60.0  # then the stream's next send/close raises ConnectionError
+    ping_timeout_s: float = 1.0
+    history: list[Gap] = field(default_factory=list)  # every gap of this client's streams
+
+
 class AsyncStream:
     """One open stream: cuts audio into `frame_ms` messages with increasing `seq` and sends them."""
 
-    def __init__(self, client: AsyncDetectorClient, info: StreamInfo, fmt: AudioFormat, frame_ms: int) -> None:
+    def __init__(self, client: AsyncDetectorClient, info: StreamInfo, fmt: AudioFormat, frame_ms: int,
+                 metadata: Mapping[str, str] | None = None) -> None:
         self.info = info
         self.format = fmt
-        self.next_seq = 0
+        self.next_seq = 0  # of the current stream (a reopened stream starts at 0 again)
+        self.frames_sent = 0  # every stream this one has been, together
         self.frame_bytes = fmt.bytes_per_frame * fmt.sample_rate_hz * frame_ms // 1000
         self._frame_s = frame_ms / 1000
         self._client = client
         self._remainder = b""
         self._clock_start: float | None = None
+        self._clock_frames = 0
         self._closed = False
+        self.metadata = dict(metadata or {})
+        self.base_id = info.stream_id
+        self.gaps: list[Gap] = []
+        self._lost_from_seq: int | None = None  # set when the connection to this stream's daemon is lost
+        self._lost_at = 0.0
+        self._dropped_frames = 0
+        self._resume: asyncio.Task[None] | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._lost_from_seq is not None
+
+    def mark_lost(self, from_seq: int | None = None) -> None:
+        """The daemon holding this stream is gone (or no longer knows it); frames from `from_seq`
+        on were not scored."""
+        seq = self.next_seq if from_seq is None else min(from_seq, self.next_seq)
+        if self._lost_from_seq is None:
+            self._lost_from_seq = seq
+            self._lost_at = time.monotonic()
+            log.warning("client_stream_lost", stream_id=self.stream_id, from_seq=seq)
+        else:
+            self._lost_from_seq = min(self._lost_from_seq, seq)
 
     @property
     def stream_id(self) -> str:
@@ -124,7 +212,7 @@ class AsyncStream:
         for start in range(0, whole, self.frame_bytes):
             if realtime:
                 await self._wait_for_slot()
-            await self._send_payload(data[start : start + self.frame_bytes])
+            await self._send_payload(data[start : start + self.frame_bytes], realtime=realtime)
             sent += 1
         return sent
 
@@ -133,6 +221,8 @@ class AsyncStream:
         if self._closed:
             return
         self._check_open()
+        if self.lost:
+            await self._resumed()
         if self._remainder:
             payload = self._remainder
             shortest = int(np.ceil(MIN_PAYLOAD_S * self.format.sample_rate_hz)) * self.format.bytes_per_frame
@@ -143,14 +233,87 @@ class AsyncStream:
                 payload += encode_samples(silence, self.format)
             self._remainder = b""
             await self._send_payload(payload)
+        try:
+            await self._client.close_stream(self.stream_id)
+        except DaemonError as exc:
+            if not (self._client.reconnect.enabled and exc.code == "unknown_stream"):
+                raise
+            self.mark_lost()  # the daemon restarted before it answered: close the reopened stream
+            await self._resumed()
+            await self._client.close_stream(self.stream_id)
         self._closed = True
-        await self._client.close_stream(self.stream_id)
 
-    async def _send_payload(self, payload: bytes) -> None:
+    async def _send_payload(self, payload: bytes, *, realtime: bool = False) -> None:
         assert len(payload) <= MAX_PAYLOAD_S * self.format.sample_rate_hz * self.format.bytes_per_frame
+        self._clock_frames += 1
+        if self.lost:
+            if realtime and (self._resume is None or not self._resume.done()):
+                self._start_resume()
+                self._dropped_frames += 1  # live audio cannot wait for the daemon: the gap grows
+                return
+            await self._resumed()
         self._client.raise_stream_error(self.stream_id)
         await self._client.send_frames(AudioMessage(self.stream_id, self.next_seq, payload).to_frames())
         self.next_seq += 1
+        self.frames_sent += 1
+
+    def _start_resume(self) -> None:
+        if self._resume is None:
+            self._resume = asyncio.create_task(self._reopen(), name=f"resume:{self.stream_id}")
+
+    async def _resumed(self) -> None:
+        """Wait until the lost stream is open again (raises ConnectionError when given up)."""
+        self._start_resume()
+        assert self._resume is not None
+        await self._resume
+
+    async def _reopen(self) -> None:
+        client = self._client
+        policy = client.reconnect
+        old_id = self.stream_id
+        new_id = f"{self.base_id}~{len(self.gaps) + 1}"
+        metadata = {**self.metadata, RESUMED_FROM_KEY: old_id}
+        delay = policy.initial_delay_s
+        deadline = self._lost_at + policy.give_up_after_s
+        tried_open = False
+        info: StreamInfo | None = None
+        while info is None:
+            try:
+                await client.ping(timeout_s=policy.ping_timeout_s)
+                await client.subscriptions_connected(old_id, policy.ping_timeout_s)  # or `opened` is lost
+                client.follow(old_id, new_id)  # before the open: its `opened` may arrive before the reply
+                tried_open = True
+                reply = await client._request(("open", new_id), OpenMessage(new_id, self.format, metadata).to_frames())
+                assert isinstance(reply, OpenedReply)
+                info = StreamInfo(new_id, reply.model_id, reply.hop_ms)
+                break
+            except TimeoutError:
+                pass
+            except DaemonError as exc:
+                if exc.code == "stream_exists" and tried_open:  # an earlier attempt's open got through
+                    info = StreamInfo(new_id, self.info.model_id, self.info.hop_ms)
+                    break
+                if exc.code not in ("server_shutting_down", "too_many_streams"):
+                    raise
+            if time.monotonic() + delay > deadline:
+                raise ConnectionError(f"stream {old_id!r}: no daemon at {client.endpoint} accepted it again "
+                                      f"within {policy.give_up_after_s} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, policy.max_delay_s)
+        assert self._lost_from_seq is not None
+        frames = self.next_seq - self._lost_from_seq + self._dropped_frames
+        gap = Gap(old_id, new_id, frames, round(frames * self._frame_s, 6),
+                  round(time.monotonic() - self._lost_at, 3))
+        self.gaps.append(gap)
+        policy.history.append(gap)
+        client.stream_reopened(self, old_id, info)
+        self.info = info
+        self.next_seq = 0
+        self._lost_from_seq = None
+        self._dropped_frames = 0
+        self._resume = None  # a later loss starts a new attempt
+        log.warning("client_stream_reopened", previous_stream_id=old_id, stream_id=new_id, gap_frames=frames,
+                    gap_s=gap.seconds, after_s=gap.reopened_after_s)
 
     def batch_entry(self, audio: npt.ArrayLike | bytes) -> AudioMessage:
         """`audio` as this stream's next message, for `send_batch`: one payload of 10 ms .. 1 s
@@ -175,7 +338,7 @@ class AsyncStream:
         now = time.monotonic()
         if self._clock_start is None:
             self._clock_start = now
-        due = self._clock_start + self.next_seq * self._frame_s
+        due = self._clock_start + self._clock_frames * self._frame_s
         if due > now:
             await asyncio.sleep(due - now)
 
@@ -204,7 +367,10 @@ class ResultSubscription:
         timeout_s: float | None = None,
         until_closed: bool = False,
         context: zmq.asyncio.Context | None = None,
+        still_open: Callable[[str], bool] | None = None,
+        curve: CurveCredentials | None = None,
     ) -> None:
+        self._still_open = still_open  # a client's streams that will be reopened after a restart
         self._owned_context = context is None
         context = zmq.asyncio.Context() if context is None else context
         self._context = context
@@ -216,11 +382,40 @@ class ResultSubscription:
         self._timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
         self._socket = context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)
         for topic in self._wanted or {""}:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
         self._received: dict[str, int] = {}  # results per stream seen from its `opened` on
         self.missed: dict[str, int] = {}
+        self._connected = asyncio.Event()
+        self._monitor: asyncio.Task[None] | None = None
+        self._monitor_socket: Any = None
+        if still_open is not None:  # a reconnecting client waits for this socket before reopening
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            self._monitor_socket = self._socket.get_monitor_socket(events)
+            self._monitor = asyncio.create_task(self._watch(self._monitor_socket), name="subscription-monitor")
+
+    async def _watch(self, monitor: Any) -> None:
+        while True:
+            event = await recv_monitor_message(monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected.set()
+            else:
+                self._connected.clear()
+
+    def wants(self, stream_id: str) -> bool:
+        return self._wanted is None or stream_id in self._wanted
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Until the socket is connected to a PUB socket again (after a daemon restart), and its
+        subscriptions had a moment to reach it; gives up silently after `timeout_s`."""
+        if self._monitor is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+            await asyncio.sleep(RESUBSCRIBE_SETTLE_S)
 
     def _count(self, message: dict[str, Any]) -> None:
         stream_id, kind = str(message.get("stream_id")), message.get("type")
@@ -254,13 +449,31 @@ class ResultSubscription:
             if self._wanted is not None and stream_id not in self._wanted:
                 continue  # topic filters match by prefix: "call-1" also receives "call-10"
             self._count(message)
-            if message.get("type") == "closed":
+            if message.get("type") == "closed" and not (
+                    message.get("reason") == "shutdown" and self._still_open is not None
+                    and self._still_open(str(stream_id))):
                 self._open.discard(str(stream_id))
             return message
+
+    def follow(self, old_id: str, new_id: str) -> None:
+        """A stream was reopened as `new_id` after a daemon restart: receive its messages too, and
+        with `until_closed` wait for its `closed` instead of the old one's."""
+        if self._wanted is None or old_id not in self._wanted or new_id in self._wanted:
+            return
+        self._wanted.add(new_id)
+        self._socket.setsockopt(zmq.SUBSCRIBE, new_id.encode())
+        if old_id in self._open:
+            self._open.discard(old_id)
+            self._open.add(new_id)
 
     def close(self) -> None:
         if self._socket.closed:
             return
+        if self._monitor is not None:
+            self._monitor.cancel()
+            self._monitor = None
+            self._socket.disable_monitor()
+            self._monitor_socket.close(linger=0)
         self._socket.close(linger=0)
         if self._owned_context:
             self._context.term()
@@ -282,9 +495,13 @@ class AsyncDetectorClient:
         *,
         timeout_s: float = 5.0,
         frame_ms: int = DEFAULT_FRAME_MS,
+        reconnect: ReconnectPolicy | bool = True,
+        curve: CurveCredentials | None = None,
     ) -> None:
         if not 10 <= frame_ms <= 1000:
             raise ValueError(f"frame_ms must be 10..1000, got {frame_ms}")
+        self.curve = curve
+        self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(enabled=reconnect)
         self.endpoint = endpoint
         self.results_endpoint = results_endpoint
         self.timeout_s = timeout_s
@@ -292,13 +509,19 @@ class AsyncDetectorClient:
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 2000)  # let queued audio leave on close
+        if curve is not None:
+            curve.apply(self._socket)
         self._socket.connect(endpoint)
         self._waiters: dict[tuple[str, str], asyncio.Future[Reply]] = {}
         self._pongs: deque[asyncio.Future[Reply]] = deque()
         self._stream_errors: dict[str, DaemonError] = {}
         self.unmatched_errors: list[DaemonError] = []
         self._reader: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
         self._subscriptions: list[ResultSubscription] = []
+        self._streams: dict[str, AsyncStream] = {}  # open streams, by their current id
+        self._replaced: set[str] = set()  # ids of lost streams that were reopened under a new id
+        self.disconnects = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -310,10 +533,14 @@ class AsyncDetectorClient:
         """Close the connection. Unsent messages hold the close for up to the socket's linger (2 s,
         so queued audio can leave); pass `linger_ms=0` to drop them at once, e.g. after the daemon
         was lost, when waiting would only block the event loop."""
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        for task in (self._reader, self._monitor):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._reader = self._monitor = None
+        for stream in self._streams.values():
+            if stream._resume is not None:
+                stream._resume.cancel()
         for subscription in self._subscriptions:
             subscription.close()
         self._socket.close(linger=linger_ms)
@@ -325,18 +552,20 @@ class AsyncDetectorClient:
         """Start receiving results now; iterate the returned object. Subscribe before opening
         streams: a ZeroMQ subscription takes a few ms to reach the daemon."""
         subscription = ResultSubscription(
-            self.results_endpoint, stream_ids, timeout_s=timeout_s, until_closed=until_closed, context=self._context
+            self.results_endpoint, stream_ids, timeout_s=timeout_s, until_closed=until_closed, context=self._context,
+            still_open=(lambda stream_id: stream_id in self._streams) if self.reconnect.enabled else None,
+            curve=self.curve,
         )
         self._subscriptions.append(subscription)
         return subscription
 
-    async def ping(self) -> float:
+    async def ping(self, timeout_s: float | None = None) -> float:
         """Round trip to the daemon in seconds."""
         started = time.monotonic()
         future = self._loop_future()
         self._pongs.append(future)
         await self.send_frames(PingMessage().to_frames())
-        await self._await_reply(future, "ping")
+        await self._await_reply(future, "ping", timeout_s)
         return time.monotonic() - started
 
     async def open_stream(
@@ -351,11 +580,31 @@ class AsyncDetectorClient:
         fmt = AudioFormat(encoding, sample_rate_hz, channels)
         reply = await self._request(("open", stream_id), OpenMessage(stream_id, fmt, dict(metadata or {})).to_frames())
         assert isinstance(reply, OpenedReply)
-        return AsyncStream(self, StreamInfo(stream_id, reply.model_id, reply.hop_ms), fmt, self.frame_ms)
+        stream = AsyncStream(self, StreamInfo(stream_id, reply.model_id, reply.hop_ms), fmt, self.frame_ms, metadata)
+        self._streams[stream_id] = stream
+        return stream
 
     async def close_stream(self, stream_id: str) -> None:
         await self._request(("close", stream_id), CloseMessage(stream_id).to_frames())
         self._stream_errors.pop(stream_id, None)
+        self._streams.pop(stream_id, None)
+
+    async def subscriptions_connected(self, stream_id: str, timeout_s: float) -> None:
+        """Until this client's subscriptions to `stream_id` are connected to the (restarted) daemon."""
+        live = [s for s in self._subscriptions if not s._socket.closed and s.wants(stream_id)]
+        await asyncio.gather(*(s.wait_connected(timeout_s) for s in live))
+
+    def stream_reopened(self, stream: AsyncStream, old_id: str, info: StreamInfo) -> None:
+        """Bookkeeping when `stream` was reopened as `info.stream_id` after a daemon restart."""
+        self._streams.pop(old_id, None)
+        self._streams[info.stream_id] = stream
+        self._replaced.add(old_id)
+        self._stream_errors.pop(old_id, None)  # replies to audio the old daemon never saw
+
+    def follow(self, old_id: str, new_id: str) -> None:
+        """This client's subscriptions to `old_id` receive `new_id`'s messages too."""
+        for subscription in self._subscriptions:
+            subscription.follow(old_id, new_id)
 
     async def send_frames(self, frames: list[bytes]) -> None:
         self._ensure_reader()
@@ -395,11 +644,12 @@ class AsyncDetectorClient:
         finally:
             self._waiters.pop(key, None)
 
-    async def _await_reply(self, future: asyncio.Future[Reply], what: str) -> Reply:
+    async def _await_reply(self, future: asyncio.Future[Reply], what: str, timeout_s: float | None = None) -> Reply:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return await asyncio.wait_for(future, self.timeout_s)
+            return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
-            raise TimeoutError(f"no reply from the daemon at {self.endpoint} to {what} within {self.timeout_s} s") from None
+            raise TimeoutError(f"no reply from the daemon at {self.endpoint} to {what} within {timeout_s} s") from None
 
     def _loop_future(self) -> asyncio.Future[Reply]:
         return asyncio.get_running_loop().create_future()
@@ -407,6 +657,25 @@ class AsyncDetectorClient:
     def _ensure_reader(self) -> None:
         if self._reader is None:
             self._reader = asyncio.create_task(self.run_reader(), name="detector-client-reader")
+        if self._monitor is None and self.reconnect.enabled:
+            self._monitor = asyncio.create_task(self.run_monitor(), name="detector-client-monitor")
+
+    async def run_monitor(self) -> None:
+        """Watch the connection: a disconnect means every open stream is lost (the daemon
+        restarted, or the network dropped): each is reopened on its next send or close."""
+        monitor: Any = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                event = await recv_monitor_message(monitor)
+                if event["event"] == zmq.EVENT_DISCONNECTED:
+                    self.disconnects += 1
+                    log.warning("client_disconnected", endpoint=self.endpoint, open_streams=len(self._streams))
+                    for stream in self._streams.values():
+                        stream.mark_lost()
+        finally:
+            if not self._socket.closed:
+                self._socket.disable_monitor()
+            monitor.close(linger=0)
 
     async def run_reader(self) -> None:
         while True:
@@ -427,7 +696,13 @@ class AsyncDetectorClient:
         if isinstance(reply, ClosedReply):
             self._resolve(self._waiters.get(("close", reply.stream_id)), reply)
             return
+        if reply.stream_id in self._replaced and reply.code == "unknown_stream":
+            return  # queued audio of a stream already reopened under a new id (counted in its gap)
         error = DaemonError(reply)
+        lost = self._streams.get(reply.stream_id or "") if self.reconnect.enabled else None
+        if lost is not None and reply.code == "unknown_stream" and reply.ref == "audio":
+            lost.mark_lost(reply.seq)  # a restarted daemon: reopened on the stream's next send
+            return
         waiter = self._waiters.get((reply.ref, reply.stream_id or ""))
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -475,6 +750,10 @@ class Stream:
     def stream_id(self) -> str:
         return self._stream.stream_id
 
+    @property
+    def gaps(self) -> list[Gap]:
+        return self._stream.gaps
+
     def send(self, audio: npt.ArrayLike | bytes, *, realtime: bool = False) -> int:
         return self._runner.run(self._stream.send(audio, realtime=realtime))
 
@@ -496,11 +775,14 @@ class DetectorClient:
         *,
         timeout_s: float = 5.0,
         frame_ms: int = DEFAULT_FRAME_MS,
+        reconnect: ReconnectPolicy | bool = True,
+        curve: CurveCredentials | None = None,
     ) -> None:
         self._runner = _LoopThread()
 
         async def build() -> AsyncDetectorClient:
-            return AsyncDetectorClient(endpoint, results_endpoint, timeout_s=timeout_s, frame_ms=frame_ms)
+            return AsyncDetectorClient(endpoint, results_endpoint, timeout_s=timeout_s, frame_ms=frame_ms,
+                                       reconnect=reconnect, curve=curve)
 
         self._client = self._runner.run(build())
 
@@ -566,8 +848,11 @@ class DetectorClient:
 __all__ = [
     "AsyncDetectorClient",
     "AsyncStream",
+    "CurveCredentials",
     "DaemonError",
     "DetectorClient",
+    "Gap",
+    "ReconnectPolicy",
     "ResultSubscription",
     "Stream",
     "StreamInfo",

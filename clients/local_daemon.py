@@ -30,10 +30,11 @@ def free_port() -> int:
 
 
 def daemon_command(model: Path, ingest: str, results: str, *extra: str) -> list[str]:
-    """`serve` on `model` with ZeroMQ on the given endpoints, WebRTC off unless `extra` turns it on."""
+    """`serve` on `model` with ZeroMQ on the given endpoints, WebRTC off unless `extra` turns it on;
+    the HTTP listener (/metrics) on a free port unless `extra` names one."""
     return [sys.executable, "-m", "daemon", "--model.path", str(model),
             "--zmq.ingest-endpoint", ingest, "--zmq.pub-endpoint", results,
-            "--webrtc.enabled", "false", "--logging.level", "warning", *extra]
+            "--webrtc.enabled", "false", "--webrtc.port", "0", "--logging.level", "warning", *extra]
 
 
 def wait_for_pong(endpoint: str, process: subprocess.Popen[bytes] | None = None,

@@ -125,12 +125,20 @@ async def whip_send(
     closed_timeout_s: float = 5.0,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     extra_tracks: list[MediaStreamTrack] | None = None,
+    token: str | None = None,
 ) -> WhipResult:
     """Send `samples` over one WHIP session, then DELETE it and wait for the `closed` summary.
 
     `tail_s`: time to keep the session up after the last frame so the last hops are
     scored. `extra_tracks` are sent as well (the daemon only listens to the first audio track).
+    `token`: the bearer token when the daemon's HTTP listener authenticates (docs/security.md);
+    one in the URL (`?token=`) is moved into the header, which the DELETE carries too.
     """
+    parsed = URL(url)
+    if "token" in parsed.query:
+        token = token or parsed.query["token"]
+        url = str(parsed.without_query_params("token"))
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     query = dict(metadata or {})
     if stream_id is not None:
         query["stream_id"] = stream_id
@@ -160,7 +168,7 @@ async def whip_send(
                 url,
                 params=query,
                 data=pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp"},
+                headers={"Content-Type": "application/sdp", **auth},
             ) as response:
                 body = await response.text()
                 if response.status != 201:
@@ -170,7 +178,7 @@ async def whip_send(
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
             await track.finished.wait()
             await asyncio.sleep(tail_s)
-            async with http.delete(location) as response:
+            async with http.delete(location, headers=auth) as response:
                 if response.status != 200:
                     raise WhipError(response.status, (await response.text()).strip())
             with contextlib.suppress(TimeoutError):

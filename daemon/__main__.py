@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: cannot bind a ZeroMQ endpoint: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except ConfigError as exc:  # found at start: an unreadable tokens file
+        log.error("startup_failed", error=str(exc))
+        print(f"spoofwatch serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as exc:  # an HTTP/TCP listener could not start (port in use, bad host)
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: cannot listen: {exc}", file=sys.stderr)

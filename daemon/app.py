@@ -23,6 +23,7 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from daemon.auth import TokenStore, http_middleware
 from daemon.backends import load_backend
 from daemon.backends.base import Backend
 from daemon.batcher import Batcher
@@ -36,9 +37,11 @@ from daemon.ingest.audiosocket import AudioSocketIngest
 from daemon.ingest.base import IngestAdapter
 from daemon.ingest.twilio import TwilioIngest
 from daemon.ingest.zmq import ZmqIngest
+from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
+from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
 from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
@@ -96,15 +99,26 @@ class Daemon:
         self.hub: DaemonHub | None = None
         self.adapters: list[IngestAdapter] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        # this daemon's metrics, in a registry of its own (never prometheus-client's global one)
+        self.metrics = DaemonMetrics()
+        self.authenticator: Authenticator | None = None
+        self._curve: CurveKeys | None = None
+        self._console_keys: tuple[bytes, bytes] | None = None  # the console's own monitor key pair
+        obs = config.observability
+        self.watchdog = LoopLagWatchdog(self.metrics, obs.lag_interval_s, obs.lag_threshold_s, obs.lag_window_s)
 
     async def start(self) -> None:
         cfg = self.config
         meta = self.backend.metadata
+        if cfg.zmq_auth_required:
+            self._start_curve(Path(cfg.auth.zmq_keys_dir))
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
                                          count_drops=cfg.zmq.pub_count_drops,
-                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes)
+                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve)
         self.state.endpoints["pub"] = self.publisher.endpoint
-        self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor)
+        self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
+        self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
+                               metrics=self.metrics)
         early = early_thresholds(cfg.decision, meta)
         decision, no_threshold = resolve_thresholds(cfg.decision, meta.extra)
         if no_threshold:
@@ -113,14 +127,17 @@ class Daemon:
         log.info("decision_thresholds", source=cfg.decision.thresholds,
                  early_hops={head: len(by_hop) for head, by_hop in early.items()},
                  **{k: round(getattr(decision, k), 4) for k in ("spoof_enter", "spoof_exit", "codec_enter", "codec_exit")})
-        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early)
+        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early, metrics=self.metrics)
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
-                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper")]
+                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper"),
+                       asyncio.create_task(self.watchdog.run(), name="loop-lag-watchdog"),
+                       asyncio.create_task(self.publisher.watch_connections(), name="pub-connections"),
+                       asyncio.create_task(self.publisher.run_subscriptions(), name="pub-subscriptions")]
         for task in self._tasks:
             task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, model_id=meta.model_id, hop_ms=meta.hop_ms,
-                                   context=self._context)
+                                   context=self._context, curve=self._curve)
             await zmq_ingest.start()
             self.adapters.append(zmq_ingest)
             self.state.endpoints["ingest"] = zmq_ingest.endpoint
@@ -137,12 +154,20 @@ class Daemon:
         telephony = (cfg.audiosocket, cfg.twilio, cfg.audiofork)
         webhooks: WebhookSender | None = None
         if any(s.enabled and (s.webhook_url or getattr(s, "webhook_parameter", "")) for s in telephony):
-            webhooks = WebhookSender(cfg.webhooks)
+            webhooks = WebhookSender(cfg.webhooks, signing_secret=cfg.auth.webhook_secret)
+            self.metrics.watch_webhooks(webhooks.counters)
             await webhooks.start()
             self.adapters.append(webhooks)
-        if cfg.webrtc.enabled or cfg.twilio.enabled or cfg.audiofork.enabled:  # the console rides along
-            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port)
+        if cfg.http_enabled:
+            middlewares = []
+            if cfg.http_auth_required:
+                tokens = TokenStore.from_file(Path(cfg.auth.tokens_file))
+                middlewares.append(http_middleware(tokens))
+                log.info("http_auth_on", tokens=len(tokens), host=cfg.webrtc.host, mode=cfg.auth.mode)
+            http = HttpServer(cfg.webrtc.host, cfg.webrtc.port, middlewares)  # the console rides along
             self.adapters.append(http)
+            if cfg.observability.enabled:
+                add_routes(http.app, self.metrics, self.watchdog, self.readiness)
             features: list[IngestAdapter] = []
             if cfg.webrtc.enabled:
                 features += self._whip_ingest(http)
@@ -151,7 +176,10 @@ class Daemon:
             if cfg.audiofork.enabled:
                 features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks))
             if cfg.console.enabled:
-                features.append(WebConsole(cfg.console, http, self.publisher.endpoint, self._context))
+                console = WebConsole(cfg.console, http, self.publisher.endpoint, self._context,
+                                     curve=self._console_curve())
+                self.metrics.subscriber_gauge("console", lambda: len(console.clients))
+                features.append(console)
             await http.start()
             for feature in features:
                 await feature.start()
@@ -166,6 +194,29 @@ class Daemon:
             self.adapters.append(audiosocket)
             self.state.endpoints["audiosocket"] = f"tcp://{cfg.audiosocket.host}:{audiosocket.port}"
 
+    def _start_curve(self, keys_dir: Path) -> None:
+        """CURVE on the ROUTER and the results socket; ZAP admits the allow-list (daemon/zmq_auth.py)."""
+        self._curve = load_server_keys(keys_dir)
+        self.authenticator = Authenticator(self._context, keys_dir)
+        public, secret = zmq.curve_keypair()
+        self.authenticator.admit(public, "monitor:console")  # the in-process console reads every stream
+        self._console_keys = (public, secret)
+        self.authenticator.start()
+        log.info("zmq_curve_on", keys_dir=str(keys_dir), clients=len(self.authenticator.allowed))
+
+    def _console_curve(self) -> tuple[bytes, bytes, bytes] | None:
+        if self._curve is None or self._console_keys is None:
+            return None
+        return (*self._console_keys, self._curve.public)
+
+    def readiness(self) -> dict[str, bool]:
+        """What `/readyz` checks: the model is loaded, the daemon is not draining, and a new
+        stream would be admitted (fewer than streams.max_streams are open)."""
+        hub = self.hub
+        return {"model_loaded": self.backend is not None and hub is not None,
+                "not_draining": hub is not None and hub.accepting and not self.state.shutting_down,
+                "under_admission_limit": hub is not None and not hub.at_capacity}
+
     def _whip_ingest(self, http: HttpServer) -> list[IngestAdapter]:
         assert self.hub is not None
         try:
@@ -173,7 +224,9 @@ class Daemon:
         except ImportError as exc:  # aiortc is not installed
             log.warning("webrtc_ingest_unavailable", error=repr(exc))
             return []
-        return [module.WhipIngest(self.hub, self.config.webrtc, server=http)]
+        whip = module.WhipIngest(self.hub, self.config.webrtc, server=http)
+        self.metrics.subscriber_gauge("whip_session", lambda: len(whip.sessions))
+        return [whip]
 
     async def shutdown(self) -> None:
         """Stop accepting, drain, then release everything. Safe to call once."""
@@ -200,6 +253,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.publisher.close()
+        if self.authenticator is not None:
+            self.authenticator.stop()
         self._context.destroy()  # closes anything left open, then terminates
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("shutdown_complete")

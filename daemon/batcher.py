@@ -24,6 +24,7 @@ import structlog
 
 from daemon.backends.base import Backend
 from daemon.errors import StreamClosedError
+from daemon.metrics import DaemonMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +62,9 @@ class BatcherStats:
 
 class Batcher:
     def __init__(self, backend: Backend, max_batch: int, max_wait_ms: float,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, metrics: DaemonMetrics | None = None) -> None:
         self.backend = backend
+        self.metrics = metrics if metrics is not None else DaemonMetrics()
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self._executor = executor
@@ -165,6 +167,7 @@ class Batcher:
 
     def _fail(self, item: _Item, exc: Exception) -> None:
         self.stats.failures += 1
+        self.metrics.batch_failures.inc()
         if not item.future.done():
             item.future.set_exception(exc)
 
@@ -174,12 +177,19 @@ class Batcher:
         per_item = [item.slot.states if item.slot.states is not None else fresh for item in items]
         stacked = [np.concatenate([states[k] for states in per_item]) for k in range(len(fresh))]
         audio = np.stack([item.audio for item in items])  # [B, hop_samples]
+        started = loop.time()
+        for item in items:
+            self.metrics.queue_wait.observe(started - item.enqueued_at)
         probs, new_states = await loop.run_in_executor(self._executor, self.backend.run, audio, stacked)
+        self.metrics.inference.observe(loop.time() - started)
         if probs.shape != (len(items), 2):
             raise RuntimeError(f"backend returned probabilities of shape {probs.shape}, expected {(len(items), 2)}")
         self.stats.batches += 1
         self.stats.hops += len(items)
         self.stats.recent_batch_sizes.append(len(items))
+        self.metrics.batches.inc()
+        self.metrics.batch_size.observe(len(items))
+        self.metrics.hops.inc(len(items))
         for row, item in enumerate(items):
             if not np.all(np.isfinite(probs[row])):
                 self._fail(item, RuntimeError("the model produced a non-finite probability"))

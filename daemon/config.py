@@ -223,9 +223,20 @@ class AudioSocketConfig:
         "close a call's connection when no message arrived for this long"))
     webhook_url: str = field(default="", metadata=_help(
         "POST each AudioSocket call's decision changes here (empty = no webhook)"))
+    allowed_peers: tuple[str, ...] = field(default=(), metadata=_help(
+        "addresses or networks (CIDR) whose connections are accepted, e.g. [\"10.0.0.5\", \"10.1.0.0/16\"]; "
+        "empty = any. AudioSocket carries no credentials, so with authentication on (auth.mode) a "
+        "listener off loopback needs this list"))
 
     def validate(self) -> None:
         _require("audiosocket.port", 0 <= self.port <= 65535, "must be 0..65535")
+        import ipaddress
+
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ConfigError("audiosocket.allowed_peers", f"{peer!r} is not an address or network") from None
         _require("audiosocket.max_connections", self.max_connections >= 1, "must be >= 1")
         _require("audiosocket.read_timeout_s", self.read_timeout_s > 0, "must be > 0")
         _require("audiosocket.webhook_url", self.webhook_url == "" or
@@ -280,7 +291,7 @@ class AudioForkConfig:
 class ConsoleConfig:
     enabled: bool = field(default=True, metadata=_help(
         "serve the live web console at /console/ on the HTTP server (webrtc.host:webrtc.port), "
-        "which runs when webrtc, twilio or audiofork is enabled"))
+        "which runs when webrtc, twilio, audiofork or observability is enabled"))
     max_clients: int = field(default=16, metadata=_help("browsers connected to the live feed at once"))
     client_queue_size: int = field(default=500, metadata=_help(
         "events buffered per browser; a slower browser loses events (counted), never stalls the daemon"))
@@ -294,6 +305,46 @@ class ConsoleConfig:
         _require("console.client_queue_size", self.client_queue_size >= 10, "must be >= 10")
         _require("console.history_points", self.history_points >= 1, "must be >= 1")
         _require("console.max_tracked_streams", self.max_tracked_streams >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    enabled: bool = field(default=True, metadata=_help(
+        "serve Prometheus /metrics, /healthz (event-loop lag watchdog) and /readyz on the HTTP "
+        "server at webrtc.host:webrtc.port, which then runs even when webrtc, twilio and audiofork are off"))
+    lag_interval_s: float = field(default=0.25, metadata=_help(
+        "the watchdog sleeps this long per tick and measures how late it wakes (the event-loop lag)"))
+    lag_threshold_s: float = field(default=1.0, metadata=_help(
+        "/healthz answers 503 while the worst lag within lag_window_s is at or above this"))
+    lag_window_s: float = field(default=10.0, metadata=_help(
+        "how long a lag spike keeps /healthz unhealthy"))
+
+    def validate(self) -> None:
+        _require("observability.lag_interval_s", 0.01 <= self.lag_interval_s <= 10, "must be 0.01..10")
+        _require("observability.lag_threshold_s", self.lag_threshold_s > 0, "must be > 0")
+        _require("observability.lag_window_s", self.lag_window_s >= self.lag_interval_s,
+                 "must be >= observability.lag_interval_s")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: Literal["auto", "on", "off"] = field(default="auto", metadata=_help(
+        "auto: authenticate on every listener that is not on loopback; on: on every listener; "
+        "off: nowhere (a trusted network, or a reverse proxy that authenticates; docs/security.md)"))
+    tokens_file: str = field(default="", metadata=_help(
+        "bearer tokens of the HTTP listener, one `NAME ROLE TOKEN` per line (ROLE client or monitor); "
+        "required when HTTP authentication is on"))
+    zmq_keys_dir: str = field(default="", metadata=_help(
+        "ZeroMQ CURVE keys: server.key_secret (the daemon's key pair), clients/*.key and monitors/*.key "
+        "(allowed public keys; `spoofwatch keys generate` and `spoofwatch keys add`); required when "
+        "ZeroMQ authentication is on"))
+    webhook_secret: str = field(default="", metadata=_help(
+        "HMAC-SHA256 key signing every webhook POST (X-Spoofwatch-Signature); required for webhooks "
+        "when authentication is on (set it from the environment: SPOOFWATCH__AUTH__WEBHOOK_SECRET)"))
+
+    def validate(self) -> None:
+        _require("auth.webhook_secret", self.webhook_secret == "" or len(self.webhook_secret) >= 16,
+                 "must be at least 16 characters")
 
 
 @dataclass(frozen=True)
@@ -326,6 +377,8 @@ class DaemonConfig:
     audiofork: AudioForkConfig = field(default_factory=AudioForkConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 
@@ -334,6 +387,66 @@ class DaemonConfig:
             check = getattr(getattr(self, section.name), "validate", None)
             if check is not None:
                 check()
+        if self.http_auth_required:
+            _require("auth.tokens_file", bool(self.auth.tokens_file),
+                     f"the HTTP listener on {self.webrtc.host} needs tokens (auth.mode = \"{self.auth.mode}\"); "
+                     "make a file with `spoofwatch keys token NAME ROLE`, or set auth.mode = \"off\"")
+        if self.zmq_auth_required:
+            _require("auth.zmq_keys_dir", bool(self.auth.zmq_keys_dir),
+                     f"ZeroMQ on {self.zmq.ingest_endpoint} / {self.zmq.pub_endpoint} needs CURVE keys "
+                     f"(auth.mode = \"{self.auth.mode}\"); make them with `spoofwatch keys generate server "
+                     "--dir DIR`, or set auth.mode = \"off\"")
+        if self.audiosocket.enabled and self._auth_for(_loopback_host(self.audiosocket.host)):
+            _require("audiosocket.allowed_peers", bool(self.audiosocket.allowed_peers),
+                     f"AudioSocket on {self.audiosocket.host} has no credentials of its own: list the "
+                     "gateways' addresses (authentication is on, auth.mode = "
+                     f"\"{self.auth.mode}\"), or keep it on loopback")
+        if self.auth_enabled_anywhere and self.webhooks_configured:
+            _require("auth.webhook_secret", bool(self.auth.webhook_secret),
+                     "webhooks must be signed while authentication is on; set a secret of 16+ characters")
+
+    def _auth_for(self, loopback: bool) -> bool:
+        return self.auth.mode == "on" or (self.auth.mode == "auto" and not loopback)
+
+    @property
+    def http_enabled(self) -> bool:
+        return self.webrtc.enabled or self.twilio.enabled or self.audiofork.enabled or self.observability.enabled
+
+    @property
+    def http_auth_required(self) -> bool:
+        from daemon.auth import is_loopback_host
+
+        return self.http_enabled and self._auth_for(is_loopback_host(self.webrtc.host))
+
+    @property
+    def zmq_auth_required(self) -> bool:
+        """CURVE on both ZeroMQ sockets when either is off loopback (or auth.mode = "on")."""
+        from daemon.auth import is_loopback_endpoint
+
+        loopback = is_loopback_endpoint(self.zmq.ingest_endpoint) and is_loopback_endpoint(self.zmq.pub_endpoint)
+        return self.zmq.enabled and self._auth_for(loopback)
+
+    @property
+    def auth_enabled_anywhere(self) -> bool:
+        from daemon.auth import is_loopback_endpoint, is_loopback_host
+
+        hosts = [is_loopback_host(self.webrtc.host)] if self.http_enabled else []
+        if self.audiosocket.enabled:
+            hosts.append(is_loopback_host(self.audiosocket.host))
+        if self.zmq.enabled:
+            hosts += [is_loopback_endpoint(self.zmq.ingest_endpoint), is_loopback_endpoint(self.zmq.pub_endpoint)]
+        return any(self._auth_for(loopback) for loopback in hosts)
+
+    @property
+    def webhooks_configured(self) -> bool:
+        return any(s.enabled and bool(s.webhook_url or getattr(s, "webhook_parameter", ""))
+                   for s in (self.audiosocket, self.twilio, self.audiofork))
+
+
+def _loopback_host(host: str) -> bool:
+    from daemon.auth import is_loopback_host
+
+    return is_loopback_host(host)
 
 
 def _require(key: str, ok: bool, reason: str) -> None:

@@ -31,6 +31,7 @@ from aiohttp import web
 from daemon.config import ConsoleConfig
 from daemon.http import HttpServer
 from daemon.wire.results import decode_pub
+from daemon.zmq_auth import make_client
 
 log = structlog.get_logger(__name__)
 
@@ -117,8 +118,9 @@ class WebConsole:
     """Registers the console routes on `server`; `start()` subscribes to the PUB socket."""
 
     def __init__(self, config: ConsoleConfig, server: HttpServer, pub_endpoint: str,
-                 context: zmq.asyncio.Context) -> None:
+                 context: zmq.asyncio.Context, curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         self._config = config
+        self._curve = curve  # (public, secret, server public): a monitor key when CURVE is on
         self._pub_endpoint = local_endpoint(pub_endpoint)
         self._context = context
         self.state = ConsoleState(config.max_tracked_streams, config.history_points)
@@ -134,10 +136,17 @@ class WebConsole:
         app.router.add_get("/console/console.js", self.handle_script)
         app.router.add_get("/console/events", self.handle_events)
 
+    @property
+    def clients(self) -> set[ConsoleClient]:
+        """The browsers connected to the live feed now."""
+        return self._clients
+
     async def start(self) -> None:
         socket = self._context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, 100_000)
+        if self._curve is not None:
+            make_client(socket, *self._curve)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(self._pub_endpoint)
         self._socket = socket

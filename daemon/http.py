@@ -14,6 +14,9 @@ server apart from any feature means a feature never opens a second port.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import structlog
 from aiohttp import web
 
@@ -26,10 +29,10 @@ MAX_REQUEST_BYTES = 256 * 1024
 class HttpServer:
     """Owns one `aiohttp.web.Application` and the socket it listens on."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, middlewares: Iterable[Any] = ()) -> None:
         self.host = host
         self.requested_port = port
-        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=list(middlewares))
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 

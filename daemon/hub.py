@@ -24,6 +24,7 @@ from daemon.batcher import Batcher
 from daemon.config import DecisionConfig, StreamsConfig
 from daemon.errors import StreamClosedError
 from daemon.ingest.hub import StreamRejected, StreamSpec
+from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.publisher import ResultPublisher
 from daemon.resample import prepare_low_delay
@@ -134,6 +135,7 @@ class LiveStream:
         while len(self._pending) > self._max_pending:  # scoring is behind: drop the oldest audio
             self._pending.popleft()
             self.hops_dropped_overflow += 1
+            self._hub.metrics.drops.labels("buffer_overflow").inc()
         if self._pending:
             self._hop_ready.set()
 
@@ -164,23 +166,28 @@ class LiveStream:
         self._max_spoof = max(self._max_spoof, p_spoof)
         self._max_codec = max(self._max_codec, p_codec)
         rate = meta.sample_rate_hz
+        latency_s = asyncio.get_running_loop().time() - hop.ready_at
+        self._hub.metrics.hop_latency.observe(latency_s)
         message = result_message(
             stream_id=self.stream_id, seq=hop.index, t_start_s=hop.start_sample / rate,
             t_end_s=(hop.start_sample + meta.hop_samples) / rate, p_spoof=p_spoof, p_codec=p_codec,
             p_spoof_smooth=spoof_smooth, p_codec_smooth=codec_smooth, decision=decision,
-            model_id=meta.model_id, latency_ms=1000.0 * (asyncio.get_running_loop().time() - hop.ready_at),
+            model_id=meta.model_id, latency_ms=1000.0 * latency_s,
             metadata=self.spec.metadata)
         self._emit(message)
 
     def _emit(self, message: Mapping[str, Any]) -> None:
         if message["type"] == "opened":
             self._opened_message = message
-        if not self._hub.publisher.publish(message) and message["type"] == "result":
+        if not self._hub.publisher.publish(message, self.spec.owner) and message["type"] == "result":
             self.results_dropped += 1
+            self._hub.metrics.drops.labels("pub_full").inc()
         for feed in self._feeds:
             before = feed.dropped
             feed.offer(message)
-            self.events_dropped += feed.dropped - before
+            if feed.dropped > before:
+                self.events_dropped += feed.dropped - before
+                self._hub.metrics.drops.labels("event_queue_full").inc(feed.dropped - before)
 
     def events(self) -> EventFeed:
         feed = EventFeed(self._hub.streams_config.events_queue_size)
@@ -217,6 +224,7 @@ class LiveStream:
         self._emit(message)
         self._feeds.clear()
         self._hub.forget(self)
+        self._hub.metrics.streams_closed.labels(self.close_reason or "unknown").inc()
         self._done.set()
         log.info("stream_closed", stream_id=self.stream_id, reason=self.close_reason, hops=self.hops_scored)
 
@@ -245,14 +253,18 @@ class DaemonHub:
 
     def __init__(self, metadata: ModelMetadata, batcher: Batcher, publisher: ResultPublisher,
                  streams_config: StreamsConfig, decision_config: DecisionConfig,
-                 early_thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
+                 early_thresholds: Mapping[str, Sequence[float]] | None = None,
+                 metrics: DaemonMetrics | None = None) -> None:
         self.metadata = metadata
+        self.metrics = metrics if metrics is not None else batcher.metrics
         self.batcher = batcher
         self.publisher = publisher
         self.streams_config = streams_config
         self.decision_config = decision_config
         self.early_thresholds = dict(early_thresholds or {})  # per-hop enter thresholds, per head
         self.registry: StreamRegistry[LiveStream] = StreamRegistry(streams_config.max_streams)
+        self.metrics.streams_open.set_function(lambda: len(self.registry))
+        self.metrics.streams_max.set(streams_config.max_streams)
         if streams_config.low_delay_resampling:
             prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)
         self._accepting = True
@@ -276,6 +288,7 @@ class DaemonHub:
         stream = LiveStream(spec, self)
         self.registry.add(spec.stream_id, stream)
         self.streams_opened += 1
+        self.metrics.streams_opened.labels(spec.transport).inc()
         self._reaper_wake.set()
         stream._emit(opened_event(stream_id=spec.stream_id, transport=spec.transport,
                                   sample_rate_hz=spec.sample_rate_hz, metadata=spec.metadata,
@@ -318,6 +331,14 @@ class DaemonHub:
 
     def stop_accepting(self) -> None:
         self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def at_capacity(self) -> bool:
+        return len(self.registry) >= self.registry.max_streams
 
     async def close_all(self, reason: str) -> None:
         """Drain every open stream (score pending full hops, publish summaries)."""

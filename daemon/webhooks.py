@@ -11,6 +11,9 @@ retried with exponential backoff up to `max_attempts`, then given up. Every drop
 
 Body (JSON): {"v": 1, "type": "decision", "stream_id", "decision", "previous_decision",
 "p_spoof_smooth", "p_codec_smooth", "seq", "t_end_s", "model_id", "metadata"}.
+
+With a signing secret (`auth.webhook_secret`) each POST carries `X-Spoofwatch-Timestamp` and
+`X-Spoofwatch-Signature: sha256=<HMAC-SHA256 of "TIMESTAMP.BODY">` (`daemon.auth.verify_webhook`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from daemon.auth import sign_webhook
 from daemon.config import WebhooksConfig
 from daemon.ingest.hub import StreamHandle
 from daemon.wire.results import PROTOCOL_VERSION
@@ -60,8 +64,9 @@ def url_allowed(url: str, prefixes: tuple[str, ...]) -> bool:
 class WebhookSender:
     """Owns one aiohttp client session and one watch task per call. `start()` before `watch()`."""
 
-    def __init__(self, config: WebhooksConfig) -> None:
+    def __init__(self, config: WebhooksConfig, signing_secret: str = "") -> None:
         self._config = config
+        self._secret = signing_secret  # HMAC-SHA256 signature headers on every POST when set
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests = asyncio.Semaphore(config.max_concurrent_requests)
@@ -126,7 +131,7 @@ class WebhookSender:
 
     async def _post_with_retries(self, url: str, message: Mapping[str, Any], stream_id: str) -> None:
         assert self._session is not None
-        body = json.dumps(message, separators=(",", ":"))
+        body = json.dumps(message, separators=(",", ":")).encode()
         delay = self._config.backoff_initial_s
         for attempt in range(1, self._config.max_attempts + 1):
             if attempt > 1:
@@ -134,8 +139,10 @@ class WebhookSender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._config.backoff_max_s)
             try:
-                async with self._requests, self._session.post(
-                        url, data=body, headers={"Content-Type": "application/json"}) as response:
+                headers = {"Content-Type": "application/json"}
+                if self._secret:  # signed per attempt: the timestamp is the time of sending
+                    headers.update(sign_webhook(self._secret, body))
+                async with self._requests, self._session.post(url, data=body, headers=headers) as response:
                     status = response.status
                     # the answer's body means nothing here: read a bounded prefix, never all of it
                     await response.content.read(MAX_RESPONSE_BYTES)

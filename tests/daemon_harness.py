@@ -21,7 +21,7 @@ from daemon.wire.zmq_messages import CloseMessage, OpenMessage, Reply, parse_rep
 
 BASE_SETTINGS: dict[str, dict[str, Any]] = {
     "zmq": {"ingest_endpoint": "tcp://127.0.0.1:*", "pub_endpoint": "tcp://127.0.0.1:*"},
-    "webrtc": {"enabled": False},
+    "webrtc": {"enabled": False, "port": 0},  # port 0: /metrics listens on a free port
     "model": {"providers": ["CPUExecutionProvider"]},
     "batching": {"max_batch": 8, "max_wait_ms": 5.0},
 }

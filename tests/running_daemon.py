@@ -27,15 +27,17 @@ class RunningDaemon:
     results_endpoint: str
     whip_url: str | None
     process: subprocess.Popen[bytes]
+    http_url: str = ""  # the HTTP listener (/metrics, /healthz, /readyz; WHIP when enabled)
 
 
 @contextlib.contextmanager
 def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, ...] = (),
-                   ingest: str | None = None, results: str | None = None) -> Iterator[RunningDaemon]:
-    """The daemon on free loopback ports, or on `ingest`/`results` (a restart on the same endpoints)."""
+                   ingest: str | None = None, results: str | None = None,
+                   http_port: int | None = None) -> Iterator[RunningDaemon]:
+    """Endpoints and the HTTP port default to free ones; pass a previous daemon's to restart it."""
     ingest = ingest or f"tcp://127.0.0.1:{free_port()}"
     results = results or f"tcp://127.0.0.1:{free_port()}"
-    whip_port = free_port()
+    whip_port = http_port or free_port()
     command = daemon_command(model_path, ingest, results, "--webrtc.enabled", "true" if webrtc else "false",
                              "--webrtc.port", str(whip_port), *extra)
     with tempfile.TemporaryFile() as log_file:
@@ -48,6 +50,6 @@ def daemon_process(model_path: Path, *, webrtc: bool = False, extra: tuple[str, 
                 output = log_file.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"{exc}; daemon output:\n{output}") from None
             whip_url = f"http://127.0.0.1:{whip_port}/whip" if webrtc else None
-            yield RunningDaemon(ingest, results, whip_url, process)
+            yield RunningDaemon(ingest, results, whip_url, process, f"http://127.0.0.1:{whip_port}")
         finally:
             stop_process(process)

@@ -46,7 +46,7 @@ def test_sigterm_drains_streams_publishes_summaries_and_exits_0(tiny_model: tupl
     config.write_text(
         f'[model]\npath = "{tiny_model[0]}"\nproviders = ["CPUExecutionProvider"]\n'
         '[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\npub_endpoint = "tcp://127.0.0.1:*"\n'
-        '[webrtc]\nenabled = false\n')  # logging.format auto: stderr is a pipe, so JSON lines
+        '[webrtc]\nenabled = false\nport = 0\n')  # logging.format auto: stderr is a pipe, so JSON lines
     process = subprocess.Popen([sys.executable, "-m", "clients.cli", "serve", "--config", str(config)],
                                cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -103,7 +103,7 @@ def test_second_signal_forces_exit_during_a_long_drain(tiny_model: tuple[Path, P
     config.write_text(
         f'[model]\npath = "{tiny_model[0]}"\nproviders = ["CPUExecutionProvider"]\n'
         '[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\npub_endpoint = "tcp://127.0.0.1:*"\n'
-        '[webrtc]\nenabled = false\n'
+        '[webrtc]\nenabled = false\nport = 0\n'
         # one stream's hops are scored one per batch, each batch waits 50 ms: 600 hops take ~30 s
         '[batching]\nmax_wait_ms = 50.0\n[streams]\nmax_buffered_s = 600.0\n[shutdown]\ntimeout_s = 60.0\n')
     process = subprocess.Popen([sys.executable, "-m", "clients.cli", "serve", "--config", str(config)],

@@ -74,10 +74,10 @@ async def test_a_failure_inside_one_message_is_internal_error_not_the_end(
         client = Client(context, daemon.state.endpoints["ingest"])
         original = ingest._handle
 
-        async def broken_open(identity: bytes, body: Any) -> None:
+        async def broken_open(identity: bytes, body: Any, user: str = "") -> None:
             if b'"open"' in body[0]:
                 raise RuntimeError("injected adapter bug")
-            await original(identity, body)
+            await original(identity, body, user)
 
         monkeypatch.setattr(ingest, "_handle", broken_open)
         reply = await client.request(OpenMessage("boom", F16).to_frames())

@@ -5,6 +5,10 @@ Over ZeroMQ (default) the audio is encoded as `--encoding` at the file's rate (o
 the audio with `--realtime`. Over WebRTC (`--via webrtc`, WHIP) it is sent as Opus,
 always in real time. Results are shown as a live meter (or JSON lines with
 `--json`) until the daemon publishes the stream's `closed` summary.
+
+Over ZeroMQ a daemon restart does not end the run: the client reconnects with backoff and
+reopens the stream as `<id>~1` (its metadata records `resumed_from`), and at the end `send`
+reports the audio that was not scored in the gap (`--no-reconnect` fails instead).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -21,11 +26,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clients.client import AsyncDetectorClient, DaemonError, ResultSubscription
+from clients.client import (
+    AsyncDetectorClient,
+    AsyncStream,
+    DaemonError,
+    ReconnectPolicy,
+    ResultSubscription,
+)
 from clients.commands.options import (
     DEFAULT_WHIP_URL,
+    add_curve_keys,
     add_ingest_endpoint,
     add_results_endpoint,
+    curve_credentials,
     parse_metadata,
 )
 from clients.meter import Meter
@@ -59,9 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print every result message as a JSON line")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="give up when the daemon is silent this long (default 10)")
+    parser.add_argument("--no-reconnect", action="store_true",
+                        help="zmq: fail when the daemon restarts instead of reopening the stream")
+    parser.add_argument("--reconnect-for", type=float, default=60.0, metavar="S",
+                        help="zmq: give up reopening the stream after this long without a daemon (default 60)")
     add_ingest_endpoint(parser)
     add_results_endpoint(parser)
+    add_curve_keys(parser)
     parser.add_argument("--whip-url", default=DEFAULT_WHIP_URL, help=f"WHIP endpoint (default {DEFAULT_WHIP_URL})")
+    parser.add_argument("--token", default=os.environ.get("SPOOFWATCH_TOKEN"),
+                        help="webrtc: bearer token of the daemon's HTTP listener (default: $SPOOFWATCH_TOKEN)")
     return parser
 
 
@@ -139,7 +159,10 @@ async def collect(subscription: ResultSubscription, reporter: Reporter) -> None:
 
 async def send_zmq(args: argparse.Namespace, stream_id: str, metadata: dict[str, str]) -> int:
     reporter = Reporter(args.json)
-    async with AsyncDetectorClient(args.endpoint, args.results_endpoint, timeout_s=args.timeout) as client:
+    policy = ReconnectPolicy(enabled=not args.no_reconnect, give_up_after_s=args.reconnect_for)
+    stream: AsyncStream | None = None
+    async with AsyncDetectorClient(args.endpoint, args.results_endpoint, timeout_s=args.timeout,
+                                   reconnect=policy, curve=args.curve) as client:
         subscription = client.subscribe([stream_id], timeout_s=args.timeout, until_closed=True)
         await asyncio.sleep(SUBSCRIBE_SETTLE_S)
         results = asyncio.create_task(collect(subscription, reporter))
@@ -160,9 +183,15 @@ async def send_zmq(args: argparse.Namespace, stream_id: str, metadata: dict[str,
             await results
         except TimeoutError as exc:
             raise SendError(f"{exc}; is `spoofwatch serve` running?") from exc
+        except ConnectionError as exc:
+            raise SendError(str(exc)) from exc
         finally:
             results.cancel()
             await asyncio.gather(results, return_exceptions=True)
+    for gap in stream.gaps if stream is not None else []:
+        print(f"the daemon restarted: stream {gap.previous_stream_id} continued as {gap.stream_id} after "
+              f"{gap.reopened_after_s:.1f} s; {gap.seconds:.2f} s of audio ({gap.frames} messages) not scored",
+              file=sys.stderr)
     return reporter.final()
 
 
@@ -216,7 +245,7 @@ async def send_webrtc(args: argparse.Namespace, stream_id: str, metadata: dict[s
     try:
         await whip_send(
             args.whip_url, samples, rate_hz, stream_id=stream_id, metadata=metadata,
-            on_event=reporter.show, closed_timeout_s=args.timeout,
+            on_event=reporter.show, closed_timeout_s=args.timeout, token=args.token,
         )
     except WhipError as exc:
         raise SendError(str(exc)) from exc
@@ -228,6 +257,12 @@ async def send_webrtc(args: argparse.Namespace, stream_id: str, metadata: dict[s
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from daemon.logsetup import configure_logging
+
+    # the client library's warnings (a lost connection, a reopened stream) go to stderr, never
+    # into the results on stdout
+    configure_logging("warning", "console")
+    args.curve = curve_credentials(parser, args)
     try:
         metadata = parse_metadata(args.meta)
     except argparse.ArgumentTypeError as exc:

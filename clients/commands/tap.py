@@ -13,7 +13,7 @@ import json
 import sys
 
 from clients.client import ResultSubscription
-from clients.commands.options import add_results_endpoint
+from clients.commands.options import add_curve_keys, add_results_endpoint, curve_credentials
 from clients.meter import Meter
 
 
@@ -27,13 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="exit with status 1 after S seconds without a message")
     parser.add_argument("--count", type=int, default=None, metavar="N", help="exit after N messages")
     add_results_endpoint(parser)
+    add_curve_keys(parser)
     return parser
 
 
 async def run_tap(args: argparse.Namespace) -> int:
     meter = None if args.json else Meter(sys.stdout)
     subscription = ResultSubscription(
-        args.results_endpoint, args.streams or None, timeout_s=args.timeout, until_closed=args.until_closed
+        args.results_endpoint, args.streams or None, timeout_s=args.timeout, until_closed=args.until_closed,
+        curve=args.curve,
     )
     seen = 0
     try:
@@ -54,7 +56,9 @@ async def run_tap(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.curve = curve_credentials(parser, args)
     if args.until_closed and not args.streams:
         print("spoofwatch tap: --until-closed needs STREAM ids", file=sys.stderr)
         return 2

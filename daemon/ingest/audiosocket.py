@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import struct
 import uuid
 from dataclasses import dataclass
@@ -214,6 +215,8 @@ class AudioSocketIngest:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections_refused = 0
+        # AudioSocket has no credentials: with authentication on, the gateways' addresses are the check
+        self._allowed = [ipaddress.ip_network(peer, strict=False) for peer in config.allowed_peers]
 
     @property
     def port(self) -> int:
@@ -225,7 +228,21 @@ class AudioSocketIngest:
         self._server = await asyncio.start_server(self._on_connection, self._config.host, self._config.port)
         log.info("audiosocket_listening", host=self._config.host, port=self.port)
 
+    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        if not self._allowed:
+            return True
+        peer = writer.get_extra_info("peername")
+        try:
+            address = ipaddress.ip_address(peer[0]) if peer else None
+        except ValueError:
+            return False
+        return address is not None and any(address in network for network in self._allowed)
+
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._peer_allowed(writer):
+            refuse(TRANSPORT, "peer_not_allowed", peer=str(writer.get_extra_info("peername"))[:60])
+            writer.close()
+            return
         if len(self._tasks) >= self._config.max_connections:
             self.connections_refused += 1
             refuse(TRANSPORT, "too_many_connections", limit=self._config.max_connections)

@@ -22,6 +22,7 @@ class StreamSpec:
     sample_rate_hz: int  # rate of the samples in the AudioChunks that will be pushed
     transport: str  # "zmq", "webrtc", "audiosocket", ... (for logs and summaries)
     metadata: Mapping[str, str] = field(default_factory=dict)  # call id etc., echoed in results
+    owner: str = ""  # the CURVE User-Id (`client:NAME`) of the ZeroMQ client that opened it, if any
 
 
 class StreamRejected(Exception):

@@ -49,6 +49,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
+from daemon.auth import TOKEN_QUERY
 from daemon.config import WebRTCConfig
 from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
@@ -155,7 +156,7 @@ def parse_offer(body: bytes) -> tuple[str, aiortc_sdp.SessionDescription]:
 def stream_request(query: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """Stream id (query `stream_id`, else a random `whip-...` id, never the session's) and
     metadata (the other query parameters)."""
-    metadata = {k: v for k, v in query.items() if k != "stream_id"}
+    metadata = {k: v for k, v in query.items() if k not in ("stream_id", TOKEN_QUERY)}  # a token is no metadata
     problem = metadata_problem(metadata)
     if problem is not None:
         raise WhipRequestError(400, f"query parameters (stream metadata): {problem}")

@@ -44,6 +44,7 @@ from daemon.wire.zmq_messages import (
     ProtocolError,
     parse_request,
 )
+from daemon.zmq_auth import CurveKeys, make_server, user_of
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +60,9 @@ class _ClientStream:
 
 class ZmqIngest:
     def __init__(self, hub: StreamHub, config: ZmqConfig, *, model_id: str = "", hop_ms: float = 0.0,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None, curve: CurveKeys | None = None) -> None:
         self._hub = hub
+        self._curve = curve  # a CURVE server: each stream records the User-Id of its opener
         self._config = config
         self._model_id = model_id
         self._hop_ms = hop_ms
@@ -80,6 +82,8 @@ class ZmqIngest:
         socket.setsockopt(zmq.SNDHWM, self._config.ingest_hwm)
         socket.setsockopt(zmq.MAXMSGSIZE, self._config.max_message_bytes)
         socket.setsockopt(zmq.LINGER, 500)
+        if self._curve is not None:
+            make_server(socket, self._curve)
         socket.bind(self._config.ingest_endpoint)
         self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = socket
@@ -129,19 +133,25 @@ class ZmqIngest:
         work = 0
         while work < DRAIN_BUDGET:
             try:
-                frames = drain.recv_multipart(flags=zmq.NOBLOCK)
+                if self._curve is None:
+                    frames = drain.recv_multipart(flags=zmq.NOBLOCK)
+                    user = ""
+                else:  # the ZAP User-Id travels on the frames the peer sent
+                    parts = drain.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    user = user_of(parts[-1])
+                    frames = [part.bytes for part in parts]
             except zmq.Again:
                 return work
             work += max(1, len(frames) - 2)  # [identity, header, payloads...]
-            await self._dispatch(frames)
+            await self._dispatch(frames, user)
         return DRAIN_BUDGET
 
-    async def _dispatch(self, frames: list[bytes]) -> None:
+    async def _dispatch(self, frames: list[bytes], user: str = "") -> None:
         if len(frames) < 2:
             return  # no identity: cannot happen on ROUTER, nothing to answer
         identity, body = frames[0], frames[1:]
         try:
-            await self._handle(identity, body)
+            await self._handle(identity, body, user)
         except ProtocolError as exc:
             await self._refuse(identity, exc)
         except Exception as exc:  # one message must never end ingest
@@ -161,14 +171,14 @@ class ZmqIngest:
                               "it was dropped and logged", stream_id=stream_id, ref=ref, seq=seq, index=index)
         await self._reply(identity, error.reply().to_frames())
 
-    async def _handle(self, identity: bytes, body: Sequence[bytes]) -> None:
+    async def _handle(self, identity: bytes, body: Sequence[bytes], user: str = "") -> None:
         message = parse_request(body)
         if isinstance(message, AudioMessage):
             await self._on_audio(identity, message)
         elif isinstance(message, AudioBatchMessage):
             await self._on_audio_batch(identity, message)
         elif isinstance(message, OpenMessage):
-            await self._on_open(identity, message)
+            await self._on_open(identity, message, user)
         elif isinstance(message, CloseMessage):
             self._on_close(identity, message)
         elif isinstance(message, PingMessage):
@@ -187,10 +197,10 @@ class ZmqIngest:
                                 stream_id=stream_id, ref=ref, seq=seq)
         return entry
 
-    async def _on_open(self, identity: bytes, message: OpenMessage) -> None:
+    async def _on_open(self, identity: bytes, message: OpenMessage, user: str = "") -> None:
         self._forget_closed()
         spec = StreamSpec(stream_id=message.stream_id, sample_rate_hz=message.format.sample_rate_hz,
-                          transport="zmq", metadata=dict(message.metadata))
+                          transport="zmq", metadata=dict(message.metadata), owner=user)
         try:
             handle = await self._hub.open(spec)
         except StreamRejected as exc:
