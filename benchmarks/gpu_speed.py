@@ -19,6 +19,7 @@ timing, the device's probabilities are checked against the CPU's on the same hop
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -49,16 +50,15 @@ def parity(model: Detector, device: torch.device, dtype: torch.dtype, hops: int 
     rng = np.random.default_rng(0)
     audio = torch.from_numpy((0.1 * rng.standard_normal((hops, batch, model.config.hop_samples))).astype(np.float32))
     cpu_states = model.initial_states(batch)
-    dev_model = model.to(device)
+    cpu_model = copy.deepcopy(model).to("cpu")  # the caller's model may already sit on the device
+    dev_model = copy.deepcopy(model).to(device)
     dev_states = [s.to(device) for s in model.initial_states(batch)]
     worst = 0.0
     with torch.inference_mode():
         for t in range(hops):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 dev_logits, dev_states = dev_model(audio[t].to(device), dev_states)
-            model.to("cpu")
-            cpu_logits, cpu_states = model(audio[t], cpu_states)
-            dev_model = model.to(device)
+            cpu_logits, cpu_states = cpu_model(audio[t], cpu_states)
             diff = (torch.sigmoid(dev_logits[:, -1].float().cpu()) - torch.sigmoid(cpu_logits[:, -1])).abs().max()
             worst = max(worst, float(diff))
     return worst

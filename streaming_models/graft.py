@@ -76,8 +76,9 @@ def head_difference(model: torch.nn.Module, onnx_path: Path, model_column: int, 
                     hops: int = 30, batch: int = 6, seed: int = 0) -> float:
     """Largest probability difference of one head between a PyTorch model and an ONNX file, hop by hop."""
     backend = OnnxBackend(onnx_path, providers=("CPUExecutionProvider",))
+    hop_samples, rate = backend.metadata.hop_samples, backend.metadata.sample_rate_hz
     rng = np.random.default_rng(seed)
-    t = np.arange(hops * 1600) / 16000.0
+    t = np.arange(hops * hop_samples) / rate
     tones = np.sin(2 * np.pi * np.outer(rng.uniform(80, 400, batch), t)) * rng.uniform(0.05, 0.5, (batch, 1))
     audio = (tones + 0.05 * rng.standard_normal(tones.shape)).astype(np.float32)  # voiced-ish, then noise
     onnx_states = backend.initial_states(batch)
@@ -85,7 +86,7 @@ def head_difference(model: torch.nn.Module, onnx_path: Path, model_column: int, 
     worst = 0.0
     with torch.no_grad():
         for h in range(hops):
-            hop = audio[:, h * 1600:(h + 1) * 1600]
+            hop = audio[:, h * hop_samples:(h + 1) * hop_samples]
             probs, onnx_states = backend.run(hop, onnx_states)
             logits, torch_states = model(torch.from_numpy(hop), torch_states)
             mine = torch.sigmoid(logits[:, -1, model_column]).numpy()

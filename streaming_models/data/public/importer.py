@@ -25,6 +25,7 @@ import soundfile as sf
 import structlog
 
 from streaming_models.audio_io import load_audio
+from streaming_models.data.loaders.labels_csv import load_labels_csv
 from streaming_models.data.manifest import CorpusItem, write_manifest
 from streaming_models.data.public.decode import TARGET_RATE_HZ, DecodeError, decode
 from streaming_models.data.public.dedupe import DuplicateIndex
@@ -190,14 +191,10 @@ def _with_parents(items: list[CorpusItem]) -> list[CorpusItem]:
 def _dev_eval_index(labels_csv: Path | None, index: DuplicateIndex) -> int:
     if labels_csv is None:
         return 0
-    root = labels_csv.parent
-    count = 0
-    for line in labels_csv.read_text().splitlines()[1:]:
-        rel = line.split(",", 1)[0]
-        if rel:
-            index.add(load_audio(root / rel, TARGET_RATE_HZ), f"dev-eval:{rel}", "dev-eval")
-            count += 1
-    return count
+    items = load_labels_csv(labels_csv)
+    for item in items:
+        index.add(load_audio(item.path, TARGET_RATE_HZ), f"dev-eval:{item.item_id}", "dev-eval")
+    return len(items)
 
 
 def _decoded_stream(entry: SourceEntry, git_dir: Path, todo: list[_Planned], options: ImportOptions,
