@@ -62,6 +62,7 @@ from daemon.wire.zmq_messages import (
     PongReply,
     parse_reply,
 )
+from streaming_models.default_model import packaged_model_path
 
 INGRESSES = ("zmq", "twilio", "audiofork", "audiosocket", "whip", "http")
 NESTED = "[" * 2000 + "]" * 2000
@@ -475,7 +476,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path,
-                        default=REPO_ROOT / "streaming_models/default_model/spoofwatch-default.onnx")
+                        default=packaged_model_path())
     parser.add_argument("--cases", type=int, default=2000, help="hostile inputs in all (default 2000)")
     parser.add_argument("--max-seconds", type=float, default=600, help="stop after this long (default 600)")
     parser.add_argument("--batch", type=int, default=200, help="cases between control streams (default 200)")

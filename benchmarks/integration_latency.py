@@ -36,14 +36,15 @@ sys.path.insert(0, str(REPO_ROOT))
 from clients.commands.send import read_audio
 from clients.integrations.session import Score, SessionConfig
 from clients.local_daemon import daemon_command, free_port, stop_process, wait_for_pong
+from streaming_models.default_model import packaged_model_path
+from streaming_models.paths import shared_data_dir
 
-DEFAULT_MODEL = REPO_ROOT / "streaming_models" / "default_model" / "spoofwatch-default.onnx"
 GENUINE = "speech/librispeech-subset/test-other/1688/1688-142285-0000.flac"
 
 
 def clip(args: argparse.Namespace, rate_hz: int) -> npt.NDArray[np.float32]:
     """`--audio`, or the shared LibriSpeech utterance, or a speech-like tone; looped to `--seconds`."""
-    path = args.audio or (REPO_ROOT.parent / "shared" / "data" / GENUINE)
+    path = args.audio or (shared_data_dir() / GENUINE)
     if Path(path).is_file():
         samples, _ = read_audio(Path(path), rate_hz)
     else:
@@ -141,7 +142,7 @@ async def run_livekit(args: argparse.Namespace, config: SessionConfig) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=packaged_model_path())
     parser.add_argument("--audio", type=Path, default=None, help="clip to play (default: the shared LibriSpeech one)")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per session (default 20)")
     parser.add_argument("--sessions", type=int, default=1, help="concurrent sessions (default 1)")

@@ -72,6 +72,7 @@ from daemon.wire.zmq_messages import (
     OpenMessage,
     parse_reply,
 )
+from streaming_models.default_model import packaged_model_path
 
 FORMAT = AudioFormat("mulaw", 8000, 1)
 FRAME_MS = 20
@@ -465,7 +466,7 @@ def wait_until_ready(endpoint: str, process: subprocess.Popen[bytes] | None, log
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "streaming_models/default_model/spoofwatch-default.onnx",
+    parser.add_argument("--model", type=Path, default=packaged_model_path(),
                         help="ONNX model for the daemon this script starts")
     levels = parser.add_mutually_exclusive_group()
     levels.add_argument("--streams", default="50,100,200,300", help="comma-separated levels N (default 50,100,200,300)")

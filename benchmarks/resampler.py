@@ -37,6 +37,7 @@ from daemon.wire import g711
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from streaming_models.audio_io import load_audio
+from streaming_models.default_model import packaged_model_path
 from streaming_models.paths import shared_data_dir
 
 # (soxr quality, direct FIR for integer upsampling: streams.low_delay_resampling)
@@ -115,7 +116,7 @@ def score(backend: OnnxBackend, clip: npt.NDArray[np.float32], quality: str, low
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "streaming_models/default_model/spoofwatch-default.onnx")
+    parser.add_argument("--model", type=Path, default=packaged_model_path())
     parser.add_argument("--files", type=int, default=40, help="clips for the model-output comparison")
     args = parser.parse_args()
     backend = OnnxBackend(args.model)

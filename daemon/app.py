@@ -42,25 +42,20 @@ from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
+from streaming_models.default_model import find_model
 from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
 
 def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
-    """An absolute path as is; a relative one in the working directory, else the package root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        if candidate.is_file():
-            return candidate
-        raise ModelNotFoundError(str(candidate))
-    bases = list(dict.fromkeys([(cwd or Path.cwd()).resolve(), PACKAGE_ROOT]))
-    for base in bases:
-        if (base / candidate).is_file():
-            return base / candidate
-    raise ModelNotFoundError(f"{candidate} (looked in {' and '.join(map(str, bases))})")
+    """An absolute path as is; a relative one in the working directory, and the default model's
+    name, when not there, the packaged model (streaming_models/default_model)."""
+    found = find_model(path, cwd)
+    if found is None:
+        where = "" if Path(path).expanduser().is_absolute() else f" (looked in {cwd or Path.cwd()})"
+        raise ModelNotFoundError(f"{Path(path).expanduser()}{where}")
+    return found
 
 
 def build_backend(config: DaemonConfig, model_path: Path) -> Backend:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from daemon.errors import ConfigError
+from streaming_models.default_model import DEFAULT_MODEL
 
 ENV_PREFIX = "SPOOFWATCH__"
-DEFAULT_MODEL_PATH = "streaming_models/default_model/spoofwatch-default.onnx"
 
 
 def _help(text: str) -> dict[str, str]:
@@ -33,9 +33,10 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = field(default=DEFAULT_MODEL_PATH, metadata=_help(
+    path: str = field(default=DEFAULT_MODEL, metadata=_help(
         "exported detector: .onnx for the onnx backend, TorchScript .pt for torch; a relative "
-        "path is looked up in the working directory, then in the repository/package root"))
+        "path is looked up in the working directory (the default, when not there, is the model "
+        "packaged with spoofwatch)"))
     backend: Literal["onnx", "torch"] = field(default="onnx", metadata=_help(
         "inference backend"))
     providers: tuple[str, ...] = field(

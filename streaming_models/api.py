@@ -20,9 +20,10 @@ import soundfile as sf
 
 from daemon.backends.onnx import OnnxBackend
 from daemon.streams import iter_file_hops
+from streaming_models.default_model import packaged_model_path
 from streaming_models.model_format import ModelMetadata
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "default_model" / "spoofwatch-default.onnx"
+DEFAULT_MODEL_PATH = packaged_model_path()
 
 
 @dataclass(frozen=True)

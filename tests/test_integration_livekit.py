@@ -20,8 +20,8 @@ from livekit import rtc
 from clients.commands.send import read_audio
 from clients.integrations.livekit import DecisionEvent, SpoofwatchDetector
 from clients.integrations.session import Score, SessionConfig
+from streaming_models.default_model import packaged_model_path
 
-DEFAULT_MODEL = REPO_ROOT / "streaming_models" / "default_model" / "spoofwatch-default.onnx"
 ALWAYS_SPOOF = ("--decision.thresholds", "config", "--decision.spoof-enter", "0.0", "--decision.spoof-exit", "0.0")
 
 
@@ -117,7 +117,7 @@ async def test_stream_adapter_publishes_scores_and_raises_events(tiny_model: tup
 @pytest.mark.slow
 async def test_synthetic_clip_from_livekit_frames_is_decided_spoof(espeak_clip: Path) -> None:
     samples, rate_hz = read_audio(espeak_clip, 48000)  # LiveKit's own rate; the daemon resamples
-    with daemon_process(DEFAULT_MODEL) as daemon:
+    with daemon_process(packaged_model_path()) as daemon:
         detector = SpoofwatchDetector(endpoint=daemon.ingest_endpoint, results_endpoint=daemon.results_endpoint)
         seen = record_events(detector)
         participant = RecordingParticipant()

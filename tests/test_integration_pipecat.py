@@ -35,8 +35,8 @@ from clients.integrations.pipecat import (
     SpoofwatchProcessor,
 )
 from clients.integrations.session import SessionConfig
+from streaming_models.default_model import packaged_model_path
 
-DEFAULT_MODEL = REPO_ROOT / "streaming_models" / "default_model" / "spoofwatch-default.onnx"
 GENUINE = "speech/librispeech-subset/test-other/1688/1688-142285-0000.flac"
 RATE = 16000
 FAST: dict[str, float] = {"request_timeout_s": 0.5, "ping_interval_s": 0.25, "reconnect_initial_s": 0.1,
@@ -103,7 +103,7 @@ async def wait_until(condition: object, timeout_s: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def default_daemon() -> Iterator[RunningDaemon]:
-    with daemon_process(DEFAULT_MODEL) as running:
+    with daemon_process(packaged_model_path()) as running:
         yield running
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -28,9 +27,9 @@ from clients.client import AsyncDetectorClient, DaemonError
 from clients.commands.send import SendError, read_audio
 from clients.local_daemon import daemon_command, free_port, stop_process
 from clients.meter import Meter
+from streaming_models.default_model import DEFAULT_MODEL, find_model
+from streaming_models.paths import shared_data_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = "streaming_models/default_model/spoofwatch-default.onnx"
 SPOOF_TEXT = (
     "Hello, this is your bank calling. We noticed an unusual payment on your account. "
     "Please confirm your card number so that we can stop it."
@@ -54,15 +53,10 @@ class DemoClip:
     sample_rate_hz: int
 
 
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("SPOOFWATCH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
-def find_model(path: str) -> Path:
-    candidate = Path(path).expanduser()
-    for base in ([Path()] if candidate.is_absolute() else [Path.cwd(), REPO_ROOT]):
-        if (base / candidate).is_file():
-            return base / candidate
+def demo_model(path: str) -> Path:
+    found = find_model(path)
+    if found is not None:
+        return found
     raise DemoError(
         f"the model {path} does not exist. The demo runs the default model, which is produced by "
         "training and exporting the detector (`spoofwatch train`, then `spoofwatch export`); "
@@ -98,7 +92,7 @@ def genuine_clip(data_dir: Path) -> DemoClip | None:
 
 
 def start_daemon(model: Path, ingest: str, results: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(daemon_command(model, ingest, results), cwd=REPO_ROOT)
+    return subprocess.Popen(daemon_command(model, ingest, results))
 
 
 async def wait_for_daemon(client: AsyncDetectorClient, process: subprocess.Popen[bytes] | None) -> None:
@@ -165,7 +159,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     process: subprocess.Popen[bytes] | None = None
     try:
-        model = None if args.endpoint else find_model(args.model)
+        model = None if args.endpoint else demo_model(args.model)
         with tempfile.TemporaryDirectory(prefix="spoofwatch-demo-") as workdir:
             clips = [espeak_clip(Path(workdir))]
             genuine = genuine_clip(shared_data_dir())
