@@ -60,6 +60,7 @@ from clients.local_daemon import (
     stop_process,
     wait_for_pong,
 )
+from daemon.wire.endpoints import DEFAULT_RESULTS_ENDPOINT
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from daemon.wire.results import decode_pub
@@ -483,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--search-start", type=int, default=25, help="--search: first N")
     parser.add_argument("--search-max", type=int, default=2000, help="--search: never try more than this")
     parser.add_argument("--endpoint", default=None, help="ingest of a running daemon (skip starting one)")
-    parser.add_argument("--results-endpoint", default="tcp://127.0.0.1:5556", help="with --endpoint: its PUB socket")
+    parser.add_argument("--results-endpoint", default=DEFAULT_RESULTS_ENDPOINT, help="with --endpoint: its PUB socket")
     parser.add_argument("--pid", type=int, default=None, help="with --endpoint: the daemon's pid for CPU/RSS")
     parser.add_argument("--daemon-arg", action="append", default=[], help="extra flag for the started daemon")
     parser.add_argument("--json", type=Path, default=None, help="also write all levels to this JSON file")

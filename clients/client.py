@@ -51,6 +51,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
+from daemon.wire.endpoints import DEFAULT_INGEST_ENDPOINT, DEFAULT_RESULTS_ENDPOINT
 from daemon.wire.frames import AudioFormat, Encoding
 from daemon.wire.pcm import MAX_PAYLOAD_S, MIN_PAYLOAD_S, encode_samples
 from daemon.wire.results import decode_pub
@@ -72,8 +73,6 @@ from daemon.zmq_auth import make_client
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_INGEST_ENDPOINT = "tcp://127.0.0.1:5555"
-DEFAULT_RESULTS_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_FRAME_MS = 20
 RESUMED_FROM_KEY = "resumed_from"  # metadata of a reopened stream: the id it replaces
 RESUBSCRIBE_SETTLE_S = 0.05  # a subscription reaches the PUB socket shortly after the handshake

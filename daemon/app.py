@@ -41,6 +41,7 @@ from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
+from daemon.wire.endpoints import WHIP_PATH
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
 from streaming_models.default_model import find_model
 from streaming_models.model_format import ModelMetadata
@@ -182,7 +183,7 @@ class Daemon:
             base = f"http://{cfg.webrtc.host}:{http.port}"
             self.state.endpoints["http"] = base
             if cfg.webrtc.enabled:
-                self.state.endpoints["whip"] = f"{base}/whip"
+                self.state.endpoints["whip"] = f"{base}{WHIP_PATH}"
         if cfg.audiosocket.enabled:
             audiosocket = AudioSocketIngest(self.hub, cfg.audiosocket, webhooks)
             await audiosocket.start()

@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from daemon.errors import ConfigError
+from daemon.wire.endpoints import (
+    DEFAULT_HTTP_HOST,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_INGEST_ENDPOINT,
+    DEFAULT_RESULTS_ENDPOINT,
+)
 from streaming_models.default_model import DEFAULT_MODEL
 
 ENV_PREFIX = "SPOOFWATCH__"
@@ -130,9 +136,9 @@ class DecisionConfig:
 
 @dataclass(frozen=True)
 class ZmqConfig:
-    ingest_endpoint: str = field(default="tcp://127.0.0.1:5555", metadata=_help(
+    ingest_endpoint: str = field(default=DEFAULT_INGEST_ENDPOINT, metadata=_help(
         "ROUTER endpoint the clients connect to (port * = any free port, logged at start)"))
-    pub_endpoint: str = field(default="tcp://127.0.0.1:5556", metadata=_help(
+    pub_endpoint: str = field(default=DEFAULT_RESULTS_ENDPOINT, metadata=_help(
         "PUB endpoint of results and lifecycle events"))
     pub_hwm: int = field(default=2000, metadata=_help(
         "messages queued per subscriber (each at most ~5 kB with the metadata limit, so a stuck "
@@ -169,8 +175,8 @@ class ZmqConfig:
 @dataclass(frozen=True)
 class WebRTCConfig:
     enabled: bool = field(default=True, metadata=_help("run the WHIP (WebRTC) ingest"))
-    host: str = field(default="127.0.0.1", metadata=_help("WHIP HTTP listen address"))
-    port: int = field(default=8080, metadata=_help("WHIP HTTP port (0 = any free port)"))
+    host: str = field(default=DEFAULT_HTTP_HOST, metadata=_help("WHIP HTTP listen address"))
+    port: int = field(default=DEFAULT_HTTP_PORT, metadata=_help("WHIP HTTP port (0 = any free port)"))
     max_sessions: int = field(default=100, metadata=_help("concurrent WHIP sessions"))
 
     def validate(self) -> None:

@@ -27,6 +27,7 @@ from clients.client import AsyncDetectorClient, DaemonError
 from clients.commands.send import SendError, read_audio
 from clients.local_daemon import daemon_command, free_port, stop_process
 from clients.meter import Meter
+from daemon.wire.endpoints import DEFAULT_RESULTS_ENDPOINT
 from streaming_models.default_model import DEFAULT_MODEL, find_model
 from streaming_models.paths import shared_data_dir
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spoofwatch demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"exported model (default {DEFAULT_MODEL})")
     parser.add_argument("--endpoint", default=None, help="use a running daemon's ingest instead of starting one")
-    parser.add_argument("--results-endpoint", default="tcp://127.0.0.1:5556", help="with --endpoint: its PUB socket")
+    parser.add_argument("--results-endpoint", default=DEFAULT_RESULTS_ENDPOINT, help="with --endpoint: its PUB socket")
     return parser
 
 

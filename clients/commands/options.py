@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from clients.client import DEFAULT_INGEST_ENDPOINT, DEFAULT_RESULTS_ENDPOINT, CurveCredentials
-
-DEFAULT_WHIP_URL = "http://127.0.0.1:8080/whip"
+from clients.client import CurveCredentials
+from daemon.wire.endpoints import DEFAULT_INGEST_ENDPOINT, DEFAULT_RESULTS_ENDPOINT
 
 
 def add_results_endpoint(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,6 @@ from clients.client import (
     ResultSubscription,
 )
 from clients.commands.options import (
-    DEFAULT_WHIP_URL,
     add_curve_keys,
     add_ingest_endpoint,
     add_results_endpoint,
@@ -42,6 +41,7 @@ from clients.commands.options import (
     parse_metadata,
 )
 from clients.meter import Meter
+from daemon.wire.endpoints import DEFAULT_WHIP_URL
 from daemon.wire.frames import ENCODINGS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 PORTAUDIO_HINT = (

@@ -55,12 +55,12 @@ from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
 from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.refusals import refuse
+from daemon.wire.endpoints import WHIP_PATH
 from daemon.wire.frames import AudioChunk
 from daemon.wire.limits import metadata_problem
 
 log = structlog.get_logger(__name__)
 
-WHIP_PATH = "/whip"
 SDP_CONTENT_TYPE = "application/sdp"
 TRANSPORT = "webrtc"
 MAX_STREAM_ID_CHARS = 128
