@@ -6,14 +6,18 @@ import json
 
 import pytest
 
+from daemon.ingest.webrtc import WhipRequestError, stream_request
+from daemon.wire.frames import AudioFormat
 from daemon.wire.limits import (
     MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
+    MAX_STREAM_ID_CHARS,
     JsonRejected,
     json_depth_exceeds,
     loads_bounded,
     metadata_problem,
 )
+from daemon.wire.zmq_messages import OpenMessage, ProtocolError, parse_request
 
 
 def test_plain_json_parses_as_json_loads_does() -> None:
@@ -75,3 +79,14 @@ def test_metadata_within_limits_passes() -> None:
     assert metadata_problem({"call_id": "c" * 512, "k" * 64: "v"}) is None
     assert metadata_problem({f"k{i:02d}": "v" * 120 for i in range(32)}) is None
     assert sum(3 + 120 for _ in range(32)) <= MAX_METADATA_BYTES
+
+
+def test_one_stream_id_limit_on_every_transport() -> None:
+    longest, too_long = "s" * MAX_STREAM_ID_CHARS, "s" * (MAX_STREAM_ID_CHARS + 1)
+    mulaw = AudioFormat("mulaw", 8000, 1)
+    assert parse_request(OpenMessage(longest, mulaw).to_frames()).stream_id == longest
+    with pytest.raises(ProtocolError, match=f"1..{MAX_STREAM_ID_CHARS}"):
+        parse_request(OpenMessage(too_long, mulaw).to_frames())
+    assert stream_request({"stream_id": longest})[0] == longest
+    with pytest.raises(WhipRequestError, match=f"1..{MAX_STREAM_ID_CHARS}"):
+        stream_request({"stream_id": too_long})

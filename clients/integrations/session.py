@@ -34,13 +34,14 @@ from clients.client import (
     DaemonError,
     ResultSubscription,
 )
+from daemon.wire.limits import MAX_STREAM_ID_CHARS
 
 log = structlog.get_logger(__name__)
 
 Decision = Literal["bonafide", "spoof", "codec", "undecided"]
 State = Literal["idle", "connecting", "live", "stale", "closed"]
 ScoreCallback = Callable[["Score"], Awaitable[None]]
-MAX_SESSION_ID = 120  # stream ids are at most 128 characters; ".r<n>" is added on reconnection
+MAX_SESSION_ID = MAX_STREAM_ID_CHARS - 8  # ".r<n>" is added to the stream id on reconnection
 
 
 @dataclass(frozen=True)

@@ -57,13 +57,12 @@ from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpe
 from daemon.refusals import refuse
 from daemon.wire.endpoints import WHIP_PATH
 from daemon.wire.frames import AudioChunk
-from daemon.wire.limits import metadata_problem
+from daemon.wire.limits import MAX_STREAM_ID_CHARS, metadata_problem
 
 log = structlog.get_logger(__name__)
 
 SDP_CONTENT_TYPE = "application/sdp"
 TRANSPORT = "webrtc"
-MAX_STREAM_ID_CHARS = 128
 # Events produced before the peer's data channel is open wait here; older ones are dropped.
 MAX_PENDING_EVENTS = 256
 CLOSE_FLUSH_TIMEOUT_S = 2.0

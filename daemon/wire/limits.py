@@ -6,8 +6,9 @@ too many bytes, nesting deeper than `MAX_JSON_DEPTH` (json.loads recurses and ra
 RecursionError near 1,000 levels), integers longer than `MAX_JSON_INT_DIGITS` (Python
 refuses > 4,300 digits with a plain ValueError) and NaN/Infinity/overflowing floats.
 
-Call metadata (echoed in every result of the stream) has one limit for every transport:
-`metadata_problem` says what is wrong, or None. Stdlib only: the client library imports this.
+Stream ids (`MAX_STREAM_ID_CHARS`) and call metadata (echoed in every result of the stream) have
+one limit each for every transport: `metadata_problem` says what is wrong with metadata, or None.
+Stdlib only: the client library imports this.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT_DIGITS = 32
+
+MAX_STREAM_ID_CHARS = 128  # printable characters, on every transport
 
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_KEY_CHARS = 64

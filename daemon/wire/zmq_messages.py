@@ -22,10 +22,9 @@ from daemon.wire.frames import (
     MIN_SAMPLE_RATE_HZ,
     AudioFormat,
 )
-from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
+from daemon.wire.limits import MAX_STREAM_ID_CHARS, JsonRejected, loads_bounded, metadata_problem
 
 PROTOCOL_VERSION = 1
-MAX_STREAM_ID_CHARS = 128
 MAX_HEADER_BYTES = 64 * 1024  # frame 0; metadata (<= 4 KiB of text) fits even fully \u-escaped
 MAX_BATCH_ENTRIES = 1024  # streams in one audio_batch message
 MAX_BATCH_HEADER_BYTES = 256 * 1024  # its frame 0: 1,024 ids of 128 ASCII characters and their seqs fit
