@@ -38,7 +38,10 @@ def _help(text: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class InferenceConfig:
+    """The [model] section: which exported model the daemon runs, and how (not the network's own
+    configuration, which is streaming_models.model.ModelConfig)."""
+
     path: str = field(default=DEFAULT_MODEL, metadata=_help(
         "exported detector: .onnx for the onnx backend, TorchScript .pt for torch; a relative "
         "path is looked up in the working directory (the default, when not there, is the model "
@@ -373,7 +376,7 @@ class ShutdownConfig:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: InferenceConfig = field(default_factory=InferenceConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
