@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from streaming_models.logs import log_to_stderr
-from streaming_models.model import Detector, DetectorEnsemble, load_checkpoint
+from streaming_models.model import Detector as Network
+from streaming_models.model import DetectorEnsemble, load_checkpoint
 from streaming_models.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
@@ -44,7 +45,7 @@ MODEL_VERSION = "0.1.0"
 class OneHop(nn.Module):
     """(audio [B, hop], *states) -> (logits [B, heads], *new states): the exported signature."""
 
-    def __init__(self, model: Detector) -> None:
+    def __init__(self, model: Network) -> None:
         super().__init__()
         self.model = model
 
@@ -57,7 +58,7 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def build_metadata(model: Detector, ckpt: dict[str, Any]) -> ModelMetadata:
+def build_metadata(model: Network, ckpt: dict[str, Any]) -> ModelMetadata:
     c = model.config
     states = tuple(StateSpec(f"{name}_in", f"{name}_out", shape)
                    for name, shape in model.state_shapes().items())
@@ -92,7 +93,7 @@ def build_metadata(model: Detector, ckpt: dict[str, Any]) -> ModelMetadata:
     return meta
 
 
-def export_onnx(model: Detector, meta: ModelMetadata, out: Path) -> None:
+def export_onnx(model: Network, meta: ModelMetadata, out: Path) -> None:
     wrapper = OneHop(model).eval()  # export restores the wrapper's mode afterwards: keep it eval
     batch = 2
     audio = torch.zeros(batch, model.config.hop_samples)
@@ -119,7 +120,7 @@ def export_onnx(model: Detector, meta: ModelMetadata, out: Path) -> None:
     onnx.save(proto, str(out))
 
 
-def parity_max_diff(model: Detector, onnx_path: Path, hops: int = 12, batch: int = 3,
+def parity_max_diff(model: Network, onnx_path: Path, hops: int = 12, batch: int = 3,
                     seed: int = 0) -> float:
     """Largest |ONNX - PyTorch| over logits and states, feeding `hops` hops one by one."""
     import onnxruntime as ort
@@ -145,7 +146,7 @@ def parity_max_diff(model: Detector, onnx_path: Path, hops: int = 12, batch: int
     return worst
 
 
-def export_torchscript(model: Detector, meta: ModelMetadata, out: Path) -> float:
+def export_torchscript(model: Network, meta: ModelMetadata, out: Path) -> float:
     """Traced TorchScript for daemon/backends/torch.py (CPU or CUDA), metadata as the extra file
     `spoofwatch`; returns the largest |TorchScript - eager| over a multi-hop stream at batch 3."""
     wrapper = OneHop(model).eval()

@@ -33,7 +33,8 @@ from streaming_models.data.transforms.channel import REVERB_RT60_RANGE_S
 from streaming_models.export import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
-from streaming_models.model import Detector, ModelConfig, StreamingDetector
+from streaming_models.model import Detector as Network
+from streaming_models.model import ModelConfig, StreamingDetector
 from streaming_models.training_data import (
     Augmentation,
     Clip,
@@ -243,7 +244,7 @@ def one_class_shift(model_cfg: ModelConfig, spoof: torch.Tensor, config: dict[st
 
 
 @torch.no_grad()
-def evaluate_dev(model: Detector, clips: list[Clip], config: dict[str, Any]
+def evaluate_dev(model: Network, clips: list[Clip], config: dict[str, Any]
                  ) -> tuple[dict[str, float], dict[str, float]]:
     """Dev EER per head from the output after `dev_seconds` (or the clip's end); and thresholds."""
     model.eval()
