@@ -20,7 +20,7 @@ import json
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import structlog
@@ -35,9 +35,14 @@ from daemon.zmq_auth import make_client
 
 log = structlog.get_logger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+NO_CACHE = {"Cache-Control": "no-cache"}
 KEEPALIVE_S = 15.0
 _RESULT_FIELDS = ("seq", "t_end_s", "p_spoof", "p_codec", "p_spoof_smooth", "p_codec_smooth", "decision")
+
+
+def static_file(name: str) -> bytes:
+    """A file of the console's page from the package data (daemon/static), wherever it is installed."""
+    return (resources.files("daemon") / "static" / name).read_bytes()
 
 
 def local_endpoint(endpoint: str) -> str:
@@ -129,6 +134,7 @@ class WebConsole:
         self._socket: zmq.asyncio.Socket | None = None
         self.events_relayed = 0
         self.events_dropped = 0
+        self._page, self._script = static_file("index.html"), static_file("console.js")
         app = server.app
         app.router.add_get("/", self.handle_root)
         app.router.add_get("/console", self.handle_root)
@@ -185,10 +191,10 @@ class WebConsole:
         raise web.HTTPFound("/console/")
 
     async def handle_page(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers=NO_CACHE)
 
     async def handle_script(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC_DIR / "console.js", headers={"Cache-Control": "no-cache"})
+        return web.Response(body=self._script, content_type="text/javascript", charset="utf-8", headers=NO_CACHE)
 
     async def handle_events(self, request: web.Request) -> web.StreamResponse:
         if len(self._clients) >= self._config.max_clients:
