@@ -16,8 +16,6 @@ import zmq
 
 from daemon.wire.zmq_messages import PingMessage
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 class DaemonNotReady(RuntimeError):
     """The daemon exited, or did not answer a ping in time."""

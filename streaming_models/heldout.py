@@ -31,15 +31,13 @@ from tqdm import tqdm
 from streaming_models.audio_io import load_audio
 from streaming_models.data.transforms.base import TransformUnavailable
 from streaming_models.data.transforms.registry import get_transform, trained_transforms
-from streaming_models.paths import shared_data_dir
+from streaming_models.paths import resynthesis_artifacts_dir, shared_data_dir
 
 RATE = 16000
 LYRA = ("lyra@3.2k", "lyra@6k", "lyra@9.2k")
 TELEPHONE = ("g711-mulaw", "g711-alaw", "gsm", "amr-nb@7.4k", "g726@32k", "opus@8k", "codec2@3200", "g722")
 DEFAULT_VARIANTS = ("clean", "lyra", "telephone")
 VOCODER = "inhouse-vocoder"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINTS = REPO_ROOT / "artifacts" / "resynthesis"
 
 # one variant of one utterance: (audio, index of the utterance) -> (audio, label, codec, system)
 Variant = Callable[[np.ndarray, int], tuple[np.ndarray, str, str, str]]
@@ -116,8 +114,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N utterances (0 = all 100)")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help=f"comma-separated, from: {', '.join(known_variants())} (default: %(default)s)")
-    parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS,
-                        help="folder of the in-house models, NAME/model.pt (default: artifacts/resynthesis)")
+    parser.add_argument("--checkpoints", type=Path, default=resynthesis_artifacts_dir(),
+                        help="folder of the in-house models, NAME/model.pt (default: artifacts/resynthesis "
+                             "in the working directory)")
     args = parser.parse_args(argv)
     try:
         names = parse_variants(args.variants)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.local_daemon import (
-    REPO_ROOT,
     DaemonNotReady,
     daemon_command,
     free_port,
     stop_process,
     wait_for_pong,
 )
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["REPO_ROOT", "RunningDaemon", "daemon_process", "free_port"]
 

@@ -39,13 +39,12 @@ from streaming_models.data.render import (
     registry_transform,
 )
 from streaming_models.data.sources import (
-    DEFAULT_DEBIAN_CACHE,
-    REPO_ROOT,
     SourceUnavailable,
     Utterance,
     load_source,
 )
 from streaming_models.data.summary import summarize, write_summary
+from streaming_models.paths import debian_speech_cache_dir, engine_cache_dir
 
 log = structlog.get_logger(__name__)
 
@@ -86,8 +85,8 @@ class RenderTask:
 class BuildOptions:
     out_dir: Path
     workers: int = 2
-    cache_dir: Path = REPO_ROOT / ".cache" / "engines"
-    debian_cache_dir: Path = DEFAULT_DEBIAN_CACHE
+    cache_dir: Path = field(default_factory=engine_cache_dir)  # in the working directory
+    debian_cache_dir: Path = field(default_factory=debian_speech_cache_dir)
     shared_dir: Path | None = None
     progress: bool = True
     stop_after_jobs: int | None = None  # render at most this many new jobs, then stop (an interruption)

@@ -17,9 +17,7 @@ from pathlib import Path
 
 from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilder
 from streaming_models.data.recipe import RecipeError, load_recipe
-from streaming_models.data.sources import DEFAULT_DEBIAN_CACHE, REPO_ROOT
-
-SMALL_RECIPE = REPO_ROOT / "configs" / "data" / "small.toml"
+from streaming_models.paths import debian_speech_cache_dir, engine_cache_dir, small_recipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,13 +29,15 @@ def _parser() -> argparse.ArgumentParser:
                         ("status", "progress of a build; writes the manifest of what is done so far")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--recipe", type=Path, help="recipe TOML (configs/data/*.toml)")
-        p.add_argument("--small", action="store_true", help=f"use {SMALL_RECIPE.relative_to(REPO_ROOT)}")
+        p.add_argument("--small", action="store_true",
+                       help="use configs/data/small.toml in the working directory (the checkout)")
         p.add_argument("--shared-data", type=Path, default=None,
                        help="shared data folder (default: $SPOOFWATCH_SHARED_DATA or ../shared/data)")
-        p.add_argument("--debian-cache", type=Path, default=DEFAULT_DEBIAN_CACHE,
-                       help="where fetched Debian speech packages are kept")
-        p.add_argument("--engine-cache", type=Path, default=REPO_ROOT / ".cache" / "engines",
-                       help="where engines unpack their model files")
+        p.add_argument("--debian-cache", type=Path, default=debian_speech_cache_dir(),
+                       help="where fetched Debian speech packages are kept (default .cache/debian-speech in the "
+                            "working directory)")
+        p.add_argument("--engine-cache", type=Path, default=engine_cache_dir(),
+                       help="where engines unpack their model files (default .cache/engines in the working directory)")
         if name in ("build", "status"):
             p.add_argument("--out", type=Path, required=True, help="output folder (resumes if it exists)")
         if name == "build":
@@ -62,10 +62,16 @@ def main(argv: list[str]) -> int:
 
         return main_import(argv[1:])
     args = _parser().parse_args(argv)
-    if args.small and args.recipe is not None and args.recipe.resolve() != SMALL_RECIPE.resolve():
+    small = small_recipe()
+    if args.small and args.recipe is not None and args.recipe.resolve() != small.resolve():
         print("spoofwatch data: give --small or --recipe, not both", file=sys.stderr)
         return 2
-    recipe_path = SMALL_RECIPE if args.small else args.recipe
+    if args.small and not small.is_file():
+        print(f"spoofwatch data: --small reads configs/data/small.toml in the working directory, and there "
+              f"is none in {small.parents[2]}: run from the spoofwatch checkout, or give --recipe FILE",
+              file=sys.stderr)
+        return 2
+    recipe_path = small if args.small else args.recipe
     if recipe_path is None:
         print("spoofwatch data: --recipe FILE or --small is required", file=sys.stderr)
         return 2

@@ -22,12 +22,10 @@ import soundfile as sf
 import structlog
 
 from streaming_models.data.manifest import Split
-from streaming_models.paths import shared_data_dir
+from streaming_models.paths import debian_speech_cache_dir, shared_data_dir
 
 log = structlog.get_logger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DEBIAN_CACHE = REPO_ROOT / ".cache" / "debian-speech"
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
@@ -301,7 +299,7 @@ def load_source(name: str, shared_dir: Path | None = None, debian_cache_dir: Pat
         utterances = _SHARED_READERS[name](Path(shared_dir) if shared_dir else shared_data_dir())
     elif name.startswith("debian:") and name.removeprefix("debian:") in _DEBIAN_READERS:
         package = name.removeprefix("debian:")
-        utterances = _DEBIAN_READERS[package](package, Path(debian_cache_dir or DEFAULT_DEBIAN_CACHE))
+        utterances = _DEBIAN_READERS[package](package, Path(debian_cache_dir or debian_speech_cache_dir()))
     else:
         raise ValueError(f"unknown bonafide source {name!r}; known: {source_names()}")
     if not utterances:

@@ -8,10 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from streaming_models.paths import resynthesis_artifacts_dir
 from streaming_models.resynthesis.config import ConfigError, apply_overrides, load_config
-
-# The plug-ins look for NAME/model.pt here unless given another path.
-DEFAULT_ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "resynthesis"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model from a TOML config")
     train.add_argument("--config", required=True, type=Path, help="configs/resynthesis/NAME.toml")
     train.add_argument("--out", type=Path, default=None,
-                       help=f"output folder (default {DEFAULT_ARTIFACTS}/NAME); holds model.pt and summary.json")
+                       help="output folder (default artifacts/resynthesis/NAME in the working directory, where "
+                            "the corpus builder looks for it); holds model.pt and summary.json")
     train.add_argument("--max-minutes", type=float, default=None,
                        help="training time budget, accumulated across resumptions (default: the config's)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/model.pt")
@@ -60,7 +59,7 @@ def main(argv: list[str]) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("spoofwatch resynth: --device cuda, but this torch build sees no CUDA GPU", file=sys.stderr)
         return 2
-    out_dir = args.out if args.out is not None else DEFAULT_ARTIFACTS / config.name
+    out_dir = args.out if args.out is not None else resynthesis_artifacts_dir() / config.name
     try:
         summary = train(config, out_dir, data_dir=shared_data_dir(), resume=args.resume,
                         max_minutes=args.max_minutes, progress=not args.no_progress, device=str(device))

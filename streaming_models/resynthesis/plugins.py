@@ -5,6 +5,7 @@ codec_objective, check_available(), apply(audio, rng)); the vocoder implements t
 generator interface (family, check_available(), resynthesize(audio, sr, rng)). Each loads its
 checkpoint lazily from `artifacts/resynthesis/NAME/model.pt` unless given another path; names,
 families and objectives come from `configs/resynthesis/NAME.toml` and must match the checkpoint.
+Both folders are the project's, in the working directory (streaming_models/paths.py).
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import soxr
 
 from streaming_models.data.generators.base import GeneratorUnavailable
 from streaming_models.data.transforms.base import NeuralCodec, TransformUnavailable, check_audio
+from streaming_models.paths import resynthesis_artifacts_dir, resynthesis_configs_dir
 from streaming_models.resynthesis.config import SAMPLE_RATE_HZ, ResynthConfig, load_config
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "configs" / "resynthesis"
-ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "resynthesis"
 
 
 class ResynthesisUnavailable(TransformUnavailable, GeneratorUnavailable):
@@ -33,7 +31,17 @@ class ResynthesisUnavailable(TransformUnavailable, GeneratorUnavailable):
 
 
 def default_checkpoint(model_name: str) -> Path:
-    return ARTIFACTS_DIR / model_name / "model.pt"
+    return resynthesis_artifacts_dir() / model_name / "model.pt"
+
+
+def model_config(model_name: str) -> ResynthConfig:
+    """configs/resynthesis/NAME.toml of the project in the working directory: it names the model."""
+    path = resynthesis_configs_dir() / f"{model_name}.toml"
+    if not path.is_file():
+        raise ResynthesisUnavailable(
+            f"{model_name}: no {path}; the in-house models are defined by the project's "
+            "configs/resynthesis: run from the spoofwatch checkout")
+    return load_config(path)
 
 
 def train_command(model_name: str) -> str:
@@ -88,7 +96,7 @@ class InhouseCodecTransform(NeuralCodec):
         name = model_name or self.model_name
         if not name:
             raise ValueError("model_name is required (a config name under configs/resynthesis)")
-        config = load_config(CONFIG_DIR / f"{name}.toml")
+        config = model_config(name)
         if config.kind != "codec":
             raise ValueError(f"{name} is a {config.kind}, not a codec")
         super().__init__(config.family)
@@ -128,7 +136,7 @@ class InhouseVocoderGenerator:
     model_name = "vocoder_mel"
 
     def __init__(self, checkpoint_path: Path | None = None) -> None:
-        config = load_config(CONFIG_DIR / f"{self.model_name}.toml")
+        config = model_config(self.model_name)
         self.family = config.family
         self._model = _CheckpointModel(self.model_name, checkpoint_path, config)
 
