@@ -43,7 +43,7 @@ from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
 from daemon.wire.endpoints import WHIP_PATH
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
-from streaming_models.default_model import find_model
+from streaming_models.default_model import DEFAULT_MODEL, find_model, packaged_model_path
 from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
@@ -53,10 +53,13 @@ def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
     """An absolute path as is; a relative one in the working directory, and the default model's
     name, when not there, the packaged model (streaming_models/default_model)."""
     found = find_model(path, cwd)
-    if found is None:
-        where = "" if Path(path).expanduser().is_absolute() else f" (looked in {cwd or Path.cwd()})"
-        raise ModelNotFoundError(f"{Path(path).expanduser()}{where}")
-    return found
+    if found is not None:
+        return found
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        raise ModelNotFoundError(str(candidate))
+    packaged = f" and at {packaged_model_path()}" if candidate == Path(DEFAULT_MODEL) else ""
+    raise ModelNotFoundError(f"{candidate} (looked in {cwd or Path.cwd()}{packaged})")
 
 
 def build_backend(config: DaemonConfig, model_path: Path) -> Backend:

@@ -69,3 +69,11 @@ def test_outside_a_checkout_the_project_files_are_reported_missing(
     assert "run from the spoofwatch checkout, or give --recipe FILE" in capsys.readouterr().err
     with pytest.raises(ResynthesisUnavailable, match="configs/resynthesis"):
         make_codec_transform("codec_comp6k")
+
+
+def test_a_missing_packaged_model_says_where_it_should_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streaming_models import default_model
+
+    monkeypatch.setattr(default_model, "FILE_NAME", "absent.onnx")
+    with pytest.raises(ModelNotFoundError, match=f"looked in {tmp_path} and at .*default_model/absent.onnx"):
+        resolve_model_path(DEFAULT_MODEL, cwd=tmp_path)
