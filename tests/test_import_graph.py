@@ -125,7 +125,7 @@ def test_every_import_respects_the_floors() -> None:
     ("streaming_models.runtime.hops", "from .. import model"),
     ("daemon.app", "from streaming_models.model import StreamingDetector"),
     ("daemon.app", "from streaming_models import train"),
-    ("daemon.hub", "from clients.client import DaemonError"),
+    ("daemon.hub", "from clients.client import DaemonReplyError"),
     ("daemon.batcher", "import torch"),
     ("daemon.batcher", "try:\n    import torch\nexcept ImportError:\n    torch = None"),
     ("daemon.batcher", "class A:\n    import torch.nn"),
