@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models.data.labels import check_policy, targets
 from streaming_models.data.manifest import (
     CorpusItem,
@@ -47,6 +46,7 @@ from streaming_models.data.manifest import (
 )
 from streaming_models.evaluate import EvalItem, stream_scores
 from streaming_models.metrics import eer, min_dcf
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 REPO = Path(__file__).resolve().parent.parent
 FALSE_ALARM_RATE = 0.02

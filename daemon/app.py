@@ -24,8 +24,6 @@ import zmq
 import zmq.asyncio
 
 from daemon.auth import TokenStore, http_middleware
-from daemon.backends import load_backend
-from daemon.backends.base import Backend
 from daemon.batcher import Batcher
 from daemon.config import DaemonConfig
 from daemon.console import WebConsole
@@ -42,7 +40,8 @@ from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.webhooks import WebhookSender
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
-from streaming_models.model_format import ModelMetadata
+from streaming_models.runtime.backend import Backend, load_backend
+from streaming_models.runtime.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +119,7 @@ class Daemon:
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
                                metrics=self.metrics)
         early = early_thresholds(cfg.decision, meta)
-        decision, no_threshold = resolve_thresholds(cfg.decision, meta.extra)
+        decision, no_threshold = resolve_thresholds(cfg.decision, meta)
         if no_threshold:
             log.warning("model_has_no_operating_threshold", heads=no_threshold,
                         using="the configured decision.*_enter/_exit values")
