@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.backends.onnx import OnnxBackend
 from daemon.config import DecisionConfig, load_config
-from daemon.errors import DaemonError
 from daemon.policy import DecisionTracker, early_thresholds, resolve_thresholds
 from streaming_models.data.manifest import ManifestError
 from streaming_models.evaluate import EvalItem, load_items, stream_scores
 from streaming_models.logs import log_to_stderr
+from streaming_models.runtime.errors import SpoofwatchError
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 
 def class_of(item: EvalItem) -> str:
@@ -59,11 +59,11 @@ def main(argv: list[str]) -> int:
         meta = backend.metadata
         items = load_items(args.labels, None, meta.label_policy, args.split)
         scores = stream_scores(backend, items, 64)
-    except (OSError, ValueError, ManifestError, DaemonError) as exc:
+    except (OSError, ValueError, ManifestError, SpoofwatchError) as exc:
         print(f"decisions: {exc}", file=sys.stderr)
         return 2
     early = early_thresholds(config, meta)
-    decision, missing = resolve_thresholds(config, meta.extra)
+    decision, missing = resolve_thresholds(config, meta)
     hop_s = meta.hop_ms / 1000.0
 
     print(f"model {meta.model_id}  labels {args.labels}")

@@ -27,11 +27,11 @@ import numpy.typing as npt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from daemon.resample import SoxrFirUpsampler, polyphase_taps
-from daemon.streams import StreamBuffer
 from daemon.wire import g711
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.resample import SoxrFirUpsampler, polyphase_taps
 
 FORMAT = AudioFormat("mulaw", 8000, 1)
 MESSAGE = 160  # 20 ms at 8 kHz

@@ -37,11 +37,11 @@ from daemon.config import DecisionConfig, StreamsConfig, ZmqConfig
 from daemon.hub import DaemonHub
 from daemon.ingest.zmq import ZmqIngest
 from daemon.publisher import ResultPublisher
-from daemon.streams import StreamBuffer
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
 from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, OpenMessage, parse_request
-from streaming_models.model_format import ModelMetadata, StateSpec
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 FORMAT = AudioFormat("mulaw", 8000, 1)
 MESSAGE_SAMPLES = 160

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from streaming_models.model_format import AUDIO_INPUT, METADATA_KEY, ModelMetadata
+from streaming_models.runtime.model_format import AUDIO_INPUT, METADATA_KEY, ModelMetadata
 
 
 def export_fresh(features: str, out: Path) -> None:

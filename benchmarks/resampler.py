@@ -31,14 +31,15 @@ import numpy.typing as npt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from daemon.backends.onnx import OnnxBackend
-from daemon.streams import StreamBuffer
 from daemon.wire import g711
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from streaming_models.audio_io import load_audio
 from streaming_models.default_model import packaged_model_path
 from streaming_models.paths import shared_data_dir
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.onnx_backend import OnnxBackend
+from streaming_models.runtime.scorer import HopScorer
 
 # (soxr quality, direct FIR for integer upsampling: streams.low_delay_resampling)
 VARIANTS = (("HQ", False), ("HQ", True), ("MQ", False), ("LQ", False), ("QQ", False))
@@ -105,13 +106,8 @@ def score(backend: OnnxBackend, clip: npt.NDArray[np.float32], quality: str, low
     for offset in range(0, len(clip), MESSAGE_SAMPLES):
         buffer.push(clip[offset:offset + MESSAGE_SAMPLES])
     buffer.flush()
-    hops = buffer.pop_hops()
-    states = backend.initial_states(1)
-    probs = []
-    for hop in hops:
-        p, states = backend.run(hop[None, :], states)
-        probs.append(p[0])
-    return np.asarray(probs, dtype=np.float32).reshape(-1, 2)
+    [probs] = HopScorer(backend).score_streams([buffer.pop_hops()])
+    return probs
 
 
 def main() -> int:

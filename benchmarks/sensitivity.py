@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.backends.onnx import OnnxBackend
-from daemon.errors import DaemonError
 from streaming_models.data.manifest import ManifestError
 from streaming_models.data.transforms import SAMPLE_RATE_HZ, TransformUnavailable, get_transform
 from streaming_models.data.transforms.base import resample
 from streaming_models.evaluate import AudioLoader, EvalItem, load_items, read_mono, stream_scores
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer
+from streaming_models.runtime.errors import SpoofwatchError
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 DEFAULT_CHANGES = ("none", "trim", "noise-pink@40dB", "noise-pink@30dB", "noise-white@40dB",
                    "mp3@32k", "bandlimit@8k", "gain@-12dB")
@@ -157,7 +157,7 @@ def main(argv: list[str]) -> int:
         items = load_items(args.labels, None, backend.metadata.label_policy, args.split)
         if len({item.spoof for item in items}) < 2:
             raise ValueError(f"{args.labels}: an EER needs both spoof and bona fide files; these are all one class")
-    except (ValueError, TransformUnavailable, DaemonError, ManifestError, OSError) as exc:
+    except (ValueError, TransformUnavailable, SpoofwatchError, ManifestError, OSError) as exc:
         print(f"sensitivity: {exc}", file=sys.stderr)
         return 2
     print(f"model {backend.metadata.model_id}  labels {args.labels}  files {len(items)}")

@@ -18,7 +18,7 @@ A gateway that holds many calls sends each one's 20 ms frame in one message per 
             errors = await client.send_batch([(stream, frame_of(stream)) for stream in streams])
 
 Messages are built and parsed by `daemon.wire.zmq_messages` and `daemon.wire.results`,
-never here. A daemon error reply raises `DaemonError` with its reason code: at once
+never here. A daemon error reply raises `DaemonReplyError` with its reason code: at once
 for open/close/ping, and on the stream's next `send`/`close` for rejected audio.
 
 Daemon restarts (`reconnect=True`, the default): ZeroMQ reconnects the socket by itself, but
@@ -70,6 +70,7 @@ from daemon.wire.zmq_messages import (
     parse_reply,
 )
 from daemon.zmq_auth import make_client
+from streaming_models.runtime.errors import SpoofwatchError
 
 log = structlog.get_logger(__name__)
 
@@ -79,8 +80,9 @@ RESUBSCRIBE_SETTLE_S = 0.05  # a subscription reaches the PUB socket shortly aft
 T = TypeVar("T")
 
 
-class DaemonError(Exception):
-    """The daemon answered with an error reply; `code` is its stable reason code."""
+class DaemonReplyError(SpoofwatchError):
+    """The daemon answered with an error reply; `code` is its stable reason code. (The daemon's own
+    `daemon.errors.DaemonError` is what the daemon raises inside itself; this is what a client gets.)"""
 
     def __init__(self, reply: ErrorReply) -> None:
         where = f" (stream {reply.stream_id!r}, {reply.ref}" + (f" seq {reply.seq})" if reply.seq is not None else ")")
@@ -234,7 +236,7 @@ class AsyncStream:
             await self._send_payload(payload)
         try:
             await self._client.close_stream(self.stream_id)
-        except DaemonError as exc:
+        except DaemonReplyError as exc:
             if not (self._client.reconnect.enabled and exc.code == "unknown_stream"):
                 raise
             self.mark_lost()  # the daemon restarted before it answered: close the reopened stream
@@ -288,7 +290,7 @@ class AsyncStream:
                 break
             except TimeoutError:
                 pass
-            except DaemonError as exc:
+            except DaemonReplyError as exc:
                 if exc.code == "stream_exists" and tried_open:  # an earlier attempt's open got through
                     info = StreamInfo(new_id, self.info.model_id, self.info.hop_ms)
                     break
@@ -513,8 +515,8 @@ class AsyncDetectorClient:
         self._socket.connect(endpoint)
         self._waiters: dict[tuple[str, str], asyncio.Future[Reply]] = {}
         self._pongs: deque[asyncio.Future[Reply]] = deque()
-        self._stream_errors: dict[str, DaemonError] = {}
-        self.unmatched_errors: list[DaemonError] = []
+        self._stream_errors: dict[str, DaemonReplyError] = {}
+        self.unmatched_errors: list[DaemonReplyError] = []
         self._reader: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._subscriptions: list[ResultSubscription] = []
@@ -609,14 +611,14 @@ class AsyncDetectorClient:
         self._ensure_reader()
         await self._socket.send_multipart(frames)
 
-    async def send_batch(self, items: Iterable[tuple[AsyncStream, npt.ArrayLike | bytes]]) -> list[DaemonError]:
+    async def send_batch(self, items: Iterable[tuple[AsyncStream, npt.ArrayLike | bytes]]) -> list[DaemonReplyError]:
         """Send one piece of audio for each of many streams in one `audio_batch` message (or
         several, `MAX_BATCH_ENTRIES` entries each), as a gateway does every 20 ms. Each piece is
         one payload of 10 ms .. 1 s for that stream (numpy samples or payload bytes), its seq the
         stream's next. The daemon refuses a bad entry alone, so this never raises for one stream:
         it returns the error replies that had arrived for the audio of these streams (each
         stream's pending error, removed), and the frames are sent regardless."""
-        errors: list[DaemonError] = []
+        errors: list[DaemonReplyError] = []
         entries: list[AudioMessage] = []
         for stream, audio in items:
             error = self._stream_errors.pop(stream.stream_id, None)
@@ -697,7 +699,7 @@ class AsyncDetectorClient:
             return
         if reply.stream_id in self._replaced and reply.code == "unknown_stream":
             return  # queued audio of a stream already reopened under a new id (counted in its gap)
-        error = DaemonError(reply)
+        error = DaemonReplyError(reply)
         lost = self._streams.get(reply.stream_id or "") if self.reconnect.enabled else None
         if lost is not None and reply.code == "unknown_stream" and reply.ref == "audio":
             lost.mark_lost(reply.seq)  # a restarted daemon: reopened on the stream's next send
@@ -798,7 +800,7 @@ class DetectorClient:
     def ping(self) -> float:
         return self._runner.run(self._client.ping())
 
-    def send_batch(self, items: Iterable[tuple[Stream, npt.ArrayLike | bytes]]) -> list[DaemonError]:
+    def send_batch(self, items: Iterable[tuple[Stream, npt.ArrayLike | bytes]]) -> list[DaemonReplyError]:
         """Blocking `AsyncDetectorClient.send_batch`."""
         pairs = [(stream.async_stream, audio) for stream, audio in items]
         return self._runner.run(self._client.send_batch(pairs))
@@ -848,7 +850,7 @@ __all__ = [
     "AsyncDetectorClient",
     "AsyncStream",
     "CurveCredentials",
-    "DaemonError",
+    "DaemonReplyError",
     "DetectorClient",
     "Gap",
     "ReconnectPolicy",

@@ -21,9 +21,9 @@ import structlog
 import zmq
 
 from daemon.config import DaemonConfig, load_config, section_fields, sections
-from daemon.errors import BackendError, ConfigError, ModelNotFoundError
+from daemon.errors import ConfigError, ModelNotFoundError
 from daemon.logsetup import configure_logging
-from streaming_models.model_format import ModelFormatError
+from streaming_models.runtime.errors import BackendError, ModelFormatError
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3

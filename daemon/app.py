@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +25,6 @@ import zmq
 import zmq.asyncio
 
 from daemon.auth import TokenStore, http_middleware
-from daemon.backends import load_backend
-from daemon.backends.base import Backend
 from daemon.batcher import Batcher
 from daemon.config import DaemonConfig
 from daemon.console import WebConsole
@@ -40,11 +39,13 @@ from daemon.ingest.zmq import ZmqIngest
 from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
+from daemon.systemd_notify import SystemdNotifier
 from daemon.webhooks import WebhookSender
 from daemon.wire.endpoints import WHIP_PATH
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
+from streaming_models.runtime.backend import Backend, load_backend
+from streaming_models.runtime.model_format import ModelMetadata
 from streaming_models.default_model import DEFAULT_MODEL, find_model, packaged_model_path
-from streaming_models.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,9 @@ class Daemon:
         self._console_keys: tuple[bytes, bytes] | None = None  # the console's own monitor key pair
         obs = config.observability
         self.watchdog = LoopLagWatchdog(self.metrics, obs.lag_interval_s, obs.lag_threshold_s, obs.lag_window_s)
+        # under systemd (Type=notify): READY/STOPPING, and WatchdogSec fed by the same lag watchdog
+        self.systemd = SystemdNotifier.from_environ(os.environ, lambda: self.watchdog.report().healthy,
+                                                    obs.lag_window_s)
 
     async def start(self) -> None:
         cfg = self.config
@@ -119,7 +123,7 @@ class Daemon:
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
                                metrics=self.metrics)
         early = early_thresholds(cfg.decision, meta)
-        decision, no_threshold = resolve_thresholds(cfg.decision, meta.extra)
+        decision, no_threshold = resolve_thresholds(cfg.decision, meta)
         if no_threshold:
             log.warning("model_has_no_operating_threshold", heads=no_threshold,
                         using="the configured decision.*_enter/_exit values")
@@ -143,6 +147,7 @@ class Daemon:
         await self._start_front_doors()
         log.info("daemon_ready", model_id=meta.model_id, sample_rate_hz=meta.sample_rate_hz,
                  hop_samples=meta.hop_samples, **{f"{k}_endpoint": v for k, v in self.state.endpoints.items()})
+        self.systemd.ready(f"serving {meta.model_id} on " + " ".join(self.state.endpoints.values()))
 
     async def _start_front_doors(self) -> None:
         """WHIP, the WebSocket telephony adapters and the web console share one HTTP server (at
@@ -232,6 +237,7 @@ class Daemon:
         assert self.hub is not None and self.batcher is not None and self.publisher is not None
         self.state.shutting_down = True
         log.info("shutdown_started", open_streams=len(self.hub.registry))
+        self.systemd.stopping(f"draining {len(self.hub.registry)} streams")
         self.hub.stop_accepting()
         try:
             for adapter in reversed(self.adapters):
@@ -256,6 +262,7 @@ class Daemon:
             self.authenticator.stop()
         self._context.destroy()  # closes anything left open, then terminates
         self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.systemd.close()
         log.info("shutdown_complete")
 
     async def run_until_signal(self) -> int:

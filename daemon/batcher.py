@@ -5,9 +5,11 @@ batch closes when `max_batch` distinct streams are waiting or when the oldest ho
 waited `max_wait_ms`, whichever comes first: an awaitable deadline, no polling. The model
 runs in an executor thread, so the event loop never blocks on inference.
 
-Recurrent state lives in a `StreamSlot` per stream: the batcher stacks the slots' states
-into the batch, runs, and writes each row back. A slot is in at most one batch at a time
-(a second hop of the same stream waits for the next batch), so states stay in order.
+Recurrent state lives in a `StreamSlot` per stream: the runtime's scorer
+(streaming_models/runtime/scorer.py, the one the offline tools use too) stacks the slots' states
+into the batch, runs the backend, and cuts each row's state out; the batcher writes it back to
+the slot. A slot is in at most one batch at a time (a second hop of the same stream waits for the
+next batch), so states stay in order.
 `release(slot)` frees the state when the stream closes.
 """
 
@@ -22,9 +24,10 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from daemon.backends.base import Backend
 from daemon.errors import StreamClosedError
 from daemon.metrics import DaemonMetrics
+from streaming_models.runtime.backend import Backend
+from streaming_models.runtime.scorer import HopScorer, StreamState
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +43,7 @@ class StreamSlot:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.states: list[npt.NDArray[np.float32]] | None = None
+        self.states: StreamState | None = None
         self.closed = False
 
 
@@ -64,6 +67,7 @@ class Batcher:
     def __init__(self, backend: Backend, max_batch: int, max_wait_ms: float,
                  executor: Executor | None = None, metrics: DaemonMetrics | None = None) -> None:
         self.backend = backend
+        self._scorer = HopScorer(backend)
         self.metrics = metrics if metrics is not None else DaemonMetrics()
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -173,17 +177,13 @@ class Batcher:
 
     async def _score(self, items: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
-        fresh = self.backend.initial_states(1)
-        per_item = [item.slot.states if item.slot.states is not None else fresh for item in items]
-        stacked = [np.concatenate([states[k] for states in per_item]) for k in range(len(fresh))]
         audio = np.stack([item.audio for item in items])  # [B, hop_samples]
+        states = [item.slot.states for item in items]
         started = loop.time()
         for item in items:
             self.metrics.queue_wait.observe(started - item.enqueued_at)
-        probs, new_states = await loop.run_in_executor(self._executor, self.backend.run, audio, stacked)
+        probs, new_states = await loop.run_in_executor(self._executor, self._scorer.score_hops, audio, states)
         self.metrics.inference.observe(loop.time() - started)
-        if probs.shape != (len(items), 2):
-            raise RuntimeError(f"backend returned probabilities of shape {probs.shape}, expected {(len(items), 2)}")
         self.stats.batches += 1
         self.stats.hops += len(items)
         self.stats.recent_batch_sizes.append(len(items))
@@ -195,7 +195,7 @@ class Batcher:
                 self._fail(item, RuntimeError("the model produced a non-finite probability"))
                 continue
             if not item.slot.closed:
-                item.slot.states = [state[row:row + 1].copy() for state in new_states]
+                item.slot.states = new_states[row]
             if not item.future.done():
                 item.future.set_result(probs[row].copy())
 

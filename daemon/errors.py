@@ -1,9 +1,15 @@
-"""Errors the daemon raises on purpose. Each message says what is wrong and, where useful, how to fix it."""
+"""Errors the daemon raises on purpose. Each message says what is wrong and, where useful, how to fix it.
+
+The model's own failures (`ModelFormatError`, `BackendError`) are the runtime's
+(streaming_models/runtime/errors.py); everything here derives from the same `SpoofwatchError`.
+"""
 
 from __future__ import annotations
 
+from streaming_models.runtime.errors import SpoofwatchError
 
-class DaemonError(Exception):
+
+class DaemonError(SpoofwatchError):
     """Base of every deliberate daemon failure."""
 
 
@@ -26,10 +32,6 @@ class ModelNotFoundError(DaemonError):
             "(flag --model.path, env SPOOFWATCH__MODEL__PATH) at an exported .onnx file."
         )
         self.path = path
-
-
-class BackendError(DaemonError):
-    """The inference backend could not be loaded or failed to run."""
 
 
 class StreamClosedError(DaemonError):

@@ -27,8 +27,7 @@ from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.publisher import ResultPublisher
-from daemon.resample import prepare_low_delay
-from daemon.streams import StreamBuffer, StreamRegistry
+from daemon.streams import StreamRegistry
 from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
 from daemon.wire.limits import metadata_problem
 from daemon.wire.results import (
@@ -38,7 +37,9 @@ from daemon.wire.results import (
     opened_event,
     result_message,
 )
-from streaming_models.model_format import ModelMetadata
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.model_format import ModelMetadata
+from streaming_models.runtime.resample import prepare_low_delay
 
 log = structlog.get_logger(__name__)
 

@@ -25,12 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.config import DecisionConfig
-from streaming_models.model_format import ModelMetadata
-
-HEADS = ("spoof", "codec")
+from streaming_models.runtime.model_format import HEADS, ModelMetadata
 
 
-def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -> tuple[DecisionConfig, list[str]]:
+def resolve_thresholds(config: DecisionConfig, metadata: ModelMetadata) -> tuple[DecisionConfig, list[str]]:
     """The decision config with `thresholds = "model"` replaced by the model's operating thresholds.
 
     A fixed 0.7 means something different for every model; the operating threshold in the model's
@@ -43,12 +41,8 @@ def resolve_thresholds(config: DecisionConfig, model_extra: Mapping[str, Any]) -
     changes: dict[str, Any] = {"thresholds": "config"}
     missing = []
     for head in HEADS:
-        raw = model_extra.get(f"threshold_{head}", "nan")
-        try:
-            enter = float(raw)
-        except (TypeError, ValueError):
-            enter = float("nan")
-        if not 0.0 <= enter <= 1.0:  # also NaN
+        enter = metadata.operating_thresholds.get(head)
+        if enter is None:
             missing.append(head)
             continue
         gap = getattr(config, f"{head}_enter") - getattr(config, f"{head}_exit")

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in scripts/system-packages.txt that are missing.
+# Installs the Debian packages listed in scripts/system-packages.txt that are missing: all of them,
+# or only those of the groups named as arguments (e.g. `install-system-packages.sh run demo`).
 # Idempotent and quiet when everything is present; uses sudo only when not root.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' "$here/system-packages.txt" | awk '{print $1}')
+mapfile -t wanted < <(sed -e 's/#.*//' "$here/system-packages.txt" | awk -v groups="$*" '
+    BEGIN { n = split(groups, names, " "); for (i = 1; i <= n; i++) chosen[names[i]] = 1 }
+    NF > 0 && (n == 0 || ($2 in chosen)) { print $1 }')
+[ ${#wanted[@]} -gt 0 ] || { echo "no packages in groups: $*" >&2; exit 2; }
 missing=()
 for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -26,26 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.backends.onnx import OnnxBackend
-from daemon.errors import DaemonError
 from streaming_models.data.manifest import ManifestError
-from streaming_models.evaluate import (
-    HEADS,
-    EvalItem,
-    load_items,
-    score_at,
-    stream_scores,
-)
+from streaming_models.evaluate import EvalItem, load_items, score_at, stream_scores
 from streaming_models.logs import log_to_stderr
-from streaming_models.model_format import METADATA_KEY, ModelMetadata
+from streaming_models.runtime.errors import SpoofwatchError
+from streaming_models.runtime.model_format import HEADS, METADATA_KEY, ModelMetadata, Schedule
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 SCHEDULE_S = (0.3, 0.5, 1.0, 2.0)
 FINAL_S = 4.0  # where training's threshold (the score after 4 s) takes over
 
 
 def threshold_schedule(items: Sequence[EvalItem], scores: Sequence[np.ndarray], head: int, hop_s: float,
-                       fpr: float) -> list[list[float]]:
-    """[[seconds, threshold], ...]: the (1 - fpr) quantile of the negatives' score after each time."""
+                       fpr: float) -> list[tuple[float, float]]:
+    """[(seconds, threshold), ...]: the (1 - fpr) quantile of the negatives' score after each time."""
     negatives = [s for it, s in zip(items, scores, strict=True)
                  if len(s) and it.target(head) == 0]
     if not negatives:
@@ -53,7 +47,7 @@ def threshold_schedule(items: Sequence[EvalItem], scores: Sequence[np.ndarray], 
     schedule = []
     for seconds in SCHEDULE_S:
         at = np.array([score_at(s, seconds, hop_s)[head] for s in negatives])
-        schedule.append([seconds, float(np.quantile(at, 1.0 - fpr, method="higher"))])
+        schedule.append((seconds, float(np.quantile(at, 1.0 - fpr, method="higher"))))
     return schedule
 
 
@@ -85,20 +79,22 @@ def main(argv: list[str]) -> int:
         scores = stream_scores(backend, items, 64)
         hop_s = meta.hop_ms / 1000.0
         schedules = {head: threshold_schedule(items, scores, col, hop_s, args.fpr) for col, head in enumerate(HEADS)}
-    except (OSError, ValueError, ManifestError, DaemonError) as exc:
+    except (OSError, ValueError, ManifestError, SpoofwatchError) as exc:
         print(f"spoofwatch calibrate: {exc}", file=sys.stderr)
         return 2
-    extra = dict(meta.extra)
+    early: dict[str, Schedule] = {}
     for head, schedule in schedules.items():
-        if f"threshold_{head}" in extra:  # the last point hands over to training's operating threshold
-            schedule.append([FINAL_S, float(extra[f"threshold_{head}"])])
-        extra[f"threshold_{head}_by_s"] = schedule
+        if head in meta.operating_thresholds:  # the last point hands over to training's operating threshold
+            schedule.append((FINAL_S, meta.operating_thresholds[head]))
+        early[head] = tuple(schedule)
+    extra = dict(meta.extra)
     extra["threshold_schedule_from"] = {"labels": str(args.labels), "split": args.split, "fpr": args.fpr,
                                         "files": len(items)}
-    calibrated = dataclasses.replace(meta, extra=extra)
+    calibrated = dataclasses.replace(meta, early_thresholds_by_s={**meta.early_thresholds_by_s, **early},
+                                     extra=extra)
     write_metadata(args.model, calibrated, args.out or args.model)
     print(json.dumps({"model_id": meta.model_id, "out": str(args.out or args.model), **{
-        f"threshold_{head}_by_s": schedule for head, schedule in schedules.items()}}))
+        f"threshold_{head}_by_s": schedule for head, schedule in early.items()}}))
     return 0
 
 

@@ -3,10 +3,10 @@
     spoofwatch evaluate --model model.onnx --labels ../shared/data/dev-eval/labels.csv [--json]
     spoofwatch evaluate --model model.onnx --labels corpus/medium/manifest.jsonl --split dev
 
-Each file is cut into hops by `daemon.streams.iter_file_hops` (the daemon's StreamBuffer:
-same resampler, same hop boundaries, final partial hop unscored) and scored by
-`daemon.backends.onnx.OnnxBackend`; many files run at once across the batch dimension,
-each row carrying its own state, as the daemon's batcher does.
+Each file is cut into hops by the runtime's `StreamBuffer` (the daemon's: same resampler, same
+hop boundaries, final partial hop unscored) and scored by the runtime's `HopScorer` with an
+`OnnxBackend`, the scorer the daemon's batcher uses; many files run at once across the batch
+dimension, each row carrying its own state.
 
 Reported per head (spoof, codec): EER and ASVspoof 5 minDCF (metrics.py) on the score at
 the end of each clip; the same after 0.5, 1, 2 and 4 s of audio; breakdowns per dataset,
@@ -33,17 +33,19 @@ import soundfile as sf
 import structlog
 from tqdm import tqdm
 
-from daemon.backends.onnx import OnnxBackend
-from daemon.errors import DaemonError
-from daemon.streams import iter_file_hops
 from streaming_models.data.labels import POLICIES, check_policy, targets
 from streaming_models.data.manifest import ManifestError, read_manifest, resolve_audio_path
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, eer_interval, min_dcf
+from streaming_models.runtime.backend import Backend
+from streaming_models.runtime.errors import SpoofwatchError
+from streaming_models.runtime.model_format import HEADS
+from streaming_models.runtime.onnx_backend import OnnxBackend
+from streaming_models.runtime.scorer import HopScorer
 
 log = structlog.get_logger(__name__)
 
-HEADS = ("spoof", "codec")
+DEFAULT_THRESHOLD = 0.5  # for a head whose model carries no operating threshold
 CHECKPOINTS_S = (0.5, 1.0, 2.0, 4.0)
 CSV_COLUMNS = ("path", "label", "codec", "system", "corpus")
 
@@ -121,32 +123,16 @@ def read_mono(item: EvalItem) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), int(rate)
 
 
-def stream_scores(backend: OnnxBackend, items: Sequence[EvalItem], batch_size: int,
+def stream_scores(backend: Backend, items: Sequence[EvalItem], batch_size: int,
                   load: AudioLoader = read_mono) -> list[np.ndarray]:
     """Per file: probabilities [hops, 2] after each hop, scored `batch_size` files at a time.
 
     `load` gives an item's mono audio and its rate; benchmarks pass one that alters the audio first.
     """
-    meta = backend.metadata
-    results: list[np.ndarray] = [np.zeros((0, 2), np.float32) for _ in items]
+    scorer = HopScorer(backend)
+    results: list[np.ndarray] = []
     for lo in tqdm(range(0, len(items), batch_size), desc="scoring", unit="batch", leave=False):
-        group = list(range(lo, min(lo + batch_size, len(items))))
-        hops = []
-        for i in group:
-            audio, rate = load(items[i])
-            hops.append(list(iter_file_hops(audio, rate, meta.sample_rate_hz, meta.hop_samples)))
-        states = backend.initial_states(len(group))
-        longest = max((len(h) for h in hops), default=0)
-        outs = [np.zeros((len(h), 2), np.float32) for h in hops]
-        for t in range(longest):
-            # Rows whose file has ended keep running on silence; their outputs are ignored.
-            batch = np.stack([h[t] if t < len(h) else np.zeros(meta.hop_samples, np.float32) for h in hops])
-            probs, states = backend.run(batch, states)
-            for row, h in enumerate(hops):
-                if t < len(h):
-                    outs[row][t] = probs[row]
-        for i, out in zip(group, outs, strict=True):
-            results[i] = out
+        results += scorer.score_signals(load(item) for item in items[lo:lo + batch_size])
     return results
 
 
@@ -302,16 +288,12 @@ def main(argv: list[str]) -> int:
         meta = backend.metadata
         items = load_items(args.labels, args.root, meta.label_policy, args.split)
         scores = stream_scores(backend, items, max(1, args.batch))
-    except (OSError, ValueError, ManifestError, DaemonError) as exc:
+    except (OSError, ValueError, ManifestError, SpoofwatchError) as exc:
         print(f"spoofwatch evaluate: {exc}", file=sys.stderr)
         return 2
-    thresholds = {
-        "spoof": args.threshold_spoof if args.threshold_spoof is not None
-        else float(meta.extra.get("threshold_spoof", 0.5)),
-        "codec": args.threshold_codec if args.threshold_codec is not None
-        else float(meta.extra.get("threshold_codec", 0.5)),
-    }
     given = {"spoof": args.threshold_spoof, "codec": args.threshold_codec}
+    thresholds = {head: meta.operating_thresholds.get(head, DEFAULT_THRESHOLD) if (value := given[head]) is None
+                  else value for head in HEADS}
     early = {head: meta.enter_thresholds_by_hop(head) for head in HEADS if given[head] is None}
     report = summarize(items, scores, meta.hop_ms / 1000.0, thresholds, early)
     report.update(model_id=meta.model_id, labels=str(args.labels), hop_ms=meta.hop_ms,

@@ -1,4 +1,4 @@
-"""Export a training checkpoint to one ONNX file that follows model_format.py.
+"""Export a training checkpoint to one ONNX file that follows runtime/model_format.py.
 
     spoofwatch export --checkpoint runs/x/best.pt --out model.onnx [--torchscript model.pt]
 
@@ -27,7 +27,7 @@ from torch import nn
 from streaming_models.logs import log_to_stderr
 from streaming_models.model import Detector as Network
 from streaming_models.model import DetectorEnsemble, load_checkpoint
-from streaming_models.model_format import (
+from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
     METADATA_KEY,
@@ -76,7 +76,6 @@ def build_metadata(model: Network, ckpt: dict[str, Any]) -> ModelMetadata:
         extra["model_args"] = [m.config.to_dict() for m in model.detectors()]
         extra["members"] = [str(m.get("source", "")) for m in ckpt.get("members", [])]
         extra["head_members"] = {head: list(indexes) for head, indexes in model.head_members.items()}
-    extra.update({f"threshold_{head}": float(t) for head, t in ckpt.get("thresholds", {}).items()})
     extra.update({f"dev_{k}": float(v) for k, v in ckpt.get("dev_metrics", {}).items()})
     meta = ModelMetadata(
         model_id=f"spoofwatch-{kind}-{corpus_hash[:8]}-s{int(ckpt.get('step', 0))}",
@@ -87,6 +86,7 @@ def build_metadata(model: Network, ckpt: dict[str, Any]) -> ModelMetadata:
         label_policy=str(ckpt.get("policy", "unknown")),
         corpus_hash=corpus_hash,
         version=MODEL_VERSION,
+        operating_thresholds={head: float(t) for head, t in ckpt.get("thresholds", {}).items()},
         extra=extra,
     )
     meta.validate()

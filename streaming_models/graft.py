@@ -26,8 +26,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models.model import DetectorEnsemble, ModelConfig, StreamingDetector, load_checkpoint
+from streaming_models.runtime.onnx_backend import OnnxBackend
+from streaming_models.runtime.scorer import HopScorer
 
 PARITY_TOLERANCE = 1e-4  # probability, as the exporter's own check
 
@@ -75,22 +76,21 @@ def members_from_onnx(path: Path, indexes: list[int]) -> list[StreamingDetector]
 def head_difference(model: torch.nn.Module, onnx_path: Path, model_column: int, onnx_column: int,
                     hops: int = 30, batch: int = 6, seed: int = 0) -> float:
     """Largest probability difference of one head between a PyTorch model and an ONNX file, hop by hop."""
-    backend = OnnxBackend(onnx_path, providers=("CPUExecutionProvider",))
-    hop_samples, rate = backend.metadata.hop_samples, backend.metadata.sample_rate_hz
+    scorer = HopScorer(OnnxBackend(onnx_path, providers=("CPUExecutionProvider",)))
+    hop_samples, rate = scorer.metadata.hop_samples, scorer.metadata.sample_rate_hz
     rng = np.random.default_rng(seed)
     t = np.arange(hops * hop_samples) / rate
     tones = np.sin(2 * np.pi * np.outer(rng.uniform(80, 400, batch), t)) * rng.uniform(0.05, 0.5, (batch, 1))
     audio = (tones + 0.05 * rng.standard_normal(tones.shape)).astype(np.float32)  # voiced-ish, then noise
-    onnx_states = backend.initial_states(batch)
+    cut = audio.reshape(batch, hops, hop_samples)
+    onnx_probs = np.stack(scorer.score_streams(list(cut)))  # [batch, hops, heads]
     torch_states = model.initial_states(batch)  # type: ignore[operator]
     worst = 0.0
     with torch.no_grad():
         for h in range(hops):
-            hop = audio[:, h * hop_samples:(h + 1) * hop_samples]
-            probs, onnx_states = backend.run(hop, onnx_states)
-            logits, torch_states = model(torch.from_numpy(hop), torch_states)
+            logits, torch_states = model(torch.from_numpy(np.ascontiguousarray(cut[:, h])), torch_states)
             mine = torch.sigmoid(logits[:, -1, model_column]).numpy()
-            worst = max(worst, float(np.abs(mine - probs[:, onnx_column]).max()))
+            worst = max(worst, float(np.abs(mine - onnx_probs[:, h, onnx_column]).max()))
     return worst
 
 
@@ -112,7 +112,7 @@ def graft(checkpoint: Path, take_head: str, onnx_path: Path, onnx_head: str) -> 
     grafted = [{"model_args": m.config.to_dict(), "model": m.state_dict(), "step": int(meta.extra.get("train_step", 0)),
                 "source": f"{onnx_path}#member{i}"} for m, i in zip(rebuilt, onnx_members, strict=True)]
     thresholds = dict(ckpt["thresholds"])
-    thresholds[onnx_head] = float(meta.extra[f"threshold_{onnx_head}"])  # type: ignore[arg-type]
+    thresholds[onnx_head] = meta.operating_thresholds[onnx_head]
     out = dict(ckpt)
     out.update(members=kept + grafted,
                head_members={take_head: list(range(len(kept))),

@@ -14,10 +14,10 @@ import zmq
 import zmq.asyncio
 
 from daemon.app import Daemon
-from daemon.backends.onnx import OnnxBackend
 from daemon.config import build_config
 from daemon.wire.results import decode_pub
 from daemon.wire.zmq_messages import CloseMessage, OpenMessage, Reply, parse_reply
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 BASE_SETTINGS: dict[str, dict[str, Any]] = {
     "zmq": {"ingest_endpoint": "tcp://127.0.0.1:*", "pub_endpoint": "tcp://127.0.0.1:*"},

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from detector_checkpoint import write_exported_model
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models import calibrate, evaluate
 from streaming_models.evaluate import EvalItem
-from streaming_models.model_format import ModelMetadata, StateSpec
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 
 def _item(spoof: int) -> EvalItem:
@@ -37,9 +37,10 @@ def test_each_threshold_flags_the_asked_share_of_negatives_at_its_time() -> None
 
 
 def test_schedule_expands_to_one_threshold_per_hop() -> None:
-    meta = ModelMetadata("m", 16000, 1600, (StateSpec("a", "b", (1,)),),
-                         extra={"threshold_spoof_by_s": [[1.0, 0.7], [0.3, 0.5], [0.5, 0.6]],
-                                "threshold_codec_by_s": [[0.5, 1.5]]})
+    raw = json.loads(ModelMetadata("m", 16000, 1600, (StateSpec("a", "b", (1,)),)).to_json())
+    raw["extra"] = {"threshold_spoof_by_s": [[1.0, 0.7], [0.3, 0.5], [0.5, 0.6]],
+                    "threshold_codec_by_s": [[0.5, 1.5]]}
+    meta = ModelMetadata.from_json(json.dumps(raw))  # as stored in a model file
     by_hop = meta.enter_thresholds_by_hop("spoof")
     assert by_hop == (0.5, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7)  # hops 1-10: 0.1 .. 1.0 s
     assert meta.enter_thresholds_by_hop("codec") == ()  # not a probability: no schedule
@@ -57,17 +58,17 @@ def test_calibrate_writes_the_schedule_and_evaluate_uses_it(tmp_path: Path, caps
     printed = json.loads(capsys.readouterr().out)
     before, after = (OnnxBackend(p, providers=["CPUExecutionProvider"]).metadata for p in (model, calibrated))
     assert after.model_id == before.model_id
-    schedule = after.extra["threshold_spoof_by_s"]
-    assert schedule == printed["threshold_spoof_by_s"]
-    assert schedule[-1] == [calibrate.FINAL_S, before.extra["threshold_spoof"]]  # hands over to training's
+    schedule = after.early_thresholds_by_s["spoof"]
+    assert [list(point) for point in schedule] == printed["threshold_spoof_by_s"]
+    assert schedule[-1] == (calibrate.FINAL_S, before.operating_thresholds["spoof"])  # hands over to training's
     assert len(after.enter_thresholds_by_hop("spoof")) == round(calibrate.FINAL_S * 1000 / after.hop_ms)
-    assert "threshold_spoof_by_s" not in before.extra  # --out leaves the input alone
+    assert "spoof" not in before.early_thresholds_by_s  # --out leaves the input alone
 
     # Early thresholds of 0 flag every file at its first hop: evaluate must use them.
     zeros = tmp_path / "zeros.onnx"
     shutil.copy(calibrated, zeros)
-    extra = dict(after.extra, threshold_spoof_by_s=[[0.1, 0.0], [0.2, 1.0]])
-    calibrate.write_metadata(zeros, dataclasses.replace(after, extra=extra), zeros)
+    early = dict(after.early_thresholds_by_s, spoof=((0.1, 0.0), (0.2, 1.0)))
+    calibrate.write_metadata(zeros, dataclasses.replace(after, early_thresholds_by_s=early), zeros)
     assert evaluate.main(["--model", str(zeros), "--labels", str(manifest), "--split", "dev", "--json"]) == 0
     detection = json.loads(capsys.readouterr().out)["heads"]["spoof"]["detection"]
     assert detection["early_threshold_hops"] == 2

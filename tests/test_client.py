@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from running_daemon import RunningDaemon, daemon_process, free_port
 
-from clients.client import AsyncDetectorClient, AsyncStream, DaemonError, DetectorClient
+from clients.client import AsyncDetectorClient, AsyncStream, DaemonReplyError, DetectorClient
 
 SETTLE_S = 0.2  # a ZeroMQ subscription needs a moment to reach the PUB socket
 
@@ -71,18 +71,18 @@ async def test_daemon_errors_raise_typed_exceptions(daemon: RunningDaemon) -> No
     async with AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as owner, \
             AsyncDetectorClient(daemon.ingest_endpoint, daemon.results_endpoint) as intruder:
         stream = await owner.open_stream("owned", sample_rate_hz=8000)
-        with pytest.raises(DaemonError) as duplicate:
+        with pytest.raises(DaemonReplyError) as duplicate:
             await intruder.open_stream("owned", sample_rate_hz=8000)
         assert duplicate.value.code == "stream_exists" and duplicate.value.ref == "open"
 
         foreign = AsyncStream(intruder, stream.info, stream.format, frame_ms=20)
         await foreign.send(np.zeros(160, dtype=np.float32))  # rejected asynchronously...
         await asyncio.sleep(0.3)
-        with pytest.raises(DaemonError) as rejected:  # ...and raised on the stream's next call
+        with pytest.raises(DaemonReplyError) as rejected:  # ...and raised on the stream's next call
             await foreign.send(np.zeros(160, dtype=np.float32))
         assert rejected.value.code == "stream_owned_by_other" and rejected.value.seq == 0
 
-        with pytest.raises(DaemonError) as unknown:
+        with pytest.raises(DaemonReplyError) as unknown:
             await owner.close_stream("never-opened")
         assert unknown.value.code == "unknown_stream"
         await stream.close()

@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from running_daemon import REPO_ROOT, daemon_process, free_port
 
-from clients.client import AsyncDetectorClient, DaemonError, ReconnectPolicy
+from clients.client import AsyncDetectorClient, DaemonReplyError, ReconnectPolicy
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ async def test_without_reconnect_a_restart_is_an_error(tiny_model: tuple[Path, P
             await asyncio.to_thread(stack.enter_context, daemon_process(tiny_model[0], **where))
             await stream.send(tone(0.2))
             await asyncio.sleep(0.5)
-            with pytest.raises(DaemonError) as error:
+            with pytest.raises(DaemonReplyError) as error:
                 await stream.send(tone(0.2))
             assert error.value.code == "unknown_stream"
             assert stream.gaps == []

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from streaming_models.data.labels import POLICIES, codec_target, spoof_target, targets
 from streaming_models.data.manifest import CorpusItem, ManifestError, read_manifest, write_manifest
-from streaming_models.model_format import ModelFormatError, ModelMetadata, StateSpec
+from streaming_models.runtime.errors import ModelFormatError
+from streaming_models.runtime.model_format import METADATA_KEY, ModelMetadata, StateSpec
 
 
 def _meta() -> ModelMetadata:
@@ -66,3 +68,45 @@ def test_spoof_is_spoof_and_plain_bonafide_is_bonafide_under_every_policy() -> N
     for policy in POLICIES:
         assert targets(spoof, policy) == (1, 0)  # type: ignore[arg-type]
         assert targets(real, policy) == (0, 0)  # type: ignore[arg-type]
+
+
+def test_thresholds_are_typed_fields_stored_in_extra_as_before() -> None:
+    meta = replace(_meta(), operating_thresholds={"spoof": 0.9}, early_thresholds_by_s={"codec": ((0.5, 0.4), (1.0, 0.6))})
+    raw = json.loads(meta.to_json())
+    assert raw["extra"] == {"threshold_spoof": 0.9, "threshold_codec_by_s": [[0.5, 0.4], [1.0, 0.6]]}
+    assert "operating_thresholds" not in raw and "early_thresholds_by_s" not in raw
+    again = ModelMetadata.from_json(meta.to_json())
+    assert again == meta and again.extra == {}
+
+
+def test_a_stored_threshold_that_is_no_probability_is_none() -> None:
+    raw = json.loads(_meta().to_json())
+    raw["extra"] = {"threshold_spoof": "0.25", "threshold_codec": 1.5, "threshold_spoof_by_s": [[0.5, "x"]],
+                    "threshold_codec_by_s": [[1.0, 0.5], [0.5, 0.25]], "train_step": 3}
+    meta = ModelMetadata.from_json(json.dumps(raw))
+    assert meta.operating_thresholds == {"spoof": 0.25}
+    assert meta.early_thresholds_by_s == {"codec": ((0.5, 0.25), (1.0, 0.5))}  # in time order
+    assert meta.extra == {"train_step": 3}  # one home: nothing about thresholds is left in extra
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"operating_thresholds": {"spoof": 1.5}}, "operating threshold"),
+    ({"operating_thresholds": {"other": 0.5}}, "operating threshold"),
+    ({"early_thresholds_by_s": {"spoof": ((1.0, 0.5), (0.5, 0.5))}}, "early thresholds"),
+    ({"extra": {"threshold_spoof": 0.5}}, "typed fields"),
+])
+def test_validate_refuses_thresholds_out_of_place(change, needle) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ModelFormatError, match=needle):
+        replace(_meta(), **change).validate()
+
+
+def test_the_shipped_model_reads_and_writes_back_its_metadata_unchanged() -> None:
+    import onnx
+
+    from streaming_models.api import DEFAULT_MODEL_PATH
+
+    proto = onnx.load(str(DEFAULT_MODEL_PATH), load_external_data=False)
+    stored = next(p.value for p in proto.metadata_props if p.key == METADATA_KEY)
+    meta = ModelMetadata.from_json(stored)
+    assert set(meta.operating_thresholds) == {"spoof", "codec"}
+    assert meta.to_json() == stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -51,6 +52,19 @@ def test_folds_balance_hours_and_every_family_has_a_holdout_fold(xs: ModuleType)
         assert not {xs.family(i) for i in train} & held  # its held-out families, from any repository, neither
     base = [_item("base/x", "b1")]
     assert xs.fold_training_set(items, base, 0, fold_of, holdout)[:1] == base
+
+
+def test_base_corpus_engines_of_a_held_out_family_leave_its_fold(xs: ModuleType) -> None:
+    items = _corpus()
+    fold_of, holdout = xs.assign_folds(items, 2)
+    piper = replace(_item("base/x", "piper1", "spoof"), generator="piper")  # a VITS, without a family label
+    espeak = replace(_item("base/x", "espeak1", "spoof"), generator="espeak")  # no public counterpart
+    genuine = _item("base/x", "g1")
+    assert xs.family(piper) == "vits"
+    vits_fold = holdout["vits"]
+    assert xs.fold_training_set(items, [piper, espeak, genuine], vits_fold, fold_of, holdout)[:2] == [espeak, genuine]
+    assert xs.fold_training_set(items, [piper, espeak, genuine], 1 - vits_fold, fold_of, holdout)[:3] == \
+        [piper, espeak, genuine]
 
 
 def test_metrics_on_known_scores(xs: ModuleType) -> None:

@@ -5,10 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.backends import load_backend
-from daemon.backends.onnx import OnnxBackend, choose_providers
-from daemon.errors import BackendError
-from streaming_models.model_format import ModelFormatError
+from streaming_models.runtime.backend import load_backend
+from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.onnx_backend import OnnxBackend, choose_providers
 
 
 def _audio(batch: int, hop: int, seed: int = 0) -> np.ndarray:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from daemon.backends.base import Backend
 from daemon.batcher import Batcher, BatcherClosed
 from daemon.errors import StreamClosedError
-from streaming_models.model_format import ModelMetadata, StateSpec
+from streaming_models.runtime.backend import Backend
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 HOP = 4
 
@@ -146,7 +146,7 @@ async def test_close_fails_queued_hops(make_batcher: Callable[..., Batcher]) -> 
 
 
 async def test_real_onnx_model_batched_equals_sequential(tiny_model, make_batcher) -> None:  # type: ignore[no-untyped-def]
-    from daemon.backends.onnx import OnnxBackend
+    from streaming_models.runtime.onnx_backend import OnnxBackend
 
     backend = OnnxBackend(tiny_model[0], providers=["CPUExecutionProvider"])
     hop = backend.metadata.hop_samples

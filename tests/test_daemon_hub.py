@@ -18,7 +18,7 @@ from daemon.hub import DaemonHub
 from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.publisher import ResultPublisher
 from daemon.wire.frames import AudioChunk
-from streaming_models.model_format import ModelMetadata, StateSpec
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 HOP = 160
 

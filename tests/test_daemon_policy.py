@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from daemon.config import DecisionConfig
 from daemon.policy import DecisionTracker, early_thresholds, resolve_thresholds
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 BASE = DecisionConfig(window_hops=1, min_hops=2, spoof_enter=0.7, spoof_exit=0.4, codec_enter=0.7, codec_exit=0.4)
+
+
+def _model(extra: dict[str, Any]) -> ModelMetadata:
+    """A model whose stored metadata has `extra`, read the way a model file is read."""
+    raw = json.loads(ModelMetadata("m", 16000, 1600, (StateSpec("a", "b", (1,)),)).to_json())
+    raw["extra"] = extra
+    return ModelMetadata.from_json(json.dumps(raw))
 
 
 def _run(config: DecisionConfig, scores: Sequence[tuple[float, float]]) -> list[str]:
@@ -58,7 +68,7 @@ def test_smoothing_delays_the_decision() -> None:
 
 def test_model_thresholds_replace_the_enter_values_and_keep_the_exit_gap() -> None:
     config = replace(BASE, spoof_exit=0.5, codec_exit=0.3)  # gaps 0.2 and 0.4
-    resolved, missing = resolve_thresholds(config, {"threshold_spoof": "0.95", "threshold_codec": 0.25})
+    resolved, missing = resolve_thresholds(config, _model({"threshold_spoof": "0.95", "threshold_codec": 0.25}))
     assert missing == []
     assert resolved.thresholds == "config"
     assert (resolved.spoof_enter, resolved.codec_enter) == (0.95, 0.25)
@@ -68,14 +78,14 @@ def test_model_thresholds_replace_the_enter_values_and_keep_the_exit_gap() -> No
 
 
 def test_a_model_without_thresholds_keeps_the_configured_values() -> None:
-    resolved, missing = resolve_thresholds(BASE, {"threshold_spoof": "not a number"})
+    resolved, missing = resolve_thresholds(BASE, _model({"threshold_spoof": "not a number"}))
     assert missing == ["spoof", "codec"]
     assert (resolved.spoof_enter, resolved.spoof_exit, resolved.codec_enter) == (0.7, 0.4, 0.7)
 
 
 def test_configured_thresholds_are_used_as_they_are() -> None:
     config = replace(BASE, thresholds="config")
-    assert resolve_thresholds(config, {"threshold_spoof": 0.95, "threshold_codec": 0.9}) == (config, [])
+    assert resolve_thresholds(config, _model({"threshold_spoof": 0.95, "threshold_codec": 0.9})) == (config, [])
 
 
 def test_early_thresholds_apply_to_the_first_hops_then_the_configured_ones() -> None:
@@ -89,9 +99,6 @@ def test_early_thresholds_apply_to_the_first_hops_then_the_configured_ones() -> 
 
 
 def test_early_thresholds_come_from_the_model_only_when_thresholds_are_the_models() -> None:
-    from streaming_models.model_format import ModelMetadata, StateSpec
-
-    meta = ModelMetadata("m", 16000, 1600, (StateSpec("a", "b", (1,)),),
-                         extra={"threshold_spoof_by_s": [[0.2, 0.5], [0.3, 0.8]]})
+    meta = _model({"threshold_spoof_by_s": [[0.2, 0.5], [0.3, 0.8]]})
     assert early_thresholds(BASE, meta) == {"spoof": (0.5, 0.5, 0.8)}
     assert early_thresholds(replace(BASE, thresholds="config"), meta) == {}

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from daemon.ingest.hub import StreamRejected
-from daemon.streams import StreamBuffer, StreamRegistry
+from daemon.streams import StreamRegistry
+from streaming_models.runtime.hops import StreamBuffer
 
 
 def _tone(n: int, rate: int) -> np.ndarray:

@@ -13,9 +13,7 @@ import zmq
 import zmq.asyncio
 from daemon_harness import Client, Subscriber, is_event, running_daemon, wait_subscribed
 
-from daemon.backends.onnx import OnnxBackend
 from daemon.config import DecisionConfig
-from daemon.streams import StreamBuffer
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
 from daemon.wire.zmq_messages import (
@@ -30,6 +28,8 @@ from daemon.wire.zmq_messages import (
     PongReply,
 )
 from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 HOP = 1600  # tiny model: 100 ms at 16 kHz
 F16 = AudioFormat("pcm_f32le", 16000, 1)
@@ -281,7 +281,7 @@ async def test_slow_subscriber_never_blocks_ingest_and_drops_are_counted(
 
 async def test_decisions_use_the_models_operating_thresholds_unless_configured() -> None:
     shipped = packaged_model_path()  # carries its thresholds
-    model_threshold = float(OnnxBackend(shipped, providers=["CPUExecutionProvider"]).metadata.extra["threshold_spoof"])
+    model_threshold = float(OnnxBackend(shipped, providers=["CPUExecutionProvider"]).metadata.operating_thresholds["spoof"])
     assert model_threshold != DecisionConfig().spoof_enter
     async with running_daemon(shipped) as daemon:
         assert daemon.hub is not None

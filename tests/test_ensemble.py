@@ -15,7 +15,7 @@ from streaming_models import ensemble, train
 from streaming_models.api import Detector
 from streaming_models.export import export_checkpoint
 from streaming_models.model import DetectorEnsemble, ModelConfig, StreamingDetector, load_checkpoint
-from streaming_models.model_format import METADATA_KEY, ModelMetadata
+from streaming_models.runtime.model_format import METADATA_KEY, ModelMetadata
 
 
 def _member(seed: int, **kwargs: object) -> StreamingDetector:
@@ -162,7 +162,7 @@ def test_fused_checkpoint_exports_to_one_onnx_file(two_runs: tuple[Path, Path, P
     # the members share one STFT, hence one audio context
     assert len(stored.states) == 2 * len(StreamingDetector(ModelConfig(**ckpt["members"][0]["model_args"]))
                                          .state_shapes()) - 1
-    assert stored.extra["threshold_spoof"] == pytest.approx(ckpt["thresholds"]["spoof"])
+    assert stored.operating_thresholds["spoof"] == pytest.approx(ckpt["thresholds"]["spoof"])
     scores = Detector(onnx_path).score(0.1 * np.sin(np.arange(16000, dtype=np.float32) * 0.05), 16000)
     assert scores.p_spoof.shape == (10,) and np.all((scores.p_spoof >= 0) & (scores.p_spoof <= 1))
 

@@ -9,8 +9,8 @@ import soundfile as sf
 from detector_checkpoint import write_exported_model
 from synthetic_corpus import voice
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models import evaluate
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,15 @@ import pytest
 import torch
 from detector_checkpoint import write_checkpoint
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models import export
 from streaming_models.model import load_checkpoint
-from streaming_models.model_format import AUDIO_INPUT, LOGITS_OUTPUT, METADATA_KEY, ModelMetadata
+from streaming_models.runtime.model_format import (
+    AUDIO_INPUT,
+    LOGITS_OUTPUT,
+    METADATA_KEY,
+    ModelMetadata,
+)
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,8 @@ def test_file_follows_the_model_format_contract(exported: tuple[Path, Path]) -> 
     assert (meta.sample_rate_hz, meta.hop_samples, meta.heads) == (16000, 1600, ("spoof", "codec"))
     assert meta.label_policy == "by_objective"
     assert meta.corpus_hash == "0123456789abcdef"
-    assert meta.extra["threshold_spoof"] == 0.6
+    assert meta.operating_thresholds["spoof"] == 0.6
+    assert json.loads(props[METADATA_KEY])["extra"]["threshold_spoof"] == 0.6  # stored where it always was
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name: o.shape for o in session.get_outputs()}
@@ -110,7 +116,7 @@ def test_metadata_json_is_plain(exported: tuple[Path, Path]) -> None:
 
 
 def test_torchscript_runs_in_the_daemon_torch_backend(exported: tuple[Path, Path], tmp_path: Path) -> None:
-    from daemon.backends.torch import TorchBackend
+    from streaming_models.runtime.torch_backend import TorchBackend
 
     ckpt, onnx_path = exported
     meta = export.export_checkpoint(ckpt, tmp_path / "m.onnx", torchscript=tmp_path / "m.pt")

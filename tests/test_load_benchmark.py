@@ -13,7 +13,7 @@ import pytest
 from benchmark_modules import load_benchmark
 
 from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, parse_request
-from streaming_models.model_format import METADATA_KEY, ModelMetadata
+from streaming_models.runtime.model_format import METADATA_KEY, ModelMetadata
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,12 @@ import numpy.typing as npt
 import pytest
 import soxr
 
-from daemon.resample import SoxrFirUpsampler, fir_matches_soxr, make_stream_resampler
-from daemon.streams import StreamBuffer
+from streaming_models.runtime.hops import StreamBuffer
+from streaming_models.runtime.resample import (
+    SoxrFirUpsampler,
+    fir_matches_soxr,
+    make_stream_resampler,
+)
 
 
 def _noise(seconds: float, rate: int, seed: int = 0) -> npt.NDArray[np.float32]:

@@ -12,9 +12,9 @@ from benchmark_modules import load_benchmark
 from detector_checkpoint import write_exported_model
 from synthetic_corpus import write_corpus
 
-from daemon.backends.onnx import OnnxBackend
 from streaming_models import evaluate
 from streaming_models.evaluate import EvalItem
+from streaming_models.runtime.onnx_backend import OnnxBackend
 
 RATE = 16000
 

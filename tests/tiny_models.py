@@ -1,7 +1,7 @@
 """Tiny but REAL streaming detectors for daemon tests, exported like the real one.
 
 A GRU cell over per-frame log energies, unrolled over the frames of one hop, with the
-hidden state as an explicit input/output (streaming_models/model_format.py). Weights are
+hidden state as an explicit input/output (streaming_models/runtime/model_format.py). Weights are
 seeded, so outputs are deterministic and depend on the audio AND on the carried state.
 Built with torch (legacy exporter, dynamo=False); torch is imported only here.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from streaming_models.model_format import (
+from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
     METADATA_KEY,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clients.client import AsyncDetectorClient, DaemonError
+from clients.client import AsyncDetectorClient, DaemonReplyError
 from clients.commands.send import SendError, read_audio
 from clients.local_daemon import daemon_command, free_port, stop_process
 from clients.meter import Meter
@@ -179,7 +179,7 @@ def main(argv: list[str]) -> int:
     except (DemoError, SendError) as exc:
         print(f"spoofwatch demo: {exc}", file=sys.stderr)
         return 1
-    except DaemonError as exc:
+    except DaemonReplyError as exc:
         print(f"spoofwatch demo: the daemon refused: {exc}", file=sys.stderr)
         return 1
     except TimeoutError as exc:

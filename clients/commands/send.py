@@ -29,7 +29,7 @@ import numpy.typing as npt
 from clients.client import (
     AsyncDetectorClient,
     AsyncStream,
-    DaemonError,
+    DaemonReplyError,
     ReconnectPolicy,
     ResultSubscription,
 )
@@ -274,7 +274,7 @@ def main(argv: list[str]) -> int:
     except SendError as exc:
         print(f"spoofwatch send: {exc}", file=sys.stderr)
         return 1
-    except DaemonError as exc:
+    except DaemonReplyError as exc:
         print(f"spoofwatch send: the daemon refused: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ from clients.client import (
     DEFAULT_RESULTS_ENDPOINT,
     AsyncDetectorClient,
     AsyncStream,
-    DaemonError,
+    DaemonReplyError,
     ResultSubscription,
 )
 from daemon.wire.limits import MAX_STREAM_ID_CHARS
@@ -242,7 +242,7 @@ class ScoringSession:
                 self._went_live(stream)
                 await self._serve(client, stream, results)
                 lost = False
-            except (TimeoutError, DaemonError, _StreamLost, zmq.ZMQError) as exc:
+            except (TimeoutError, DaemonReplyError, _StreamLost, zmq.ZMQError) as exc:
                 await self._mark_stale(f"{type(exc).__name__}: {exc}", lost=True)
             except Exception as exc:  # a bug here must not end the session: reconnect as after a loss
                 log.exception("spoofwatch_session_failed", session_id=self.session_id)

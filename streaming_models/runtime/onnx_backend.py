@@ -1,7 +1,7 @@
-"""onnxruntime backend: runs the exported ONNX graph (see streaming_models/model_format.py).
+"""onnxruntime backend: runs the exported ONNX graph (see model_format.py).
 
-Synchronous and usable offline: the evaluation tool drives it directly, so offline
-scores go through exactly the code the daemon runs.
+Synchronous and usable offline: the daemon's batcher and the offline tools drive it through the
+same scorer (scorer.py), so offline scores go through exactly the code the daemon runs.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import numpy as np
 import onnxruntime as ort
 import structlog
 
-from daemon.backends.base import check_inputs, sigmoid, zero_states
-from daemon.errors import BackendError
-from streaming_models.model_format import (
+from streaming_models.runtime.backend import check_inputs, sigmoid, zero_states
+from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
     METADATA_KEY,
-    ModelFormatError,
     ModelMetadata,
 )
 

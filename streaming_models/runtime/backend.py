@@ -1,16 +1,26 @@
-"""The one interface every inference backend implements.
+"""The one interface every inference backend implements, and `load_backend` to pick one by name.
 
 A backend is a pure function with a model behind it: (hops, states) in, (probabilities,
-states) out. It keeps no per-stream state; the batcher carries each stream's state.
+states) out. It keeps no per-stream state; whoever scores (scorer.py) carries each stream's state.
+Each implementation is imported only when chosen: onnxruntime and torch stay unloaded unless
+asked for.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import importlib
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from streaming_models.model_format import ModelMetadata
+from streaming_models.runtime.model_format import ModelMetadata
+
+# name -> "module:class"
+BACKENDS: dict[str, str] = {
+    "onnx": "streaming_models.runtime.onnx_backend:OnnxBackend",
+    "torch": "streaming_models.runtime.torch_backend:TorchBackend",
+}
 
 
 class Backend(Protocol):
@@ -30,6 +40,16 @@ class Backend(Protocol):
         and the new states, same shapes as the inputs.
         """
         ...
+
+
+def load_backend(name: str, model_path: str | Path, **options: Any) -> Backend:
+    """Build the backend `name` for `model_path`; options go to its constructor."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    backend: Backend = cls(model_path, **options)
+    return backend
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from daemon.backends.base import check_inputs, sigmoid, zero_states
-from daemon.errors import BackendError
-from streaming_models.model_format import METADATA_KEY, ModelFormatError, ModelMetadata
+from streaming_models.runtime.backend import check_inputs, sigmoid, zero_states
+from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.model_format import METADATA_KEY, ModelMetadata
 
 log = structlog.get_logger(__name__)
 
