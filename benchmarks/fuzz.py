@@ -62,7 +62,7 @@ from daemon.wire.zmq_messages import (
     PongReply,
     parse_reply,
 )
-from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.default_model import packaged_model_path
 
 INGRESSES = ("zmq", "twilio", "audiofork", "audiosocket", "whip", "http")
 NESTED = "[" * 2000 + "]" * 2000

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from clients.commands.send import read_audio
 from clients.integrations.session import Score, SessionConfig
 from clients.local_daemon import daemon_command, free_port, stop_process, wait_for_pong
-from streaming_models.default_model import packaged_model_path
 from streaming_models.paths import shared_data_dir
+from streaming_models.runtime.default_model import packaged_model_path
 
 GENUINE = "speech/librispeech-subset/test-other/1688/1688-142285-0000.flac"
 

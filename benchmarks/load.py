@@ -73,7 +73,7 @@ from daemon.wire.zmq_messages import (
     OpenMessage,
     parse_reply,
 )
-from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.default_model import packaged_model_path
 
 FORMAT = AudioFormat("mulaw", 8000, 1)
 FRAME_MS = 20

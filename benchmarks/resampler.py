@@ -35,8 +35,8 @@ from daemon.wire import g711
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from streaming_models.audio_io import load_audio
-from streaming_models.default_model import packaged_model_path
 from streaming_models.paths import shared_data_dir
+from streaming_models.runtime.default_model import packaged_model_path
 from streaming_models.runtime.hops import StreamBuffer
 from streaming_models.runtime.onnx_backend import OnnxBackend
 from streaming_models.runtime.scorer import HopScorer

@@ -44,15 +44,15 @@ from daemon.webhooks import WebhookSender
 from daemon.wire.endpoints import WHIP_PATH
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
 from streaming_models.runtime.backend import Backend, load_backend
+from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model, packaged_model_path
 from streaming_models.runtime.model_format import ModelMetadata
-from streaming_models.default_model import DEFAULT_MODEL, find_model, packaged_model_path
 
 log = structlog.get_logger(__name__)
 
 
 def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
     """An absolute path as is; a relative one in the working directory, and the default model's
-    name, when not there, the packaged model (streaming_models/default_model)."""
+    name, when not there, the packaged model (streaming_models/runtime/default_model.py)."""
     found = find_model(path, cwd)
     if found is not None:
         return found

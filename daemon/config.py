@@ -28,7 +28,7 @@ from daemon.wire.endpoints import (
     DEFAULT_INGEST_ENDPOINT,
     DEFAULT_RESULTS_ENDPOINT,
 )
-from streaming_models.default_model import DEFAULT_MODEL
+from streaming_models.runtime.default_model import DEFAULT_MODEL
 
 ENV_PREFIX = "SPOOFWATCH__"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from streaming_models.runtime.default_model import packaged_model_path
 from streaming_models.runtime.model_format import ModelMetadata
 from streaming_models.runtime.onnx_backend import OnnxBackend
 from streaming_models.runtime.scorer import HopScorer
-from streaming_models.default_model import packaged_model_path
 
 DEFAULT_MODEL_PATH = packaged_model_path()
 

@@ -27,7 +27,7 @@ from daemon.wire.zmq_messages import (
     PingMessage,
     PongReply,
 )
-from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.default_model import packaged_model_path
 from streaming_models.runtime.hops import StreamBuffer
 from streaming_models.runtime.onnx_backend import OnnxBackend
 

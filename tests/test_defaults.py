@@ -1,5 +1,5 @@
 """One home per default: the daemon's config, the clients and the CLI agree because they import
-the same constants (daemon/wire/endpoints.py, streaming_models/default_model)."""
+the same constants (daemon/wire/endpoints.py, streaming_models/runtime/default_model.py)."""
 
 from __future__ import annotations
 

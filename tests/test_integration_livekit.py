@@ -20,7 +20,7 @@ from livekit import rtc
 from clients.commands.send import read_audio
 from clients.integrations.livekit import DecisionEvent, SpoofwatchDetector
 from clients.integrations.session import Score, SessionConfig
-from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.default_model import packaged_model_path
 
 ALWAYS_SPOOF = ("--decision.thresholds", "config", "--decision.spoof-enter", "0.0", "--decision.spoof-exit", "0.0")
 

@@ -35,7 +35,7 @@ from clients.integrations.pipecat import (
     SpoofwatchProcessor,
 )
 from clients.integrations.session import SessionConfig
-from streaming_models.default_model import packaged_model_path
+from streaming_models.runtime.default_model import packaged_model_path
 
 GENUINE = "speech/librispeech-subset/test-other/1688/1688-142285-0000.flac"
 RATE = 16000

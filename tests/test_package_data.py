@@ -10,8 +10,8 @@ import pytest
 from daemon.app import resolve_model_path
 from daemon.console import static_file
 from daemon.errors import ModelNotFoundError
-from streaming_models.default_model import DEFAULT_MODEL, find_model, packaged_model_path
 from streaming_models.paths import resynthesis_artifacts_dir, shared_data_dir
+from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model, packaged_model_path
 
 MAX_MODEL_BYTES = 5 * 1024 * 1024  # the default model lives in git
 
@@ -72,7 +72,7 @@ def test_outside_a_checkout_the_project_files_are_reported_missing(
 
 
 def test_a_missing_packaged_model_says_where_it_should_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from streaming_models import default_model
+    from streaming_models.runtime import default_model
 
     monkeypatch.setattr(default_model, "FILE_NAME", "absent.onnx")
     with pytest.raises(ModelNotFoundError, match=f"looked in {tmp_path} and at .*default_model/absent.onnx"):

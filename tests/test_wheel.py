@@ -34,7 +34,7 @@ SCORE = textwrap.dedent("""
     from daemon.app import resolve_model_path
     from daemon.console import static_file
     from streaming_models.api import DEFAULT_MODEL_PATH, load_detector
-    from streaming_models.default_model import DEFAULT_MODEL
+    from streaming_models.runtime.default_model import DEFAULT_MODEL
 
     venv = Path(sys.prefix).resolve()
     for package in (clients, daemon, streaming_models):

@@ -28,8 +28,8 @@ from clients.commands.send import SendError, read_audio
 from clients.local_daemon import daemon_command, free_port, stop_process
 from clients.meter import Meter
 from daemon.wire.endpoints import DEFAULT_RESULTS_ENDPOINT
-from streaming_models.default_model import DEFAULT_MODEL, find_model
 from streaming_models.paths import shared_data_dir
+from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model
 
 SPOOF_TEXT = (
     "Hello, this is your bank calling. We noticed an unusual payment on your account. "

@@ -1,10 +1,11 @@
-"""The detector that ships with the package, found as package data (importlib.resources), so an
-installed wheel finds it from any folder, not only from the source checkout.
+"""The detector that ships with the package (streaming_models/default_model/), found as package
+data through importlib.resources, so an installed wheel finds it from any folder, not only from
+the source checkout.
 
 Configs and command lines name it `DEFAULT_MODEL`: the file's place in the source tree and in the
 installed package alike. `find_model` looks a relative path up in the working directory first; the
-default's name, when not there, is the packaged file. Standard library only: the daemon, the clients
-and the public `Detector` all import this.
+default's name, when not there, is the packaged file. The daemon's config, the demo and the public
+`Detector` take the default from here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-FILE_NAME = "spoofwatch-default.onnx"
-DEFAULT_MODEL = f"streaming_models/default_model/{FILE_NAME}"
+PACKAGE, FOLDER, FILE_NAME = "streaming_models", "default_model", "spoofwatch-default.onnx"
+DEFAULT_MODEL = f"{PACKAGE}/{FOLDER}/{FILE_NAME}"
 
 
 def packaged_model_path() -> Path:
     """The packaged model file (in the checkout or the installed package); it may be missing."""
-    resource = resources.files(__name__).joinpath(FILE_NAME)
+    resource = resources.files(PACKAGE) / FOLDER / FILE_NAME
     if not isinstance(resource, Path):
         # onnxruntime opens a file by its path; a zipped install has none
         raise FileNotFoundError(f"the package data {DEFAULT_MODEL} is not a file on disk ({resource!r}): "
