@@ -23,8 +23,13 @@ def project_dir() -> Path:
     return Path.cwd()
 
 
+def default_shared_data_dir() -> Path:
+    """The shared data when $SPOOFWATCH_SHARED_DATA is unset: `../shared/data` beside the project."""
+    return project_dir().parent / "shared" / "data"
+
+
 def shared_data_dir() -> Path:
-    return Path(os.environ.get(SHARED_DATA_ENV, project_dir().parent / "shared" / "data"))
+    return Path(os.environ.get(SHARED_DATA_ENV, default_shared_data_dir()))
 
 
 def small_recipe() -> Path:

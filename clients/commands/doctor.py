@@ -27,12 +27,11 @@ from clients.doctor.checks import (
     check_webrtc_codecs,
 )
 from clients.doctor.ports import check_ports
-
-SHARED_DATA_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data"
+from streaming_models.paths import default_shared_data_dir
 
 
 def run_checks(config_path: Path | None, environ: Mapping[str, str],
-               shared_data_default: Path = SHARED_DATA_DEFAULT) -> list[Finding]:
+               shared_data_default: Path | None = None) -> list[Finding]:
     findings = [check_python()]
     config, finding = check_config(config_path, environ)
     findings.append(finding)
@@ -48,7 +47,7 @@ def run_checks(config_path: Path | None, environ: Mapping[str, str],
         findings.append(check_webrtc_codecs(config))
     findings.append(check_corpus_codecs())
     findings += check_debian_packages()
-    findings.append(check_shared_data(environ, shared_data_default))
+    findings.append(check_shared_data(environ, shared_data_default or default_shared_data_dir()))
     return findings
 
 
