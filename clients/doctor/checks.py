@@ -18,8 +18,8 @@ from typing import Any
 
 from clients.doctor import Finding, Status
 from daemon.config import DaemonConfig, load_config
-from daemon.errors import BackendError, ConfigError, ModelNotFoundError
-from streaming_models.model_format import ModelFormatError
+from daemon.errors import ConfigError, ModelNotFoundError
+from streaming_models.runtime.errors import BackendError, ModelFormatError
 
 MIN_PYTHON = (3, 11)
 ORT_CPU, ORT_GPU = "onnxruntime", "onnxruntime-gpu"
@@ -74,7 +74,7 @@ def check_model(config: DaemonConfig) -> tuple[Path | None, list[Finding]]:
     meta = backend.metadata
     findings = [Finding("model", "OK", f"{path}: {meta.model_id}, {meta.sample_rate_hz} Hz, hop {meta.hop_ms} ms, "
                         f"{len(meta.states)} state tensor(s)")]
-    _, without = resolve_thresholds(config.decision, meta.extra)
+    _, without = resolve_thresholds(config.decision, meta)
     if without:
         findings.append(Finding("model", "WARN", f"no operating threshold in the model for {', '.join(without)}: "
                                 "the configured decision.*_enter/_exit values are used",
