@@ -1,4 +1,4 @@
-"""The daemon's implementation of the stream API (`daemon/ingest/hub.py`).
+"""The daemon's implementation of the stream API (`daemon/stream_api.py`).
 
 `DaemonHub.open()` gives an adapter a `LiveStream`. Data flow, one direction only:
 `push` -> `StreamBuffer` (resample, cut hops) -> the stream's pending hops (capped) ->
@@ -22,13 +22,12 @@ import structlog
 
 from daemon.batcher import Batcher
 from daemon.config import DecisionConfig, StreamsConfig
-from daemon.errors import StreamClosedError
-from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.publisher import ResultPublisher
+from daemon.stream_api import AudioChunk, StreamClosedError, StreamRejected, StreamSpec
 from daemon.streams import StreamRegistry
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 from daemon.wire.limits import metadata_problem
 from daemon.wire.results import (
     StreamSummary,

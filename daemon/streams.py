@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from daemon.ingest.hub import StreamRejected
+from daemon.stream_api import StreamRejected
 
 T = TypeVar("T")
 

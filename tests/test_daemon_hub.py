@@ -13,11 +13,9 @@ import zmq
 
 from daemon.batcher import Batcher
 from daemon.config import DecisionConfig, StreamsConfig
-from daemon.errors import StreamClosedError
 from daemon.hub import DaemonHub
-from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.publisher import ResultPublisher
-from daemon.wire.frames import AudioChunk
+from daemon.stream_api import AudioChunk, StreamClosedError, StreamRejected, StreamSpec
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 HOP = 160

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.ingest.hub import StreamRejected
+from daemon.stream_api import StreamRejected
 from daemon.streams import StreamRegistry
 from streaming_models.runtime.hops import StreamBuffer
 

@@ -10,10 +10,10 @@ import zmq
 import zmq.asyncio
 
 from daemon.config import ZmqConfig
-from daemon.ingest.hub import StreamSpec
 from daemon.ingest.zmq import DRAIN_BUDGET, ZmqIngest
 from daemon.refusals import Refusals
-from daemon.wire.frames import AudioChunk, AudioFormat
+from daemon.stream_api import AudioChunk, StreamSpec
+from daemon.wire.frames import AudioFormat
 from daemon.wire.zmq_messages import AudioMessage, OpenMessage, PingMessage, PongReply, parse_reply
 
 MULAW = AudioFormat("mulaw", 8000, 1)

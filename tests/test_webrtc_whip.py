@@ -13,10 +13,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clients.whip import ArrayAudioTrack, whip_send
 from daemon.config import WebRTCConfig
-from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.ingest.webrtc import WhipIngest
 from daemon.refusals import Refusals
-from daemon.wire.frames import AudioChunk
+from daemon.stream_api import AudioChunk, StreamRejected, StreamSpec
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 

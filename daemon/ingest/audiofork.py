@@ -33,7 +33,6 @@ from aiohttp import WSCloseCode, web
 
 from daemon.config import AudioForkConfig
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamSpec
 from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
@@ -43,8 +42,9 @@ from daemon.ingest.websockets import (
     string_metadata,
 )
 from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamHandle, StreamHub, StreamSpec
 from daemon.webhooks import WebhookSender
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 TRANSPORT = "audiofork"
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org")

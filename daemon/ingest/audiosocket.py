@@ -31,11 +31,17 @@ import numpy as np
 import structlog
 
 from daemon.config import AudioSocketConfig
-from daemon.errors import StreamClosedError
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.refusals import Refusals
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.webhooks import WebhookSender
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.frames import MAX_SAMPLE_RATE_HZ
 
 log = structlog.get_logger(__name__)
 

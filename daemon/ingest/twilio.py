@@ -33,7 +33,6 @@ from aiohttp import WSCloseCode, web
 
 from daemon.config import TwilioConfig
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamSpec
 from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
@@ -43,9 +42,9 @@ from daemon.ingest.websockets import (
     string_metadata,
 )
 from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamHandle, StreamHub, StreamSpec
 from daemon.webhooks import WebhookSender
 from daemon.wire import g711
-from daemon.wire.frames import AudioChunk
 
 TRANSPORT = "twilio"
 SAMPLE_RATE_HZ = 8000

@@ -51,11 +51,16 @@ from aiortc.mediastreams import MediaStreamError
 
 from daemon.auth import TOKEN_QUERY
 from daemon.config import WebRTCConfig
-from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.refusals import Refusals
-from daemon.wire.frames import AudioChunk
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.wire.limits import metadata_problem
 
 log = structlog.get_logger(__name__)

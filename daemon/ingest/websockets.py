@@ -14,10 +14,9 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamRejected
 from daemon.refusals import Refusals
+from daemon.stream_api import StreamClosedError, StreamRejected
 from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 
 log = structlog.get_logger(__name__)

@@ -26,11 +26,17 @@ import zmq
 import zmq.asyncio
 
 from daemon.config import ZmqConfig
-from daemon.errors import StreamClosedError
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
 from daemon.refusals import Refusals
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.supervise import Supervisor
-from daemon.wire.frames import AudioChunk, AudioFormat
+from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import PayloadError, decode_payload, decode_payloads
 from daemon.wire.zmq_messages import (
     AudioBatchMessage,
@@ -188,7 +194,7 @@ class ZmqIngest:
 
     def _owned(self, identity: bytes, stream_id: str, ref: str, seq: int | None = None) -> _ClientStream:
         entry = self._streams.get(stream_id)
-        if entry is not None and getattr(entry.handle, "closed", False):
+        if entry is not None and entry.handle.closed:
             del self._streams[stream_id]  # closed by the daemon (idle, error)
             entry = None
         if entry is None:
@@ -276,7 +282,7 @@ class ZmqIngest:
         await self._reply(identity, ClosedReply(handle.stream_id).to_frames())
 
     def _forget_closed(self) -> None:
-        for stream_id in [k for k, v in self._streams.items() if getattr(v.handle, "closed", False)]:
+        for stream_id in [k for k, v in self._streams.items() if v.handle.closed]:
             del self._streams[stream_id]
 
     async def _reply(self, identity: bytes, frames: list[bytes]) -> None:
