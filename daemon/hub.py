@@ -20,15 +20,14 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from daemon.admission import Admission
 from daemon.batcher import Batcher
 from daemon.config import DecisionConfig, StreamsConfig
 from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.publisher import ResultPublisher
-from daemon.stream_api import AudioChunk, StreamClosedError, StreamRejected, StreamSpec
+from daemon.stream_api import AudioChunk, StreamClosedError, StreamSpec
 from daemon.streams import StreamRegistry
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
-from daemon.wire.limits import metadata_problem
 from daemon.wire.results import (
     StreamSummary,
     closed_event,
@@ -262,29 +261,18 @@ class DaemonHub:
         self.streams_config = streams_config
         self.decision_config = decision_config
         self.early_thresholds = dict(early_thresholds or {})  # per-hop enter thresholds, per head
-        self.registry: StreamRegistry[LiveStream] = StreamRegistry(streams_config.max_streams)
+        self.registry: StreamRegistry[LiveStream] = StreamRegistry()
+        self.admission = Admission(self.registry, streams_config.max_streams)
         self.metrics.streams_open.set_function(lambda: len(self.registry))
         self.metrics.streams_max.set(streams_config.max_streams)
         if streams_config.low_delay_resampling:
             prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)
-        self._accepting = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper_wake = asyncio.Event()
         self.streams_opened = 0
 
     async def open(self, spec: StreamSpec) -> LiveStream:
-        if not self._accepting:
-            raise StreamRejected("server_shutting_down", "the daemon is shutting down")
-        if not MIN_SAMPLE_RATE_HZ <= spec.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
-            raise StreamRejected("bad_field", f"sample rate must be {MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz, "
-                                 f"got {spec.sample_rate_hz}")
-        problem = metadata_problem(spec.metadata)
-        if problem is not None:  # every adapter checks first; this is the one limit they share
-            raise StreamRejected("bad_field", problem)
-        if spec.stream_id in self.registry:
-            raise StreamRejected("stream_exists", f"stream {spec.stream_id!r} is already open")
-        if len(self.registry) >= self.registry.max_streams:
-            raise StreamRejected("too_many_streams", f"the daemon already has {self.registry.max_streams} open streams")
+        self.admission.check(spec)  # raises StreamRejected
         stream = LiveStream(spec, self)
         self.registry.add(spec.stream_id, stream)
         self.streams_opened += 1
@@ -330,15 +318,15 @@ class DaemonHub:
                 await self._reaper_wake.wait()
 
     def stop_accepting(self) -> None:
-        self._accepting = False
+        self.admission.stop_accepting()
 
     @property
     def accepting(self) -> bool:
-        return self._accepting
+        return self.admission.accepting
 
     @property
     def at_capacity(self) -> bool:
-        return len(self.registry) >= self.registry.max_streams
+        return self.admission.at_capacity
 
     async def close_all(self, reason: str) -> None:
         """Drain every open stream (score pending full hops, publish summaries)."""
