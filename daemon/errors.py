@@ -32,7 +32,3 @@ class ModelNotFoundError(DaemonError):
             "(flag --model.path, env SPOOFWATCH__MODEL__PATH) at an exported .onnx file."
         )
         self.path = path
-
-
-class StreamClosedError(DaemonError):
-    """Audio pushed to, or a hop submitted for, a stream that is already closed."""
