@@ -27,7 +27,7 @@ import structlog
 import torch
 
 from streaming_models.data.manifest import ManifestError, read_manifest
-from streaming_models.export import file_hash
+from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
 from streaming_models.train import evaluate_dev, excluding

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from streaming_models.data.labels import POLICIES, check_policy
 from streaming_models.data.manifest import CorpusItem, ManifestError, read_manifest
 from streaming_models.data.transforms.channel import REVERB_RT60_RANGE_S
-from streaming_models.export import file_hash
+from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
 from streaming_models.model import Detector, ModelConfig, StreamingDetector
