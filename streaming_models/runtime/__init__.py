@@ -1,0 +1,1 @@
+"""The runtime floor: what running an exported detector needs, and nothing else."""
