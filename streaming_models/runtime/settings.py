@@ -168,7 +168,7 @@ def build(cls: type[T], table: Mapping[str, Any], key: str = "", source: str = "
     the table's dotted place and `source` its file, for the messages."""
     try:
         values = _values(cls, table, key)
-        for f in dataclasses.fields(cls):
+        for f in dataclasses.fields(typing.cast(Any, cls)):
             if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(dotted(key, f.name), "is required")
     except ConfigError as exc:
