@@ -17,6 +17,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,7 @@ def seeded_subset(items: list[Any], n: int, seed: int) -> list[Any]:
     return [items[i] for i in sorted(keep)]
 
 
-def excluding(items: list[CorpusItem], codec_families: tuple[str, ...] | list[str],
-              generators: tuple[str, ...] | list[str]) -> list[CorpusItem]:
+def excluding(items: list[CorpusItem], codec_families: Iterable[str], generators: Iterable[str]) -> list[CorpusItem]:
     dropped_families, dropped_generators = set(codec_families), set(generators)
     unknown = sorted((dropped_families - {i.codec_family for i in items})
                      | (dropped_generators - {i.generator for i in items}))
@@ -169,8 +169,8 @@ class TrainingData:
     weights: np.ndarray  # each training clip's sampling probability
     pairs: np.ndarray  # [P, 2] (spoof, ground truth) clip indices
     pair_count: int  # pairs per batch
-    min_hops: int  # crop lengths
-    max_hops: int
+    min_hops: int  # shortest crop, in hops
+    max_hops: int  # longest crop, in hops
 
 
 def split_items(job: Job, items: list[CorpusItem]) -> tuple[list[CorpusItem], list[CorpusItem]]:
@@ -242,7 +242,7 @@ def start(job: Job, data: TrainingData, rng: np.random.Generator) -> Run:
     return run
 
 
-def resume(job: Job, data: TrainingData, rng: np.random.Generator) -> Run:
+def resume(job: Job, rng: np.random.Generator) -> Run:
     """The run OUT/ckpt.pt holds, with every random stream where it stopped."""
     path = job.out / "ckpt.pt"
     if not path.is_file():
@@ -331,7 +331,7 @@ def set_up(args: argparse.Namespace) -> tuple[Job, TrainingData, Run]:
     rng = np.random.default_rng(config.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_data(job, items)
-    run = resume(job, data, rng) if args.resume else start(job, data, rng)
+    run = resume(job, rng) if args.resume else start(job, data, rng)
     log.info("model", parameters=run.model.num_parameters(), features=config.model.features, policy=job.policy)
     return job, data, run
 
