@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from streaming_models.resynthesis.config import ConfigError, apply_overrides, load_config
+from streaming_models.resynthesis.config import apply_overrides, load_config
+from streaming_models.runtime.settings import ConfigError
 
 # The plug-ins look for NAME/model.pt here unless given another path.
 DEFAULT_ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "resynthesis"

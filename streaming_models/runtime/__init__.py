@@ -1,8 +1,9 @@
 """The runtime floor: what running an exported detector needs, and nothing else.
 
 The model contract (`model_format`), the base errors (`errors`), resampling and hop cutting
-(`resample`, `hops`), the inference backends (`backend`, `onnx_backend`, `torch_backend`) and the
-one hop-by-hop batched scorer (`scorer`). The daemon and the offline tools (evaluation,
+(`resample`, `hops`), the inference backends (`backend`, `onnx_backend`, `torch_backend`), the
+one hop-by-hop batched scorer (`scorer`) and the one way config files are read (`settings`:
+frozen dataclasses from TOML, unknown keys refused). The daemon and the offline tools (evaluation,
 calibration, the public `Detector`) stand on it; it imports neither of them, nor torch at
 module level (docs/architecture.md, "Floors").
 """
