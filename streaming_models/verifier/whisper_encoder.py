@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from streaming_models.features import dft_basis
@@ -42,13 +43,13 @@ _BREAK_MEL = _BREAK_HZ / _LINEAR_HZ_PER_MEL
 _LOG_STEP = math.log(6.4) / 27.0
 
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: ArrayLike) -> np.ndarray:
     hz = np.asarray(hz, dtype=np.float64)
     log_part = _BREAK_MEL + np.log(np.maximum(hz, _BREAK_HZ) / _BREAK_HZ) / _LOG_STEP
     return np.where(hz >= _BREAK_HZ, log_part, hz / _LINEAR_HZ_PER_MEL)
 
 
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: ArrayLike) -> np.ndarray:
     mel = np.asarray(mel, dtype=np.float64)
     log_part = _BREAK_HZ * np.exp(_LOG_STEP * (np.maximum(mel, _BREAK_MEL) - _BREAK_MEL))
     return np.where(mel >= _BREAK_MEL, log_part, mel * _LINEAR_HZ_PER_MEL)
@@ -69,6 +70,9 @@ def slaney_mel_filters(sample_rate_hz: int = SAMPLE_RATE_HZ, n_fft: int = N_FFT,
 
 class LogMel(nn.Module):
     """[B, samples] 16 kHz audio -> [B, 80, samples // 160] Whisper log-mel features."""
+
+    basis: torch.Tensor
+    filters: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,6 +129,8 @@ class EncoderBlock(nn.Module):
 
 class WhisperEncoder(nn.Module):
     """[B, 80, frames] log-mel -> [B, ceil(frames / 2), width] encoder states."""
+
+    positions: torch.Tensor
 
     def __init__(self, dims: EncoderDims) -> None:
         super().__init__()
