@@ -37,6 +37,7 @@ from daemon.config import DecisionConfig, StreamsConfig, ZmqConfig
 from daemon.hub import DaemonHub
 from daemon.ingest.zmq import ZmqIngest
 from daemon.publisher import ResultPublisher
+from daemon.refusals import Refusals
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
 from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, OpenMessage, parse_request
@@ -95,7 +96,7 @@ async def replay(streams: int, seconds: float, payloads: list[bytes], batched: b
     batcher = Batcher(ConstantBackend(), max_batch=64, max_wait_ms=20)
     hub = DaemonHub(METADATA, batcher, publisher, StreamsConfig(), DecisionConfig())
     batching = asyncio.create_task(batcher.run_batches())
-    ingest = ZmqIngest(hub, ZmqConfig(), model_id=METADATA.model_id, hop_ms=METADATA.hop_ms)
+    ingest = ZmqIngest(hub, ZmqConfig(), refusals=Refusals(), model_id=METADATA.model_id, hop_ms=METADATA.hop_ms)
     identity = b"client"
     stream_ids = [f"bench-{i}" for i in range(streams)]
     for stream_id in stream_ids:

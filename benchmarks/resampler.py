@@ -3,7 +3,7 @@
 A telephone stream arrives as 20 ms messages at 8 kHz; the daemon resamples it to the
 model rate with a streaming soxr resampler per stream (`streams.resample_quality`). soxr
 compensates its filter delay by holding output back, and releases it in blocks, so a hop
-is complete some time after the message carrying its last sample. `daemon/resample.py` can
+is complete some time after the message carrying its last sample. `streaming_models/runtime/resample.py` can
 instead apply soxr's filter directly for integer upsampling (`streams.low_delay_resampling`).
 Per variant (soxr quality, soxr stream or direct FIR) this prints:
 

@@ -39,6 +39,7 @@ from daemon.ingest.zmq import ZmqIngest
 from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
+from daemon.refusals import Refusals
 from daemon.systemd_notify import SystemdNotifier
 from daemon.webhooks import WebhookSender
 from daemon.wire.endpoints import WHIP_PATH
@@ -99,8 +100,9 @@ class Daemon:
         self.hub: DaemonHub | None = None
         self.adapters: list[IngestAdapter] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        # this daemon's metrics, in a registry of its own (never prometheus-client's global one)
-        self.metrics = DaemonMetrics()
+        # this daemon's refused inputs and metrics, its own (never process-global)
+        self.refusals = Refusals()
+        self.metrics = DaemonMetrics(self.refusals)
         self.authenticator: Authenticator | None = None
         self._curve: CurveKeys | None = None
         self._console_keys: tuple[bytes, bytes] | None = None  # the console's own monitor key pair
@@ -139,8 +141,8 @@ class Daemon:
         for task in self._tasks:
             task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
-            zmq_ingest = ZmqIngest(self.hub, cfg.zmq, model_id=meta.model_id, hop_ms=meta.hop_ms,
-                                   context=self._context, curve=self._curve)
+            zmq_ingest = ZmqIngest(self.hub, cfg.zmq, refusals=self.refusals, model_id=meta.model_id,
+                                   hop_ms=meta.hop_ms, context=self._context, curve=self._curve)
             await zmq_ingest.start()
             self.adapters.append(zmq_ingest)
             self.state.endpoints["ingest"] = zmq_ingest.endpoint
@@ -166,7 +168,7 @@ class Daemon:
             middlewares = []
             if cfg.http_auth_required:
                 tokens = TokenStore.from_file(Path(cfg.auth.tokens_file))
-                middlewares.append(http_middleware(tokens))
+                middlewares.append(http_middleware(tokens, self.refusals))
                 log.info("http_auth_on", tokens=len(tokens), host=cfg.webrtc.host, mode=cfg.auth.mode)
             http = HttpServer(cfg.webrtc.host, cfg.webrtc.port, middlewares)  # the console rides along
             self.adapters.append(http)
@@ -176,9 +178,9 @@ class Daemon:
             if cfg.webrtc.enabled:
                 features += self._whip_ingest(http)
             if cfg.twilio.enabled:
-                features.append(TwilioIngest(self.hub, cfg.twilio, http, webhooks))
+                features.append(TwilioIngest(self.hub, cfg.twilio, http, webhooks, refusals=self.refusals))
             if cfg.audiofork.enabled:
-                features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks))
+                features.append(AudioForkIngest(self.hub, cfg.audiofork, http, webhooks, refusals=self.refusals))
             if cfg.console.enabled:
                 console = WebConsole(cfg.console, http, self.publisher.endpoint, self._context,
                                      curve=self._console_curve())
@@ -193,7 +195,7 @@ class Daemon:
             if cfg.webrtc.enabled:
                 self.state.endpoints["whip"] = f"{base}{WHIP_PATH}"
         if cfg.audiosocket.enabled:
-            audiosocket = AudioSocketIngest(self.hub, cfg.audiosocket, webhooks)
+            audiosocket = AudioSocketIngest(self.hub, cfg.audiosocket, webhooks, refusals=self.refusals)
             await audiosocket.start()
             self.adapters.append(audiosocket)
             self.state.endpoints["audiosocket"] = f"tcp://{cfg.audiosocket.host}:{audiosocket.port}"
@@ -201,7 +203,7 @@ class Daemon:
     def _start_curve(self, keys_dir: Path) -> None:
         """CURVE on the ROUTER and the results socket; ZAP admits the allow-list (daemon/zmq_auth.py)."""
         self._curve = load_server_keys(keys_dir)
-        self.authenticator = Authenticator(self._context, keys_dir)
+        self.authenticator = Authenticator(self._context, keys_dir, self.refusals)
         public, secret = zmq.curve_keypair()
         self.authenticator.admit(public, "monitor:console")  # the in-process console reads every stream
         self._console_keys = (public, secret)
@@ -228,7 +230,7 @@ class Daemon:
         except ImportError as exc:  # aiortc is not installed
             log.warning("webrtc_ingest_unavailable", error=repr(exc))
             return []
-        whip = module.WhipIngest(self.hub, self.config.webrtc, server=http)
+        whip = module.WhipIngest(self.hub, self.config.webrtc, server=http, refusals=self.refusals)
         self.metrics.subscriber_gauge("whip_session", lambda: len(whip.sessions))
         return [whip]
 

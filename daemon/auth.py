@@ -35,7 +35,7 @@ import structlog
 from aiohttp import web
 
 from daemon.errors import ConfigError
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
 
 log = structlog.get_logger(__name__)
 
@@ -152,8 +152,9 @@ def required_role(path: str) -> str | None:
     return "client"
 
 
-def http_middleware(store: TokenStore) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """aiohttp middleware enforcing `required_role` on every request."""
+def http_middleware(store: TokenStore, refusals: Refusals
+                    ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """aiohttp middleware enforcing `required_role` on every request; each 401/403 is counted in `refusals`."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,11 +165,11 @@ def http_middleware(store: TokenStore) -> Callable[[web.Request, Handler], Await
         principal = store.lookup(token) if token else None
         if principal is None:
             reason = "unauthorized" if token else "no_token"
-            refuse("http", reason, path=request.path[:100], peer=request.remote)
+            refusals.refuse("http", reason, path=request.path[:100], peer=request.remote)
             return web.Response(status=401, text="a valid token is required (docs/security.md)\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="spoofwatch"'})
         if needed == "monitor" and not principal.is_monitor:
-            refuse("http", "forbidden", path=request.path[:100], peer=request.remote, client=principal.name)
+            refusals.refuse("http", "forbidden", path=request.path[:100], peer=request.remote, client=principal.name)
             return web.Response(status=403, text="this needs a monitor token\n")
         request[PRINCIPAL] = principal
         response = await handler(request)

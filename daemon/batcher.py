@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from daemon.errors import StreamClosedError
 from daemon.metrics import DaemonMetrics
+from daemon.stream_api import StreamClosedError
 from streaming_models.runtime.backend import Backend
 from streaming_models.runtime.scorer import HopScorer, StreamState
 

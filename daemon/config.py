@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from daemon.wire.endpoints import (
     DEFAULT_RESULTS_ENDPOINT,
 )
 from streaming_models.runtime.default_model import DEFAULT_MODEL
+from streaming_models.runtime.settings import coerce, read_toml
 
 ENV_PREFIX = "SPOOFWATCH__"
 
@@ -476,39 +476,6 @@ def section_fields(section_cls: type) -> list[tuple[dataclasses.Field[Any], Any]
     return [(f, hints[f.name]) for f in dataclasses.fields(section_cls)]
 
 
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    """Check `value` against the annotated type; lists become tuples, ints widen to floats."""
-    origin = typing.get_origin(kind)
-    if origin is Literal:
-        choices = typing.get_args(kind)
-        if value not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, f"must be a list of strings, got {value!r}")
-        return tuple(value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"must be a string, got {value!r}")
-        return value
-    if isinstance(kind, types.UnionType):  # pragma: no cover - no optional settings yet
-        return value
-    raise ConfigError(key, f"unsupported setting type {kind!r}")
-
-
 def parse_text_value(text: str, kind: Any) -> Any:
     """An env/CLI value: raw text for string settings, else a TOML literal."""
     if kind is str:
@@ -518,7 +485,7 @@ def parse_text_value(text: str, kind: Any) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text  # a bare word for a Literal setting; _coerce checks it
+        return text  # a bare word for a Literal setting; coerce checks it
 
 
 def _field_kind(section: str, key: str, source: str) -> Any:
@@ -576,21 +543,11 @@ def build_config(*layers: Mapping[str, Mapping[str, Any]]) -> DaemonConfig:
         for key, value in values.items():
             if key not in kinds:
                 raise ConfigError(f"{section}.{key}", f"unknown setting; known: {', '.join(kinds)}")
-            kwargs[key] = _coerce(f"{section}.{key}", value, kinds[key])
+            kwargs[key] = coerce(f"{section}.{key}", value, kinds[key])
         built[section] = cls(**kwargs)
     config = DaemonConfig(**built)
     config.validate()
     return config
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError("--config", f"file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
 
 
 def load_config(

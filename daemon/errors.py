@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from streaming_models.runtime.errors import SpoofwatchError
 
+# The project's one config error (every config file loads through runtime/settings.py): an invalid
+# setting, `key` its dotted name (`zmq.pub_hwm`), `reason` why.
+from streaming_models.runtime.settings import ConfigError
+
 
 class DaemonError(SpoofwatchError):
     """Base of every deliberate daemon failure."""
-
-
-class ConfigError(DaemonError):
-    """An invalid setting. `key` is the dotted name (`zmq.pub_hwm`), `reason` says why."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"invalid config {key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 class ModelNotFoundError(DaemonError):
@@ -34,5 +29,4 @@ class ModelNotFoundError(DaemonError):
         self.path = path
 
 
-class StreamClosedError(DaemonError):
-    """Audio pushed to, or a hop submitted for, a stream that is already closed."""
+__all__ = ["ConfigError", "DaemonError", "ModelNotFoundError"]

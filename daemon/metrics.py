@@ -5,8 +5,8 @@ creates one per daemon and hands it to the parts that observe something (batcher
 publisher). Nothing registers in prometheus-client's process-global default registry, so
 two daemons in one process (the tests) never share or collide on a metric.
 
-Refused inputs are counted once, in `daemon.refusals` (every ingress already calls
-`refuse()`); `RefusalCollector` reads those counts at scrape time instead of keeping a
+Refused inputs are counted once, in the daemon's `Refusals` (every ingress already calls
+its `refuse()`); `RefusalCollector` reads those counts at scrape time instead of keeping a
 second copy.
 
 Names follow Prometheus conventions: seconds, `_total` counters, histograms with `_bucket`,
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from daemon import refusals
+from daemon.refusals import Refusals
 
 log = structlog.get_logger(__name__)
 
@@ -42,20 +42,24 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 
 class RefusalCollector(Collector):
-    """`spoofwatch_refused_inputs_total{transport,reason}` straight from `daemon.refusals`."""
+    """`spoofwatch_refused_inputs_total{transport,reason}` straight from the daemon's `Refusals`."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self._refusals = refusals
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily("spoofwatch_refused_inputs", "Inputs turned down, by transport and reason",
                                      labels=["transport", "reason"])
-        for (transport, reason), count in sorted(refusals.REFUSED.items()):
+        for (transport, reason), count in self._refusals.counts():
             family.add_metric([transport, reason], count)
         yield family
 
 
 class DaemonMetrics:
-    """Every metric of one daemon, registered in the registry it owns."""
+    """Every metric of one daemon, registered in the registry it owns; refused inputs are read
+    from `refusals` (the daemon's; a metrics object of its own gets an empty one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: Refusals | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.streams_open = Gauge("spoofwatch_streams_open", "Streams open now", registry=r)
@@ -86,7 +90,7 @@ class DaemonMetrics:
                                        "Event-loop lag per watchdog tick", buckets=LAG_BUCKETS, registry=r)
         self.ready = Gauge("spoofwatch_ready", "1 when /readyz answers 200", registry=r)
         self.healthy = Gauge("spoofwatch_healthy", "1 when /healthz answers 200", registry=r)
-        r.register(RefusalCollector())
+        r.register(RefusalCollector(refusals if refusals is not None else Refusals()))
         for reason in ("buffer_overflow", "pub_full", "event_queue_full"):
             self.drops.labels(reason)  # present at 0 from the start, so rate() and alerts see them
 

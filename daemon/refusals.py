@@ -1,8 +1,10 @@
-"""One count of refused inputs per (transport, reason), and one log line per refusal.
+"""One daemon's count of refused inputs per (transport, reason), and one log line per refusal.
 
 Every ingress calls `refuse()` when it turns an input down (an error reply, a close code,
-an HTTP 4xx), so operators can see from the logs, and later from metrics, what is being
-refused and how often. The counter is process-wide, like a metrics registry.
+an HTTP 4xx), so operators can see from the logs and from metrics what is being refused and
+how often. The composition root (`daemon.app.Daemon`) creates one `Refusals` and hands it to
+each ingress, the HTTP auth middleware, the ZAP authenticator and the metrics collector, so two
+daemons in one process (the tests) never share counts.
 """
 
 from __future__ import annotations
@@ -14,16 +16,24 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-REFUSED: Counter[tuple[str, str]] = Counter()
 
+class Refusals:
+    """Counts refused inputs by (transport, reason) and logs each one (`input_refused`)."""
 
-def refuse(transport: str, reason: str, **fields: Any) -> int:
-    """Count one refused input and log it (`input_refused`); returns the new count of its reason."""
-    REFUSED[(transport, reason)] += 1
-    count = REFUSED[(transport, reason)]
-    log.info("input_refused", transport=transport, reason=reason, count=count, **fields)
-    return count
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
 
+    def refuse(self, transport: str, reason: str, **fields: Any) -> int:
+        """Count one refused input and log it; returns the new count of its (transport, reason)."""
+        key = (transport, reason)
+        self._counts[key] += 1
+        count = self._counts[key]
+        log.info("input_refused", transport=transport, reason=reason, count=count, **fields)
+        return count
 
-def refused(transport: str, reason: str) -> int:
-    return REFUSED[(transport, reason)]
+    def count(self, transport: str, reason: str) -> int:
+        return self._counts[(transport, reason)]
+
+    def counts(self) -> list[tuple[tuple[str, str], int]]:
+        """Every (transport, reason) seen so far with its count, sorted."""
+        return sorted(self._counts.items())

@@ -1,4 +1,5 @@
-"""The daemon's table of open streams, with its admission limit.
+"""The daemon's table of open streams, by id. Whether a stream may join it is decided before, in
+one place (daemon/admission.py).
 
 Each stream's audio buffer (`StreamBuffer`) is the runtime's (streaming_models/runtime/hops.py),
 shared with the offline tools.
@@ -8,23 +9,18 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from daemon.ingest.hub import StreamRejected
-
 T = TypeVar("T")
 
 
 class StreamRegistry(Generic[T]):
-    """Open streams by id, with the admission limit (`too_many_streams`, `stream_exists`)."""
+    """Open streams by id."""
 
-    def __init__(self, max_streams: int) -> None:
-        self.max_streams = max_streams
+    def __init__(self) -> None:
         self._streams: dict[str, T] = {}
 
     def add(self, stream_id: str, stream: T) -> None:
-        if stream_id in self._streams:
-            raise StreamRejected("stream_exists", f"stream {stream_id!r} is already open")
-        if len(self._streams) >= self.max_streams:
-            raise StreamRejected("too_many_streams", f"the daemon already has {self.max_streams} open streams")
+        if stream_id in self._streams:  # admission refuses duplicates first: reaching this is a bug
+            raise RuntimeError(f"stream {stream_id!r} is already in the registry")
         self._streams[stream_id] = stream
 
     def remove(self, stream_id: str, stream: T) -> None:

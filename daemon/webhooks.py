@@ -29,7 +29,7 @@ import structlog
 
 from daemon.auth import sign_webhook
 from daemon.config import WebhooksConfig
-from daemon.ingest.hub import StreamHandle
+from daemon.stream_api import StreamHandle
 from daemon.wire.results import PROTOCOL_VERSION
 
 log = structlog.get_logger(__name__)

@@ -35,7 +35,7 @@ from zmq.auth.certs import load_certificate
 from zmq.utils import z85
 
 from daemon.errors import ConfigError
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +89,9 @@ def load_allow_list(keys_dir: Path) -> dict[bytes, str]:
 class Authenticator(AsyncioAuthenticator):
     """The allow-list, with a User-Id per key naming its role; unknown keys are refused and counted."""
 
-    def __init__(self, context: zmq.asyncio.Context, keys_dir: Path) -> None:
+    def __init__(self, context: zmq.asyncio.Context, keys_dir: Path, refusals: Refusals) -> None:
         super().__init__(context)
+        self._refusals = refusals
         self.keys_dir = keys_dir
         self.allowed = load_allow_list(keys_dir)
         self.extra: dict[bytes, str] = {}  # in-process peers (the console's monitor key)
@@ -108,7 +109,7 @@ class Authenticator(AsyncioAuthenticator):
             self._scanned_at = time.monotonic()
             if key in self.allowed:
                 return True
-        refuse("zmq", "unknown_key", key=key.decode(errors="replace")[:40])
+        self._refusals.refuse("zmq", "unknown_key", key=key.decode(errors="replace")[:40])
         return False
 
     def curve_user_id(self, client_public_key: bytes) -> str:

@@ -27,7 +27,7 @@ import structlog
 import torch
 
 from streaming_models.data.manifest import ManifestError, read_manifest
-from streaming_models.export import file_hash
+from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
 from streaming_models.train import evaluate_dev, excluding
@@ -90,13 +90,14 @@ def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str
         raise ValueError(f"{manifest} is not the corpus the members trained on (hash {file_hash(manifest)}, "
                          f"theirs {corpus_hash}): thresholds must come from that corpus's dev split")
     config = {**ckpts[0]["config"], "exclude_codec_families": exclusions[0], "exclude_generators": exclusions[1]}
+    dev_seconds, operating_fpr = config["dev_seconds"], config["operating_fpr"]  # the first member's recipe
     items = excluding([i for i in read_manifest(manifest) if i.split == "dev"], *exclusions)
     ensemble = DetectorEnsemble(members, head_members).eval()
     dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")
     report: dict[str, dict[str, float]] = {}
     for path, (model, _) in zip(paths, loaded, strict=True):
-        report[str(path)], _ = evaluate_dev(model, dev, config)
-    report["ensemble"], thresholds = evaluate_dev(ensemble, dev, config)
+        report[str(path)], _ = evaluate_dev(model, dev, dev_seconds, operating_fpr)
+    report["ensemble"], thresholds = evaluate_dev(ensemble, dev, dev_seconds, operating_fpr)
     ensemble.eval()  # evaluate_dev leaves models in train mode
     checkpoint = {
         "members": [{"model_args": c["model_args"], "model": m.state_dict(), "step": int(c.get("step", 0)),

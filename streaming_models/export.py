@@ -12,7 +12,6 @@ any difference above 1e-4 fails the export.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -52,10 +51,6 @@ class OneHop(nn.Module):
     def forward(self, audio: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits, new_states = self.model(audio, list(states))  # logits [B, 1, heads]
         return (logits[:, 0], *new_states)
-
-
-def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def build_metadata(model: Network, ckpt: dict[str, Any]) -> ModelMetadata:
@@ -147,7 +142,7 @@ def parity_max_diff(model: Network, onnx_path: Path, hops: int = 12, batch: int 
 
 
 def export_torchscript(model: Network, meta: ModelMetadata, out: Path) -> float:
-    """Traced TorchScript for daemon/backends/torch.py (CPU or CUDA), metadata as the extra file
+    """Traced TorchScript for streaming_models/runtime/torch_backend.py (CPU or CUDA), metadata as the extra file
     `spoofwatch`; returns the largest |TorchScript - eager| over a multi-hop stream at batch 3."""
     wrapper = OneHop(model).eval()
     example = (torch.zeros(2, meta.hop_samples), *model.initial_states(2))

@@ -96,29 +96,6 @@ def feature_dim(kind: str, window_samples: int, n_filters: int, n_ceps: int,
     raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
 
 
-def interpolate_masked(log_spec: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """Replace the masked channels of a log spectrum [B, C, frames] (masked: bool [B, C]) by a
-    straight line, per frame, between the nearest unmasked channels below and above (a mask at
-    an edge takes its one neighbour's value): frequency masking (SpecAugment; "FreqAugment",
-    Chen et al., Odyssey 2020) that hides a band's detail without leaving a step or a hole whose
-    edges the network could read. Rows with nothing unmasked are returned unchanged."""
-    b, c, _ = log_spec.shape
-    index = torch.arange(c).expand(b, c)
-    kept = ~masked
-    below = torch.where(kept, index, -1).cummax(dim=1).values  # nearest kept channel <= each
-    above = c - 1 - torch.where(kept, c - 1 - index, -1).flip(1).cummax(dim=1).values.flip(1)  # >= each
-    has_below, has_above = below >= 0, above < c
-    below_i = torch.where(has_below, below, above).clamp(0, c - 1)
-    above_i = torch.where(has_above, above, below).clamp(0, c - 1)
-    span = (above_i - below_i).clamp(min=1)
-    frac = ((index - below_i) / span).clamp(0.0, 1.0).to(log_spec.dtype)[..., None]  # [B, C, 1]
-    lo = torch.gather(log_spec, 1, below_i[..., None].expand_as(log_spec))
-    hi = torch.gather(log_spec, 1, above_i[..., None].expand_as(log_spec))
-    filled = lo + (hi - lo) * frac
-    usable = (masked & kept.any(dim=1, keepdim=True))[..., None]
-    return torch.where(usable, filled, log_spec)
-
-
 class SpectralFrontEnd(nn.Module):
     """Audio with `window - frame_hop` samples of left context -> normalized features per frame.
 
@@ -167,24 +144,15 @@ class SpectralFrontEnd(nn.Module):
         """Un-normalized features: [B, samples] -> [B, F, frames]."""
         return self.raw_from_spectrum(self.spectrum(audio), self.bins)
 
-    @property
-    def bands(self) -> int:
-        """Channels of the log spectrum before any DCT: filters (lfcc, logmel) or bins (logpow)."""
-        return self.bins if self.kind == "logpow" else self.filterbank.shape[0]
-
-    def raw_from_spectrum(self, spec: torch.Tensor, spec_bins: int,
-                          band_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def raw_from_spectrum(self, spec: torch.Tensor, spec_bins: int) -> torch.Tensor:
         """Un-normalized features from a spectrum() of `spec_bins` >= self.bins bins, which a front
-        end with the same window and frame hop but a wider band may have computed (a shared STFT).
-        `band_mask` [B, bands] (training only) hides the True channels: interpolate_masked()."""
+        end with the same window and frame hop but a wider band may have computed (a shared STFT)."""
         if spec_bins < self.bins:
             raise ValueError(f"the spectrum has {spec_bins} bins, this front end needs {self.bins}")
         power = spec[:, : self.bins] ** 2 + spec[:, spec_bins: spec_bins + self.bins] ** 2  # [B, bins, frames]
         if self.kind != "logpow":
             power = torch.einsum("fk,bkt->bft", self.filterbank, power)  # [B, filters, frames]
         feats = torch.log(power + LOG_FLOOR)
-        if band_mask is not None:
-            feats = interpolate_masked(feats, band_mask)
         if self.kind == "lfcc":
             feats = torch.einsum("cf,bft->bct", self.dct, feats)  # [B, ceps, frames]
         return feats
@@ -192,10 +160,9 @@ class SpectralFrontEnd(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.from_spectrum(self.spectrum(audio), self.bins)
 
-    def from_spectrum(self, spec: torch.Tensor, spec_bins: int,
-                      band_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def from_spectrum(self, spec: torch.Tensor, spec_bins: int) -> torch.Tensor:
         """Normalized features [B, F, frames] from a spectrum (see raw_from_spectrum)."""
-        feats = self.raw_from_spectrum(spec, spec_bins, band_mask)
+        feats = self.raw_from_spectrum(spec, spec_bins)
         return (feats - self.mean[:, None]) / self.std[:, None]
 
     def shares_stft_with(self, other: SpectralFrontEnd) -> bool:

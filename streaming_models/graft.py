@@ -52,8 +52,7 @@ def members_from_onnx(path: Path, indexes: list[int]) -> list[StreamingDetector]
                          f"{len(member_args)} members")
     members = []
     for index in indexes:
-        args = {k: v for k, v in member_args[index].items() if k != "aux_classes"}
-        member = StreamingDetector(ModelConfig(**args))
+        member = StreamingDetector(ModelConfig.from_dict(member_args[index]))
         mean, std, w, r, b, head = (tensors[name] for name in unnamed[6 * index: 6 * index + 6])
         hidden = member.config.gru_hidden
         prefix = f"model.members.{index}."

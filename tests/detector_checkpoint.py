@@ -10,11 +10,9 @@ from streaming_models import export
 from streaming_models.model import ModelConfig, StreamingDetector
 
 
-def write_checkpoint(path: Path, features: str = "logpow", top_hz: float | None = None,
-                     spoof_head: str = "linear", cmn_frames: int = 0) -> Path:
+def write_checkpoint(path: Path, features: str = "logpow", top_hz: float | None = None) -> Path:
     torch.manual_seed(0)
-    model = StreamingDetector(ModelConfig(features=features, conv_channels=32, gru_hidden=48, top_hz=top_hz,
-                                          spoof_head=spoof_head, cmn_frames=cmn_frames))
+    model = StreamingDetector(ModelConfig(features=features, conv_channels=32, gru_hidden=48, top_hz=top_hz))
     with torch.no_grad():
         model.frontend.fit_normalization(0.1 * torch.randn(2, 160 + 16000))
     torch.save({"model": model.state_dict(), "model_args": model.config.to_dict(), "policy": "by_objective",

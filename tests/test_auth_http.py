@@ -28,7 +28,6 @@ from daemon.auth import (
 )
 from daemon.config import build_config
 from daemon.errors import ConfigError
-from daemon.refusals import refused
 from daemon.webhooks import WebhookSender
 
 CLIENT = "c" * 40
@@ -95,7 +94,8 @@ async def test_health_and_metrics_need_no_token(daemon: tuple[Any, str]) -> None
 
 
 async def test_whip_needs_a_token(daemon: tuple[Any, str]) -> None:
-    _, base = daemon
+    running, base = daemon
+    refused = running.refusals.count
     before = refused("http", "no_token"), refused("http", "unauthorized")
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/whip", data="v=0", headers={"Content-Type": "application/sdp"}) as response:
@@ -233,9 +233,9 @@ def test_audiosocket_off_loopback_needs_an_allow_list() -> None:
 async def test_audiosocket_refuses_peers_off_its_allow_list(tiny_model: tuple[Path, Path]) -> None:
     from telephony_harness import audiosocket_port
 
-    before = refused("audiosocket", "peer_not_allowed")
     async with running_daemon(tiny_model[0], audiosocket={"allowed_peers": ["10.9.9.9"]}) as running:
+        before = running.refusals.count("audiosocket", "peer_not_allowed")
         reader, writer = await asyncio.open_connection("127.0.0.1", audiosocket_port(running))
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
         writer.close()
-    assert refused("audiosocket", "peer_not_allowed") == before + 1
+    assert running.refusals.count("audiosocket", "peer_not_allowed") == before + 1

@@ -21,7 +21,6 @@ from daemon.app import Daemon
 from daemon.config import build_config
 from daemon.console import WebConsole
 from daemon.errors import ConfigError
-from daemon.refusals import refused
 
 RATE = 16000
 
@@ -101,11 +100,11 @@ async def test_clients_read_only_their_own_streams_and_monitors_read_all(daemon:
 
 async def test_unknown_and_missing_keys_are_refused(daemon: Daemon, keys: Path) -> None:
     ingest, results = daemon.state.endpoints["ingest"], daemon.state.endpoints["pub"]
-    before = refused("zmq", "unknown_key")
+    before = daemon.refusals.count("zmq", "unknown_key")
     async with AsyncDetectorClient(ingest, results, timeout_s=0.5, curve=creds(keys, "mallory")) as mallory:
         with pytest.raises(TimeoutError):
             await mallory.ping()
-    assert refused("zmq", "unknown_key") > before
+    assert daemon.refusals.count("zmq", "unknown_key") > before
     async with AsyncDetectorClient(ingest, results, timeout_s=0.5) as plain:  # no CURVE at all
         with pytest.raises(TimeoutError):
             await plain.ping()

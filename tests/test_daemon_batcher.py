@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from daemon.batcher import Batcher, BatcherClosed
-from daemon.errors import StreamClosedError
+from daemon.stream_api import StreamClosedError
 from streaming_models.runtime.backend import Backend
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 

@@ -13,11 +13,9 @@ import zmq
 
 from daemon.batcher import Batcher
 from daemon.config import DecisionConfig, StreamsConfig
-from daemon.errors import StreamClosedError
 from daemon.hub import DaemonHub
-from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.publisher import ResultPublisher
-from daemon.wire.frames import AudioChunk
+from daemon.stream_api import AudioChunk, StreamClosedError, StreamRejected, StreamSpec
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
 HOP = 160
@@ -39,13 +37,22 @@ class SlowBackend:
         return probs, [states[0] + 1]
 
 
+class LoudAudioFailsBackend(SlowBackend):
+    """Fails every model call that holds a hop starting above 0.5 (the batcher then retries hops alone)."""
+
+    def run(self, audio: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        if (audio[:, 0] > 0.5).any():
+            raise RuntimeError("injected model failure")
+        return super().run(audio, states)
+
+
 @pytest.fixture
 async def make_hub() -> AsyncIterator[Any]:
     context = zmq.Context()
     cleanup: list[Any] = []
 
-    def make(delay_s: float = 0.0, **streams: Any) -> DaemonHub:
-        backend = SlowBackend(delay_s)
+    def make(delay_s: float = 0.0, backend: SlowBackend | None = None, **streams: Any) -> DaemonHub:
+        backend = backend if backend is not None else SlowBackend(delay_s)
         batcher = Batcher(backend, max_batch=8, max_wait_ms=1)
         publisher = ResultPublisher(context, "tcp://127.0.0.1:*", hwm=100)
         hub = DaemonHub(backend.metadata, batcher, publisher, StreamsConfig(**streams), DecisionConfig())
@@ -60,8 +67,8 @@ async def make_hub() -> AsyncIterator[Any]:
     context.destroy(linger=0)
 
 
-def _chunk(samples: int, seq: int | None = None) -> AudioChunk:
-    return AudioChunk(np.full(samples, 0.1, dtype=np.float32), seq)
+def _chunk(samples: int, seq: int | None = None, level: float = 0.1) -> AudioChunk:
+    return AudioChunk(np.full(samples, level, dtype=np.float32), seq)
 
 
 async def test_events_yield_results_then_closed_and_end(make_hub: Any) -> None:
@@ -140,3 +147,26 @@ async def test_metadata_over_the_shared_limit_is_refused_by_the_hub(make_hub: An
         await hub.open(StreamSpec("meta", 16000, "test", metadata))
     assert info.value.code == "bad_field" and "metadata" in info.value.message
     assert "meta" not in hub.registry
+
+
+async def test_a_scoring_failure_ends_only_that_stream_with_an_error_event(make_hub: Any) -> None:
+    hub = make_hub(backend=LoudAudioFailsBackend())
+    bad = await hub.open(StreamSpec("bad", 16000, "test"))
+    good = await hub.open(StreamSpec("good", 16000, "test"))
+    bad_events, good_events = bad.events(), good.events()
+    await good.push(_chunk(HOP * 2))
+    await bad.push(_chunk(HOP * 3, level=0.9))
+    messages = [m async for m in bad_events]
+    assert [m["type"] for m in messages] == ["opened", "error", "closed"]
+    assert messages[1]["code"] == "inference_failed" and "injected model failure" in messages[1]["message"]
+    assert messages[-1]["reason"] == "error" and messages[-1]["summary"]["hops"] == 0
+    assert bad.closed and "bad" not in hub.registry
+    assert hub.metrics.registry.get_sample_value("spoofwatch_streams_closed_total", {"reason": "error"}) == 1
+    with pytest.raises(StreamClosedError):
+        await bad.push(_chunk(HOP))
+    assert not good.closed and "good" in hub.registry
+    await good.push(_chunk(HOP))
+    await good.close("client")
+    good_messages = [m async for m in good_events]
+    assert [m["type"] for m in good_messages] == ["opened"] + ["result"] * 3 + ["closed"]
+    assert good_messages[-1]["reason"] == "client"

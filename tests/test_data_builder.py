@@ -19,7 +19,8 @@ import soundfile as sf
 from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilder
 from streaming_models.data.generators import GeneratorUnavailable, Voice, make_generator
 from streaming_models.data.manifest import read_manifest
-from streaming_models.data.recipe import RecipeError, load_recipe, parse_recipe
+from streaming_models.data.recipe import load_recipe, parse_recipe
+from streaming_models.runtime.settings import ConfigError
 
 SR = 16000
 
@@ -235,11 +236,11 @@ def test_missing_source_and_unknown_transform_are_listed_together(tmp_path: Path
 
 
 def test_recipe_errors_name_the_field(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown keys"):
         parse_recipe({**RECIPE, "bonafid": []})
-    with pytest.raises(RecipeError, match="channel.fraction"):
+    with pytest.raises(ConfigError, match="channel.fraction"):
         parse_recipe({**RECIPE, "channel": {"fraction": 1.5, "chains": [["x"]]}})
-    with pytest.raises(RecipeError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         load_recipe(tmp_path / "none.toml")
 
 

@@ -22,10 +22,11 @@ from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilde
 from streaming_models.data.generators import TRAINED_FAMILIES, Voice, list_families
 from streaming_models.data.manifest import CorpusItem, read_manifest
 from streaming_models.data.plan import Job, Planner
-from streaming_models.data.recipe import RecipeError, parse_recipe
+from streaming_models.data.recipe import parse_recipe
 from streaming_models.data.sources import Utterance
 from streaming_models.data.summary import summarize, to_markdown
 from streaming_models.data.transforms.registry import trained_transforms
+from streaming_models.runtime.settings import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = REPO_ROOT / "configs" / "data" / "default.toml"
@@ -138,14 +139,14 @@ def test_a_third_codec_group_moves_nothing_of_the_first_two() -> None:
 
 def test_codec_group_errors_name_the_field() -> None:
     group = {"transforms": ["fakecodec@3k"], "bonafide_fraction": 0.5}
-    with pytest.raises(RecipeError, match=r"neural_codec\[1\]: unknown keys"):
+    with pytest.raises(ConfigError, match=r"neural_codec\[1\]: unknown keys"):
         parse_recipe({**RECIPE, "neural_codec": [RECIPE["neural_codec"], {**group, "fraction": 1}]})
-    with pytest.raises(RecipeError, match="listed in two neural_codec groups"):
+    with pytest.raises(ConfigError, match="listed in two neural_codec groups"):
         parse_recipe({**RECIPE, "neural_codec": [RECIPE["neural_codec"], {**group, "transforms": ["fakecodec@1k"]}]})
-    with pytest.raises(RecipeError, match="distinct `name`"):
+    with pytest.raises(ConfigError, match="distinct `name`"):
         parse_recipe({**RECIPE, "neural_codec": [RECIPE["neural_codec"], {**group, "name": "x"},
                                                  {"name": "x", "transforms": ["fakecodec@4k"]}]})
-    with pytest.raises(RecipeError, match="transforms is empty"):
+    with pytest.raises(ConfigError, match="transforms is empty"):
         parse_recipe({**RECIPE, "neural_codec": [RECIPE["neural_codec"], {"bonafide_fraction": 0.5}]})
 
 

@@ -27,7 +27,7 @@ def _member(seed: int, **kwargs: object) -> StreamingDetector:
 
 
 @pytest.mark.parametrize("second", [{"features": "lfcc"},
-                                    {"features": "lfcc", "top_hz": 4000.0, "cmn_frames": 25}])
+                                    {"features": "lfcc", "top_hz": 4000.0}])
 def test_ensemble_mean_of_members_and_streams_hop_by_hop(second: dict[str, object]) -> None:
     members = [_member(1), _member(2, **second)]
     fused = DetectorEnsemble(members).eval()

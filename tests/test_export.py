@@ -85,19 +85,18 @@ def test_a_low_band_model_exports_with_parity(features: str, tmp_path: Path) -> 
     assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
 
 
-def test_a_one_class_spoof_head_exports_with_parity(tmp_path: Path) -> None:
-    ckpt = write_checkpoint(tmp_path / "ckpt.pt", features="lfcc", spoof_head="cosine")
-    meta = export.export_checkpoint(ckpt, tmp_path / "model.onnx")  # raises if parity fails
-    assert meta.extra["model_args"]["spoof_head"] == "cosine"
-    assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
-
-
-def test_a_moving_mean_model_exports_with_parity(tmp_path: Path) -> None:
-    ckpt = write_checkpoint(tmp_path / "ckpt.pt", features="lfcc", cmn_frames=25)  # its context spans calls
-    meta = export.export_checkpoint(ckpt, tmp_path / "model.onnx")  # raises if parity fails
-    assert meta.extra["model_args"]["cmn_frames"] == 25
-    assert {s.shape for s in meta.states if "cmn_ctx" in s.input_name} == {(40, 24)}
-    assert export.parity_max_diff(load_checkpoint(str(ckpt))[0], tmp_path / "model.onnx") <= 1e-4
+def test_a_checkpoint_written_before_issue_24_exports_while_its_removed_options_were_off(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = torch.load(write_checkpoint(tmp_path / "ckpt.pt", features="lfcc"), weights_only=False)
+    ckpt["model_args"].update(spoof_head="linear", cosine_scale=20.0, cosine_mid=0.55, aux_classes={}, cmn_frames=0)
+    ckpt["config"] = {"max_steps": 30, "freq_mask_prob": 0.0, "spoof_reverb_prob": 0.0}  # as train.py stored it
+    torch.save(ckpt, tmp_path / "old.pt")
+    meta = export.export_checkpoint(tmp_path / "old.pt", tmp_path / "model.onnx")  # raises if parity fails
+    assert "spoof_head" not in meta.extra["model_args"] and meta.extra["model_args"]["features"] == "lfcc"
+    ckpt["model_args"]["cmn_frames"] = 25  # a model that used a removed option: refused, saying which
+    torch.save(ckpt, tmp_path / "cmn.pt")
+    assert export.main(["--checkpoint", str(tmp_path / "cmn.pt"), "--out", str(tmp_path / "cmn.onnx")]) == 1
+    assert "uses cmn_frames = 25, an option removed in issue #24" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:

@@ -7,6 +7,9 @@
 
 Neither the runtime nor the daemon imports torch at module level (the torch backend imports it
 inside its constructor), and a subprocess checks that starting the daemon leaves torch unloaded.
+
+Inside the daemon, ingest adapters (`daemon.ingest`) use the stream API (`daemon.stream_api`), never
+its implementation, and a stream (`daemon.live_stream`) never imports the hub that opened it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = "streaming_models.runtime"
+# what implements the stream API: adapters see it only through daemon.stream_api
+STREAM_IMPLEMENTATION = ("daemon.hub", "daemon.live_stream", "daemon.admission", "daemon.streams",
+                         "daemon.batcher", "daemon.policy", "daemon.publisher", "daemon.app")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ def violations(imp: Import) -> list[str]:
             broken.append(f"{where}: the daemon imports only streaming_models.runtime")
         if _within(imp.target, "clients"):
             broken.append(f"{where}: the daemon stands below the clients")
+    if _within(imp.module, "daemon.ingest") and any(_within(imp.target, m) for m in STREAM_IMPLEMENTATION):
+        broken.append(f"{where}: ingest adapters use the stream API (daemon.stream_api), not its implementation")
+    if _within(imp.module, "daemon.live_stream") and _within(imp.target, "daemon.hub"):
+        broken.append(f"{where}: a stream's audio path never goes back to the hub")
     if (_within(imp.module, RUNTIME) or _within(imp.module, "daemon")) and imp.top_level \
             and _within(imp.target, "torch"):
         broken.append(f"{where} at module level: import torch inside the function that needs it")
@@ -129,6 +139,11 @@ def test_every_import_respects_the_floors() -> None:
     ("daemon.batcher", "import torch"),
     ("daemon.batcher", "try:\n    import torch\nexcept ImportError:\n    torch = None"),
     ("daemon.batcher", "class A:\n    import torch.nn"),
+    ("daemon.ingest.zmq", "from daemon.hub import DaemonHub"),
+    ("daemon.ingest.twilio", "from daemon.live_stream import LiveStream"),
+    ("daemon.ingest.audiosocket", "from daemon import admission"),
+    ("daemon.ingest.webrtc", "from ..batcher import Batcher"),
+    ("daemon.live_stream", "from daemon.hub import DaemonHub"),
     ("streaming_models.runtime.torch_backend", "from torch import jit"),
 ])
 def test_a_broken_rule_is_caught(module: str, source: str) -> None:
@@ -142,6 +157,9 @@ def test_a_broken_rule_is_caught(module: str, source: str) -> None:
     ("streaming_models.runtime.torch_backend", "def load():\n    import torch"),
     ("daemon.batcher", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch"),
     ("clients.cli", "import daemon.app\nimport streaming_models.train"),
+    ("daemon.ingest.zmq", "from daemon.stream_api import StreamHub, StreamHandle"),
+    ("daemon.ingest.twilio", "from daemon.refusals import Refusals"),
+    ("daemon.hub", "from daemon.live_stream import LiveStream"),
 ])
 def test_an_allowed_import_passes(module: str, source: str) -> None:
     assert [s for imp in imports_of(source, module) for s in violations(imp)] == []

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from telephony_harness import collecting, http_base, running_daemon, speechlike
 
-from daemon import refusals
 from daemon.app import Daemon
 from daemon.wire.g711 import encode_mulaw
 
@@ -181,11 +180,11 @@ async def test_connection_limit_and_plain_http(tiny_model: tuple[Path, Path]) ->
             async with session.get(url) as plain:
                 assert plain.status == 426  # not a WebSocket upgrade
             async with session.ws_connect(url) as first:
-                before = refusals.refused("twilio", "too_many_connections")
+                before = daemon.refusals.count("twilio", "too_many_connections")
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                     await session.ws_connect(url)
                 assert refused.value.status == 503
-                assert refusals.refused("twilio", "too_many_connections") == before + 1
+                assert daemon.refusals.count("twilio", "too_many_connections") == before + 1
                 await first.send_str(json.dumps({"event": "connected"}))
             # the slot is free again once the first connection is gone
             for _ in range(50):

@@ -17,7 +17,6 @@ from telephony_harness import PubCollector, collecting, http_base, running_daemo
 
 from daemon.app import Daemon
 from daemon.ingest.twilio import TwilioConnection
-from daemon.refusals import refused
 
 NESTED = "[" * 1000 + "]" * 1000
 PAYLOAD = base64.b64encode(bytes(160)).decode()
@@ -75,12 +74,12 @@ TWILIO_CASES: dict[str, tuple[list[str | bytes], int, str | None, str]] = {
 @pytest.mark.parametrize("name", list(TWILIO_CASES))
 async def test_twilio_hostile_json_is_a_protocol_close(daemon: Daemon, name: str) -> None:
     messages, code, opened, reason = TWILIO_CASES[name]
-    before = refused("twilio", reason)
+    before = daemon.refusals.count("twilio", reason)
     async with collecting(daemon) as pub, aiohttp.ClientSession() as session:
         assert await close_code_after(session, http_base(daemon) + "/twilio", messages) == code
         if opened is not None:
             assert await closed_reason(pub, opened) == "error"
-    assert refused("twilio", reason) == before + 1
+    assert daemon.refusals.count("twilio", reason) == before + 1
 
 
 AUDIOFORK_CASES: dict[str, tuple[str, list[str | bytes], int, str | None, str]] = {
@@ -97,12 +96,12 @@ AUDIOFORK_CASES: dict[str, tuple[str, list[str | bytes], int, str | None, str]] 
 @pytest.mark.parametrize("name", list(AUDIOFORK_CASES))
 async def test_audiofork_hostile_json_and_rates_are_a_protocol_close(daemon: Daemon, name: str) -> None:
     query, messages, code, opened, reason = AUDIOFORK_CASES[name]
-    before = refused("audiofork", reason)
+    before = daemon.refusals.count("audiofork", reason)
     async with collecting(daemon) as pub, aiohttp.ClientSession() as session:
         assert await close_code_after(session, http_base(daemon) + "/audiofork" + query, messages) == code
         if opened is not None:
             assert await closed_reason(pub, opened) == "error"
-    assert refused("audiofork", reason) == before + 1
+    assert daemon.refusals.count("audiofork", reason) == before + 1
 
 
 async def test_a_bug_while_handling_a_message_closes_1011_and_the_stream_as_error(
@@ -118,12 +117,12 @@ async def test_a_bug_while_handling_a_message_closes_1011_and_the_stream_as_erro
         await original(self, message)
 
     monkeypatch.setattr(TwilioConnection, "_on_media", failing_media)
-    before = refused("twilio", "internal_error")
+    before = daemon.refusals.count("twilio", "internal_error")
     async with collecting(daemon) as pub, aiohttp.ClientSession() as session:
         messages: list[str | bytes] = [twilio_start("MZbug"), twilio_media("MZbug", '"1"'), twilio_media("MZbug", '"2"')]
         assert await close_code_after(session, http_base(daemon) + "/twilio", messages) == 1011
         assert await closed_reason(pub, "MZbug:inbound") == "error"
-    assert refused("twilio", "internal_error") == before + 1
+    assert daemon.refusals.count("twilio", "internal_error") == before + 1
 
 
 @pytest.mark.parametrize("path, messages, never_opened", [
@@ -136,9 +135,9 @@ async def test_a_bug_while_handling_a_message_closes_1011_and_the_stream_as_erro
 async def test_metadata_over_the_shared_limit_closes_1008(daemon: Daemon, path: str, messages: list[str | bytes],
                                                          never_opened: str) -> None:
     transport = path.strip("/")
-    before = refused(transport, "bad_metadata")
+    before = daemon.refusals.count(transport, "bad_metadata")
     async with collecting(daemon) as pub, aiohttp.ClientSession() as session:
         assert await close_code_after(session, http_base(daemon) + path, messages) == 1008
         await asyncio.sleep(0.1)
         assert not pub.of(never_opened, "opened")
-    assert refused(transport, "bad_metadata") == before + 1
+    assert daemon.refusals.count(transport, "bad_metadata") == before + 1

@@ -10,9 +10,10 @@ import zmq
 import zmq.asyncio
 
 from daemon.config import ZmqConfig
-from daemon.ingest.hub import StreamSpec
 from daemon.ingest.zmq import DRAIN_BUDGET, ZmqIngest
-from daemon.wire.frames import AudioChunk, AudioFormat
+from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamSpec
+from daemon.wire.frames import AudioFormat
 from daemon.wire.zmq_messages import AudioMessage, OpenMessage, PingMessage, PongReply, parse_reply
 
 MULAW = AudioFormat("mulaw", 8000, 1)
@@ -50,7 +51,8 @@ class RecordingHub:
 async def test_a_burst_over_several_drain_budgets_arrives_in_order() -> None:
     context = zmq.asyncio.Context()
     hub = RecordingHub()
-    ingest = ZmqIngest(hub, ZmqConfig(ingest_endpoint="tcp://127.0.0.1:*", receive_tick_ms=5.0), context=context)
+    ingest = ZmqIngest(hub, ZmqConfig(ingest_endpoint="tcp://127.0.0.1:*", receive_tick_ms=5.0),
+                       refusals=Refusals(), context=context)
     await ingest.start()
     dealer = context.socket(zmq.DEALER)
     dealer.connect(ingest.endpoint)

@@ -12,7 +12,6 @@ import zmq.asyncio
 from daemon_harness import Client, running_daemon
 
 from daemon.ingest.zmq import ZmqIngest
-from daemon.refusals import refused
 from daemon.wire.frames import AudioFormat
 from daemon.wire.zmq_messages import (
     AudioBatchMessage,
@@ -47,11 +46,11 @@ async def test_hostile_json_gets_bad_json_and_ingest_keeps_answering(
         tiny_model: tuple[Path, Path], context: Any, frame: bytes) -> None:
     async with running_daemon(tiny_model[0]) as daemon:
         client = Client(context, daemon.state.endpoints["ingest"])
-        before = refused("zmq", "bad_json")
+        before = daemon.refusals.count("zmq", "bad_json")
         for _ in range(3):
             reply = await client.request([frame])
             assert isinstance(reply, ErrorReply) and reply.code == "bad_json", reply
-        assert refused("zmq", "bad_json") == before + 3
+        assert daemon.refusals.count("zmq", "bad_json") == before + 3
         assert isinstance(await client.request(PingMessage().to_frames()), PongReply)
         assert isinstance(await client.request(OpenMessage("after", F16).to_frames()), OpenedReply)
         assert _ingest(daemon).restarts == 0
@@ -125,7 +124,7 @@ async def test_a_failure_on_one_batch_entry_is_internal_error_for_that_entry_onl
             raise RuntimeError("injected push bug")
 
         monkeypatch.setattr(broken, "push", failing_push)
-        before = refused("zmq", "internal_error")
+        before = daemon.refusals.count("zmq", "internal_error")
         entries = [AudioMessage(stream_id, 0, b"\xff" * 160) for stream_id in ("fine-1", "broken", "fine-2")]
         await client.send(AudioBatchMessage(entries).to_frames())
         reply = await client.reply()
@@ -133,7 +132,7 @@ async def test_a_failure_on_one_batch_entry_is_internal_error_for_that_entry_onl
         assert (reply.code, reply.ref, reply.stream_id, reply.seq, reply.index) == (
             "internal_error", "audio_batch", "broken", 0, 1)
         assert isinstance(await client.request(PingMessage().to_frames()), PongReply)  # no other reply came
-        assert refused("zmq", "internal_error") == before + 1
+        assert daemon.refusals.count("zmq", "internal_error") == before + 1
         for stream_id in ("fine-1", "fine-2"):
             assert ingest._streams[stream_id].handle.buffer.counters.samples_in == 160  # type: ignore[attr-defined]
         assert ingest.restarts == 0

@@ -8,7 +8,6 @@ from streaming_models.features import (
     SpectralFrontEnd,
     dct_matrix,
     dft_basis,
-    interpolate_masked,
     linear_filterbank,
     mel_filterbank,
 )
@@ -73,31 +72,3 @@ def test_top_hz_features_ignore_everything_above_it(kind: str, dim: int) -> None
 def test_top_hz_outside_the_band_is_refused() -> None:
     with pytest.raises(ValueError, match="top_hz"):
         SpectralFrontEnd("lfcc", 16000, 320, 160, 60, 40, top_hz=9000.0)
-
-
-def test_masked_channels_are_a_straight_line_between_their_neighbours() -> None:
-    log_spec = torch.randn(3, 10, 4)
-    masked = torch.zeros(3, 10, dtype=torch.bool)
-    masked[0, 3:6] = True  # inside: interpolate between channels 2 and 6
-    masked[1, :2] = True  # at the low edge: take channel 2
-    masked[1, 8:] = True  # at the high edge: take channel 7
-    out = interpolate_masked(log_spec, masked)
-    assert torch.equal(out[~masked], log_spec[~masked])  # unmasked channels untouched
-    assert torch.equal(out[2], log_spec[2])  # a row with no mask
-    for k, channel in enumerate((3, 4, 5), 1):
-        expected = log_spec[0, 2] + (log_spec[0, 6] - log_spec[0, 2]) * k / 4
-        assert torch.allclose(out[0, channel], expected, atol=1e-6)
-    assert torch.equal(out[1, 0], log_spec[1, 2]) and torch.equal(out[1, 1], log_spec[1, 2])
-    assert torch.equal(out[1, 8], log_spec[1, 7]) and torch.equal(out[1, 9], log_spec[1, 7])
-
-
-def test_a_band_mask_changes_the_features_only_where_it_hides_something() -> None:
-    fe = SpectralFrontEnd("lfcc", 16000, 320, 160, n_filters=60, n_ceps=40)
-    audio = 0.1 * torch.randn(2, 160 + 10 * 160, generator=torch.Generator().manual_seed(0))
-    spec = fe.spectrum(audio)
-    mask = torch.zeros(2, fe.bands, dtype=torch.bool)
-    mask[1, 40:52] = True
-    masked = fe.from_spectrum(spec, fe.bins, mask)
-    assert fe.bands == 60
-    assert torch.equal(masked[0], fe.from_spectrum(spec, fe.bins)[0])
-    assert not torch.allclose(masked[1], fe.from_spectrum(spec, fe.bins)[1])

@@ -16,7 +16,6 @@ from streaming_models.data.transforms import AudioTransform, TransformUnavailabl
 from streaming_models.resynthesis.checkpoint import load_model
 from streaming_models.resynthesis.codec import Codec
 from streaming_models.resynthesis.config import (
-    ConfigError,
     ResynthConfig,
     config_from_dict,
     load_config,
@@ -29,6 +28,7 @@ from streaming_models.resynthesis.plugins import (
     ResynthesisUnavailable,
 )
 from streaming_models.resynthesis.train import TrainingError, build_trainer, train, train_step
+from streaming_models.runtime.settings import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs" / "resynthesis"

@@ -18,9 +18,8 @@ from aiohttp import web
 from telephony_harness import http_base, running_daemon, speechlike
 
 from daemon.config import WebhooksConfig
-from daemon.ingest.hub import StreamSpec
+from daemon.stream_api import AudioChunk, StreamSpec
 from daemon.webhooks import WebhookSender
-from daemon.wire.frames import AudioChunk
 from daemon.wire.g711 import encode_mulaw
 
 

@@ -13,9 +13,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clients.whip import ArrayAudioTrack, whip_send
 from daemon.config import WebRTCConfig
-from daemon.ingest.hub import StreamRejected, StreamSpec
 from daemon.ingest.webrtc import WhipIngest
-from daemon.wire.frames import AudioChunk
+from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamRejected, StreamSpec
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -69,7 +69,7 @@ def tone(seconds: float, rate_hz: int = 16000) -> np.ndarray:
 @pytest.fixture
 async def whip() -> AsyncIterator[tuple[WhipIngest, RecordingHub, str]]:
     hub = RecordingHub()
-    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1))
+    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1), refusals=Refusals())
     await ingest.start()
     try:
         yield ingest, hub, f"http://127.0.0.1:{ingest.server.port}/whip"
@@ -97,6 +97,22 @@ async def test_wrong_content_type_is_415(whip: tuple[WhipIngest, RecordingHub, s
     assert "application/sdp" in text
 
 
+async def test_refusals_are_counted_in_the_object_the_ingest_was_given() -> None:
+    refusals = Refusals()
+    ingest = WhipIngest(RecordingHub(), WebRTCConfig(port=0, max_sessions=1), refusals=refusals)
+    await ingest.start()
+    try:
+        url = f"http://127.0.0.1:{ingest.server.port}/whip"
+        await post(url, "v=0\r\n", content_type="application/json")
+        await post(url, "not sdp at all")
+        async with aiohttp.ClientSession() as http, http.delete(url + "/nobody") as response:
+            assert response.status == 403
+    finally:
+        await ingest.stop()
+    assert refusals.counts() == [(("webrtc", "http_400"), 1), (("webrtc", "http_403"), 1),
+                                 (("webrtc", "http_415"), 1)]
+
+
 @pytest.mark.parametrize(
     "body, reason",
     [
@@ -119,7 +135,7 @@ async def test_truncated_offers_are_400_never_500(loopback_ice: None) -> None:
     """A cut-off offer (800, 1,200, 2,000 bytes...) used to reach aiortc without its DTLS
     fingerprint and fail with HTTP 500 ('NoneType' object has no attribute 'role')."""
     hub = RecordingHub()
-    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1000))
+    ingest = WhipIngest(hub, WebRTCConfig(port=0, max_sessions=1000), refusals=Refusals())
     await ingest.start()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(ArrayAudioTrack(tone(0.5), 16000))

@@ -33,7 +33,6 @@ from aiohttp import WSCloseCode, web
 
 from daemon.config import AudioForkConfig
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamSpec
 from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
@@ -42,8 +41,10 @@ from daemon.ingest.websockets import (
     json_object,
     string_metadata,
 )
+from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamHandle, StreamHub, StreamSpec
 from daemon.webhooks import WebhookSender
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ
 
 TRANSPORT = "audiofork"
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org")
@@ -82,8 +83,8 @@ def _first(sources: tuple[Mapping[str, Any], ...], keys: tuple[str, ...]) -> Any
 
 class AudioForkConnection(WebSocketConnection):
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, hub: StreamHub,
-                 config: AudioForkConfig, webhooks: WebhookSender | None) -> None:
-        super().__init__(ws, request, TRANSPORT)
+                 config: AudioForkConfig, webhooks: WebhookSender | None, refusals: Refusals) -> None:
+        super().__init__(ws, request, TRANSPORT, refusals)
         self._hub = hub
         self._config = config
         self._webhooks = webhooks
@@ -177,11 +178,11 @@ class AudioForkIngest(WebSocketIngest):
     subprotocols = SUBPROTOCOLS
 
     def __init__(self, hub: StreamHub, config: AudioForkConfig, server: HttpServer,
-                 webhooks: WebhookSender | None = None) -> None:
+                 webhooks: WebhookSender | None = None, *, refusals: Refusals) -> None:
         self._hub = hub
         self._config = config
         self._webhooks = webhooks
-        super().__init__(server, config.path, config.max_connections)
+        super().__init__(server, config.path, config.max_connections, refusals)
 
     def connect(self, ws: web.WebSocketResponse, request: web.Request) -> WebSocketConnection:
-        return AudioForkConnection(ws, request, self._hub, self._config, self._webhooks)
+        return AudioForkConnection(ws, request, self._hub, self._config, self._webhooks, self._refusals)

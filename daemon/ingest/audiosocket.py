@@ -31,11 +31,17 @@ import numpy as np
 import structlog
 
 from daemon.config import AudioSocketConfig
-from daemon.errors import StreamClosedError
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.webhooks import WebhookSender
-from daemon.wire.frames import MAX_SAMPLE_RATE_HZ, AudioChunk
+from daemon.wire.frames import MAX_SAMPLE_RATE_HZ
 
 log = structlog.get_logger(__name__)
 
@@ -96,8 +102,9 @@ class AudioSocketCall:
     """One TCP connection = one call. Owns its hub stream; `run()` returns when the call ends."""
 
     def __init__(self, hub: StreamHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 config: AudioSocketConfig, webhooks: WebhookSender | None) -> None:
+                 config: AudioSocketConfig, webhooks: WebhookSender | None, refusals: Refusals) -> None:
         self._hub = hub
+        self._refusals = refusals
         self._reader = reader
         self._writer = writer
         self._config = config
@@ -116,11 +123,11 @@ class AudioSocketCall:
             await self._run_messages()
         except AudioSocketProtocolError as exc:
             reason = "error"
-            refuse(TRANSPORT, "protocol_error", message=str(exc)[:200], call_id=self.call_id)
+            self._refusals.refuse(TRANSPORT, "protocol_error", message=str(exc)[:200], call_id=self.call_id)
             self._log.warning("audiosocket_protocol_error", call_id=self.call_id, reason=str(exc))
         except StreamRejected as exc:
             reason = "error"
-            refuse(TRANSPORT, exc.code, message=exc.message[:200], call_id=self.call_id)
+            self._refusals.refuse(TRANSPORT, exc.code, message=exc.message[:200], call_id=self.call_id)
             self._log.warning("audiosocket_stream_rejected", call_id=self.call_id, code=exc.code, reason=exc.message)
         except StreamClosedError:
             self._log.info("audiosocket_stream_closed_by_daemon", call_id=self.call_id)
@@ -135,7 +142,7 @@ class AudioSocketCall:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug on one message ends this call only, as an error
             reason = "error"
-            refuse(TRANSPORT, "internal_error", error=repr(exc)[:200], call_id=self.call_id)
+            self._refusals.refuse(TRANSPORT, "internal_error", error=repr(exc)[:200], call_id=self.call_id)
             self._log.exception("audiosocket_message_failed", call_id=self.call_id)
         finally:
             await self._finish(reason)
@@ -208,8 +215,10 @@ class AudioSocketCall:
 class AudioSocketIngest:
     """The TCP server. `start()` listens (port 0 = any free port, see `.port`); `stop()` ends every call."""
 
-    def __init__(self, hub: StreamHub, config: AudioSocketConfig, webhooks: WebhookSender | None = None) -> None:
+    def __init__(self, hub: StreamHub, config: AudioSocketConfig, webhooks: WebhookSender | None = None, *,
+                 refusals: Refusals) -> None:
         self._hub = hub
+        self._refusals = refusals
         self._config = config
         self._webhooks = webhooks
         self._server: asyncio.Server | None = None
@@ -240,19 +249,19 @@ class AudioSocketIngest:
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._peer_allowed(writer):
-            refuse(TRANSPORT, "peer_not_allowed", peer=str(writer.get_extra_info("peername"))[:60])
+            self._refusals.refuse(TRANSPORT, "peer_not_allowed", peer=str(writer.get_extra_info("peername"))[:60])
             writer.close()
             return
         if len(self._tasks) >= self._config.max_connections:
             self.connections_refused += 1
-            refuse(TRANSPORT, "too_many_connections", limit=self._config.max_connections)
+            self._refusals.refuse(TRANSPORT, "too_many_connections", limit=self._config.max_connections)
             writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         try:
-            await AudioSocketCall(self._hub, reader, writer, self._config, self._webhooks).run()
+            await AudioSocketCall(self._hub, reader, writer, self._config, self._webhooks, self._refusals).run()
         finally:
             self._tasks.discard(task)
 

@@ -33,7 +33,6 @@ from aiohttp import WSCloseCode, web
 
 from daemon.config import TwilioConfig
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamSpec
 from daemon.ingest.websockets import (
     ProtocolViolation,
     WebSocketConnection,
@@ -42,9 +41,10 @@ from daemon.ingest.websockets import (
     json_object,
     string_metadata,
 )
+from daemon.refusals import Refusals
+from daemon.stream_api import AudioChunk, StreamHandle, StreamHub, StreamSpec
 from daemon.webhooks import WebhookSender
 from daemon.wire import g711
-from daemon.wire.frames import AudioChunk
 
 TRANSPORT = "twilio"
 SAMPLE_RATE_HZ = 8000
@@ -74,8 +74,8 @@ def _object(message: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 class TwilioConnection(WebSocketConnection):
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, hub: StreamHub, config: TwilioConfig,
-                 webhooks: WebhookSender | None) -> None:
-        super().__init__(ws, request, TRANSPORT)
+                 webhooks: WebhookSender | None, refusals: Refusals) -> None:
+        super().__init__(ws, request, TRANSPORT, refusals)
         self._hub = hub
         self._config = config
         self._webhooks = webhooks
@@ -204,11 +204,11 @@ class TwilioIngest(WebSocketIngest):
     transport = TRANSPORT
 
     def __init__(self, hub: StreamHub, config: TwilioConfig, server: HttpServer,
-                 webhooks: WebhookSender | None = None) -> None:
+                 webhooks: WebhookSender | None = None, *, refusals: Refusals) -> None:
         self._hub = hub
         self._config = config
         self._webhooks = webhooks
-        super().__init__(server, config.path, config.max_connections)
+        super().__init__(server, config.path, config.max_connections, refusals)
 
     def connect(self, ws: web.WebSocketResponse, request: web.Request) -> WebSocketConnection:
-        return TwilioConnection(ws, request, self._hub, self._config, self._webhooks)
+        return TwilioConnection(ws, request, self._hub, self._config, self._webhooks, self._refusals)

@@ -51,12 +51,17 @@ from aiortc.mediastreams import MediaStreamError
 
 from daemon.auth import TOKEN_QUERY
 from daemon.config import WebRTCConfig
-from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.wire.endpoints import WHIP_PATH
-from daemon.wire.frames import AudioChunk
 from daemon.wire.limits import MAX_STREAM_ID_CHARS, metadata_problem
 
 log = structlog.get_logger(__name__)
@@ -316,8 +321,10 @@ class WhipIngest:
     with the web console), the owner of that server starts and stops it.
     """
 
-    def __init__(self, hub: StreamHub, config: WebRTCConfig, server: HttpServer | None = None) -> None:
+    def __init__(self, hub: StreamHub, config: WebRTCConfig, server: HttpServer | None = None, *,
+                 refusals: Refusals) -> None:
         self._hub = hub
+        self._refusals = refusals
         self._config = config
         self._owns_server = server is None
         self.server = server if server is not None else HttpServer(config.host, config.port)
@@ -353,7 +360,7 @@ class WhipIngest:
         try:
             return await self._accept_offer(request)
         except WhipRequestError as exc:
-            refuse(TRANSPORT, f"http_{exc.status}", message=exc.message[:200], peer=request.remote)
+            self._refusals.refuse(TRANSPORT, f"http_{exc.status}", message=exc.message[:200], peer=request.remote)
             return web.Response(status=exc.status, text=exc.message + "\n")
 
     async def _accept_offer(self, request: web.Request) -> web.Response:
@@ -440,16 +447,16 @@ class WhipIngest:
     async def handle_delete(self, request: web.Request) -> web.Response:
         session = self._sessions.get(request.match_info["session_id"])
         if session is None:
-            refuse(TRANSPORT, "http_404", message="DELETE of an unknown WHIP session", peer=request.remote)
+            self._refusals.refuse(TRANSPORT, "http_404", message="DELETE of an unknown WHIP session", peer=request.remote)
             return web.Response(status=404, text="unknown WHIP session\n")
         if not hmac.compare_digest(request.match_info["secret"].encode(), session.secret.encode()):
-            refuse(TRANSPORT, "http_403", message="DELETE with a wrong session secret", peer=request.remote)
+            self._refusals.refuse(TRANSPORT, "http_403", message="DELETE with a wrong session secret", peer=request.remote)
             return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
         await self._end(session, "client")
         return web.Response(status=200)
 
     async def handle_delete_without_secret(self, request: web.Request) -> web.Response:
-        refuse(TRANSPORT, "http_403", message="DELETE without the session secret", peer=request.remote)
+        self._refusals.refuse(TRANSPORT, "http_403", message="DELETE without the session secret", peer=request.remote)
         return web.Response(status=403, text="DELETE the Location URL the session was created with\n")
 
     async def _end(self, session: WhipSession, reason: str) -> None:

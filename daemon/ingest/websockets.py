@@ -14,10 +14,9 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-from daemon.errors import StreamClosedError
 from daemon.http import HttpServer
-from daemon.ingest.hub import StreamRejected
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
+from daemon.stream_api import StreamClosedError, StreamRejected
 from daemon.wire.limits import JsonRejected, loads_bounded, metadata_problem
 
 log = structlog.get_logger(__name__)
@@ -28,7 +27,7 @@ MAX_TEXT_BYTES = 64 * 1024  # one JSON text message (a Twilio media message is ~
 
 class ProtocolViolation(Exception):
     """The peer broke its protocol: the connection is closed with `close_code` and this reason;
-    `code` is the short reason counted in `daemon.refusals`."""
+    `code` is the short reason counted in the daemon's `Refusals`."""
 
     def __init__(self, reason: str, close_code: int = WSCloseCode.POLICY_VIOLATION,
                  code: str = "protocol_error") -> None:
@@ -72,10 +71,11 @@ def _close_message(text: str) -> bytes:
 class WebSocketConnection:
     """One accepted WebSocket. Subclasses implement `on_text`/`on_binary` and `close_streams`."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, transport: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, transport: str, refusals: Refusals) -> None:
         self.ws = ws
         self.request = request
         self.transport = transport
+        self._refusals = refusals
         self.log = log.bind(transport=transport, peer=request.remote)
         self.shutting_down = False  # set by the adapter's stop(): the streams end as `shutdown`
 
@@ -106,12 +106,12 @@ class WebSocketConnection:
                 self.log.info("ws_closed_by_peer", code=self.ws.close_code)
         except ProtocolViolation as exc:
             reason = "error"
-            refuse(self.transport, exc.code, message=exc.reason[:200], peer=self.request.remote)
+            self._refusals.refuse(self.transport, exc.code, message=exc.reason[:200], peer=self.request.remote)
             self.log.warning("ws_protocol_error", reason=exc.reason)
             await self.ws.close(code=exc.close_code, message=_close_message(exc.reason))
         except StreamRejected as exc:
             reason = "error"
-            refuse(self.transport, exc.code, message=exc.message[:200], peer=self.request.remote)
+            self._refusals.refuse(self.transport, exc.code, message=exc.message[:200], peer=self.request.remote)
             self.log.warning("ws_stream_rejected", code=exc.code, reason=exc.message)
             close_code = WSCloseCode.POLICY_VIOLATION if exc.code == "bad_field" else WSCloseCode.TRY_AGAIN_LATER
             await self.ws.close(code=close_code, message=_close_message(f"{exc.code}: {exc.message}"))
@@ -123,7 +123,7 @@ class WebSocketConnection:
             raise
         except Exception as exc:  # a bug on one message ends this connection only, as an error
             reason = "error"
-            refuse(self.transport, "internal_error", error=repr(exc)[:200], peer=self.request.remote)
+            self._refusals.refuse(self.transport, "internal_error", error=repr(exc)[:200], peer=self.request.remote)
             self.log.exception("ws_message_failed")
             await self.ws.close(code=WSCloseCode.INTERNAL_ERROR,
                                 message=_close_message(f"internal error ({type(exc).__name__}), logged"))
@@ -137,10 +137,11 @@ class WebSocketIngest:
     transport = "websocket"
     subprotocols: tuple[str, ...] = ()
 
-    def __init__(self, server: HttpServer, path: str, max_connections: int) -> None:
+    def __init__(self, server: HttpServer, path: str, max_connections: int, refusals: Refusals) -> None:
         self.server = server
         self.path = path
         self._max_connections = max_connections
+        self._refusals = refusals
         self._connections: dict[asyncio.Task[Any], WebSocketConnection] = {}
         self._stopping = False
         self.connections_refused = 0
@@ -157,7 +158,7 @@ class WebSocketIngest:
             return web.Response(status=503, text="the daemon is shutting down\n")
         if len(self._connections) >= self._max_connections:
             self.connections_refused += 1
-            refuse(self.transport, "too_many_connections", limit=self._max_connections, peer=request.remote)
+            self._refusals.refuse(self.transport, "too_many_connections", limit=self._max_connections, peer=request.remote)
             return web.Response(status=503, text=f"at most {self._max_connections} {self.transport} connections\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, protocols=self.subprotocols)
         if not ws.can_prepare(request).ok:

@@ -4,7 +4,7 @@ One receive loop handles every client in arrival order, so each stream's audio i
 pushed in order. Nothing in the loop waits on inference: `push` only buffers, and a
 `close` (which drains the stream) runs in its own task that replies when done.
 A rejected message gets an error reply to its sender only and touches no other stream,
-and is counted by reason (`daemon.refusals`). An `audio_batch` message (many streams' audio
+and is counted by reason (the daemon's `Refusals`). An `audio_batch` message (many streams' audio
 from one gateway) is handled entry by entry in message order, exactly as that many `audio`
 messages would be; a bad entry is refused alone. A message that makes the adapter itself fail
 (a bug) gets `internal_error` and is logged with its traceback; the receive loop runs
@@ -26,11 +26,17 @@ import zmq
 import zmq.asyncio
 
 from daemon.config import ZmqConfig
-from daemon.errors import StreamClosedError
-from daemon.ingest.hub import StreamHandle, StreamHub, StreamRejected, StreamSpec
-from daemon.refusals import refuse
+from daemon.refusals import Refusals
+from daemon.stream_api import (
+    AudioChunk,
+    StreamClosedError,
+    StreamHandle,
+    StreamHub,
+    StreamRejected,
+    StreamSpec,
+)
 from daemon.supervise import Supervisor
-from daemon.wire.frames import AudioChunk, AudioFormat
+from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import PayloadError, decode_payload, decode_payloads
 from daemon.wire.zmq_messages import (
     AudioBatchMessage,
@@ -59,9 +65,11 @@ class _ClientStream:
 
 
 class ZmqIngest:
-    def __init__(self, hub: StreamHub, config: ZmqConfig, *, model_id: str = "", hop_ms: float = 0.0,
-                 context: zmq.asyncio.Context | None = None, curve: CurveKeys | None = None) -> None:
+    def __init__(self, hub: StreamHub, config: ZmqConfig, *, refusals: Refusals, model_id: str = "",
+                 hop_ms: float = 0.0, context: zmq.asyncio.Context | None = None,
+                 curve: CurveKeys | None = None) -> None:
         self._hub = hub
+        self._refusals = refusals
         self._curve = curve  # a CURVE server: each stream records the User-Id of its opener
         self._config = config
         self._model_id = model_id
@@ -160,13 +168,13 @@ class ZmqIngest:
 
     async def _refuse(self, identity: bytes, exc: ProtocolError) -> None:
         self.messages_rejected += 1
-        refuse("zmq", exc.code, message=exc.message, stream_id=exc.stream_id, ref=exc.ref)
+        self._refusals.refuse("zmq", exc.code, message=exc.message, stream_id=exc.stream_id, ref=exc.ref)
         await self._reply(identity, exc.reply().to_frames())
 
     async def _internal_error(self, identity: bytes, exc: Exception, what: str, *, stream_id: str | None = None,
                               ref: str = "?", seq: int | None = None, index: int | None = None) -> None:
         self.messages_rejected += 1
-        refuse("zmq", "internal_error", error=repr(exc)[:200])
+        self._refusals.refuse("zmq", "internal_error", error=repr(exc)[:200])
         error = ProtocolError("internal_error", f"the daemon failed on this {what} ({type(exc).__name__}); "
                               "it was dropped and logged", stream_id=stream_id, ref=ref, seq=seq, index=index)
         await self._reply(identity, error.reply().to_frames())
@@ -186,7 +194,7 @@ class ZmqIngest:
 
     def _owned(self, identity: bytes, stream_id: str, ref: str, seq: int | None = None) -> _ClientStream:
         entry = self._streams.get(stream_id)
-        if entry is not None and getattr(entry.handle, "closed", False):
+        if entry is not None and entry.handle.closed:
             del self._streams[stream_id]  # closed by the daemon (idle, error)
             entry = None
         if entry is None:
@@ -274,7 +282,7 @@ class ZmqIngest:
         await self._reply(identity, ClosedReply(handle.stream_id).to_frames())
 
     def _forget_closed(self) -> None:
-        for stream_id in [k for k, v in self._streams.items() if getattr(v.handle, "closed", False)]:
+        for stream_id in [k for k, v in self._streams.items() if v.handle.closed]:
             del self._streams[stream_id]
 
     async def _reply(self, identity: bytes, frames: list[bytes]) -> None:

@@ -1,16 +1,13 @@
-"""The daemon's internal audio unit, shared by every ingest adapter.
+"""Audio on the wire: the encodings, rates and channel counts a sender may declare (`AudioFormat`).
 
-Adapters decode their transport at the edge (see `g711.py` and friends) and hand
-the stream API `AudioChunk`s: mono float32 samples at the stream's source rate.
+Adapters decode their transport at the edge (`pcm.py`, `g711.py`) into the stream API's
+`AudioChunk`s (daemon/stream_api.py): mono float32 samples at the stream's source rate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, get_args
-
-import numpy as np
-import numpy.typing as npt
 
 Encoding = Literal["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
@@ -43,11 +40,3 @@ class AudioFormat:
     @property
     def bytes_per_frame(self) -> int:
         return self.bytes_per_sample * self.channels
-
-
-@dataclass(frozen=True)
-class AudioChunk:
-    """Decoded mono audio. `sequence` is the sender's counter where the transport has one."""
-
-    samples: npt.NDArray[np.float32]
-    sequence: int | None = None

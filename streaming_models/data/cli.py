@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilder
-from streaming_models.data.recipe import RecipeError, load_recipe
+from streaming_models.data.recipe import load_recipe
 from streaming_models.paths import debian_speech_cache_dir, engine_cache_dir, small_recipe
+from streaming_models.runtime.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +102,7 @@ def main(argv: list[str]) -> int:
                   f"{len(jobs)} jobs, about {hours:.2f} h of base audio before codec copies")
             return 0
         report = builder.build()
-    except (RecipeError, BuildError) as exc:
+    except (ConfigError, BuildError) as exc:
         print(f"spoofwatch data: {exc}", file=sys.stderr)
         return 1
     for job_id, error in sorted(report.failures.items()):

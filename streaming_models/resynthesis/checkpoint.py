@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from streaming_models.resynthesis.codec import Codec
-from streaming_models.resynthesis.config import ConfigError, ResynthConfig, config_from_dict
+from streaming_models.resynthesis.config import ResynthConfig, config_from_dict
 from streaming_models.resynthesis.vocoder import MelVocoder
+from streaming_models.runtime.settings import ConfigError
 
 CHECKPOINT_FORMAT = 1
 

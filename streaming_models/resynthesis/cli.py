@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from streaming_models.paths import resynthesis_artifacts_dir
-from streaming_models.resynthesis.config import ConfigError, apply_overrides, load_config
+from streaming_models.resynthesis.config import apply_overrides, load_config
+from streaming_models.runtime.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:

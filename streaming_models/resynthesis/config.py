@@ -3,14 +3,17 @@
 A config file names the model (`name`), what it is (`kind`: codec or vocoder), and overrides
 fields of the `[codec]`/`[vocoder]`, `[loss]`, `[train]` and `[data]` tables. The resolved config
 is saved inside every checkpoint, so a checkpoint rebuilds its model without the TOML file.
+Files load through the project's one loader (streaming_models/runtime/settings.py).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from streaming_models.runtime.settings import ConfigError, build, load, require
 
 ModelKind = Literal["codec", "vocoder"]
 CodecArchitecture = Literal["conv", "istft"]
@@ -24,10 +27,6 @@ TRAINING_SOURCE_DIRS: dict[str, str] = {
 }
 
 SAMPLE_RATE_HZ = 16000
-
-
-class ConfigError(ValueError):
-    """A resynthesis config is malformed; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -143,27 +142,26 @@ class ResynthConfig:
         _check_literal("codec.quantizer", self.codec.quantizer, QuantizerUpdate)
         for source in self.data.sources:
             _check_literal("data.sources", source, TrainingSource)
-        if not self.name or not self.family:
-            raise ConfigError("name and family must be non-empty")
-        if self.kind == "codec" and self.codec_objective == "none":
-            raise ConfigError("a codec needs codec_objective 'compression' or 'synthesis'")
-        if self.kind == "vocoder" and self.codec_objective != "none":
-            raise ConfigError("a vocoder is a spoof generator, not a codec: codec_objective must be 'none'")
+        require("name", bool(self.name), "must be non-empty")
+        require("family", bool(self.family), "must be non-empty")
+        require("codec_objective", self.kind != "codec" or self.codec_objective != "none",
+                "a codec needs codec_objective 'compression' or 'synthesis'")
+        require("codec_objective", self.kind != "vocoder" or self.codec_objective == "none",
+                "a vocoder is a spoof generator, not a codec: codec_objective must be 'none'")
         _log2_exact(self.codec.codebook_size)
         positive = {"codec.num_quantizers": self.codec.num_quantizers, "codec.channels": self.codec.channels,
                     "codec.latent_dim": self.codec.latent_dim, "train.batch_size": self.train.batch_size,
                     "train.crop_seconds": self.train.crop_seconds, "train.max_steps": self.train.max_steps,
                     "vocoder.channels": self.vocoder.channels}
         for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key} must be > 0, got {value}")
+            require(key, value > 0, f"must be > 0, got {value}")
         hop = 1
         for rate in self.vocoder.upsample_rates:
             hop *= rate
-        if hop != self.vocoder.hop_samples:
-            raise ConfigError(f"vocoder.upsample_rates multiply to {hop}, not hop_samples {self.vocoder.hop_samples}")
-        if self.vocoder.channels % (2 ** len(self.vocoder.upsample_rates)):
-            raise ConfigError("vocoder.channels must stay divisible when halved at each upsampling")
+        require("vocoder.upsample_rates", hop == self.vocoder.hop_samples,
+                f"multiply to {hop}, not hop_samples {self.vocoder.hop_samples}")
+        require("vocoder.channels", not self.vocoder.channels % (2 ** len(self.vocoder.upsample_rates)),
+                "must stay divisible when halved at each upsampling")
 
     @property
     def crop_samples(self) -> int:
@@ -176,15 +174,14 @@ class ResynthConfig:
 
 
 def _log2_exact(n: int) -> int:
-    if n < 2 or n & (n - 1):
-        raise ConfigError(f"codebook_size must be a power of two >= 2, got {n}")
+    require("codec.codebook_size", n >= 2 and not n & (n - 1), f"must be a power of two >= 2, got {n}")
     return n.bit_length() - 1
 
 
 def _check_literal(key: str, value: object, literal: object) -> None:
+    """Also for configs built in code (with_overrides), which no loader has checked."""
     allowed = get_args(literal)
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+    require(key, value in allowed, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 def _as_tuple(value: Any) -> Any:
@@ -193,49 +190,17 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
-def _build_section(cls: type, raw: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-    return cls(**{k: _as_tuple(v) for k, v in raw.items()})
-
-
 SECTIONS: dict[str, type] = {"codec": CodecConfig, "vocoder": VocoderConfig, "loss": LossConfig,
                              "train": TrainConfig, "data": DataConfig}
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> ResynthConfig:
-    top = {f.name for f in fields(ResynthConfig)}
-    unknown = set(raw) - top
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(top)})")
-    for required in ("name", "kind", "family"):
-        if required not in raw:
-            raise ConfigError(f"{where}: missing required key {required!r}")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [{key}] must be a table")
-            values[key] = _build_section(SECTIONS[key], value, f"{where} [{key}]")
-        else:
-            values[key] = value
-    try:
-        return ResynthConfig(**values)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+    """A config from its table form (a parsed file, or the dict a checkpoint saved)."""
+    return build(ResynthConfig, raw, source=where)
 
 
 def load_config(path: str | Path) -> ResynthConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    return config_from_dict(raw, where=str(path))
+    return load(ResynthConfig, [path])
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -243,11 +208,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     key, sep, value = text.partition("=")
     section, dot, field_name = key.strip().partition(".")
     if not sep or not dot or section not in SECTIONS:
-        raise ConfigError(f"override {text!r} must look like SECTION.KEY=VALUE with SECTION in {sorted(SECTIONS)}")
+        raise ConfigError("--set", f"{text!r} must look like SECTION.KEY=VALUE with SECTION in {sorted(SECTIONS)}")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"override {text!r}: value is not TOML ({exc}); quote strings: KEY='\"text\"'") from exc
+        raise ConfigError("--set", f"{text!r}: the value is not TOML ({exc}); quote strings: KEY='\"text\"'") from exc
     return section, field_name, parsed
 
 

@@ -2,7 +2,8 @@
 
 The model contract (`model_format`), the base errors (`errors`), resampling and hop cutting
 (`resample`, `hops`), the inference backends (`backend`, `onnx_backend`, `torch_backend`), the
-one hop-by-hop batched scorer (`scorer`) and the packaged default model (`default_model`). The
+one hop-by-hop batched scorer (`scorer`), the one way config files are read (`settings`: frozen
+dataclasses from TOML, unknown keys refused) and the packaged default model (`default_model`). The
 daemon and the offline tools (evaluation, calibration, the public `Detector`) stand on it; it
 imports neither of them, nor torch at module level (docs/architecture.md, "Floors").
 """

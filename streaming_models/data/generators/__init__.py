@@ -27,7 +27,6 @@ _FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "griffinlim": ("griffinlim", "GriffinLimVocoder", ()),
     "hifigan": ("hifigan", "HifiganVocoder", ("universal",)),
     "hifigan-lj": ("hifigan", "HifiganVocoder", ("ljspeech",)),
-    "hifigan-vc": ("hifigan", "HifiganWarpVocoder", ()),
     "inhouse-vocoder": ("inhouse", "InhouseVocoderGenerator", ()),
 }
 

@@ -7,12 +7,6 @@ then loaded strictly. The generator runs in onnxruntime on one thread, exported 
 load time: real-time factor 0.76 against 1.06 in eager torch (docs/data.md). The mel front end
 follows the HiFi-GAN recipe: 22.05 kHz, 1024-point STFT, hop 256, 80 Slaney mel bands 0-8 kHz,
 log of the magnitude.
-
-`hifigan-vc` is the same copy-synthesis with the mel spectrogram stretched or squeezed along the
-frequency axis first: a different vocal tract and pitch from the same words, decoded by a neural
-vocoder: roughly what the decoders of voice-conversion systems emit. FreeVC makes such
-spectrogram-resized speech to augment its training (Li et al., ICASSP 2023). Six paired seeds found
-it does not teach what gives FreeVC away (docs/model-card.md, "hifigan-vc").
 """
 
 from __future__ import annotations
@@ -29,24 +23,6 @@ from streaming_models.data.generators.base import GeneratorUnavailable, check_ou
 SAMPLE_RATE_HZ = 22050
 _LRELU_SLOPE = 0.1
 _CHECKPOINTS = {"universal": "generator_universal.pth.tar", "ljspeech": "generator_LJSpeech.pth.tar"}
-# Frequency-axis stretch ratios for `hifigan-vc`: below 1 lowers formants and pitch, above 1 raises them;
-# ratios near 1 are left out, since they would be plain copy-synthesis.
-WARP_RANGES = ((0.80, 0.92), (1.08, 1.25))
-
-
-def warp_mel_frequency(log_mel: np.ndarray, ratio: float) -> np.ndarray:
-    """Stretch a (mels, frames) log-mel spectrogram along the mel axis by `ratio`.
-
-    Bin k of the output takes the input at k / ratio (linear interpolation); bins that fall beyond
-    the top repeat the top bin, as a resized spectrogram cropped to its height does."""
-    bins = log_mel.shape[0]
-    source = np.clip(np.arange(bins) / ratio, 0, bins - 1)
-    low = np.floor(source).astype(int)
-    high = np.minimum(low + 1, bins - 1)
-    frac = (source - low)[:, None].astype(log_mel.dtype)
-    return (1 - frac) * log_mel[low] + frac * log_mel[high]
-
-
 def slaney_mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
     """librosa.filters.mel(htk=False, norm="slaney"): shape (n_mels, n_fft // 2 + 1)."""
     f_sp, min_log_hz = 200.0 / 3, 1000.0
@@ -138,12 +114,11 @@ def fold_weight_norm(state: dict[str, Any]) -> dict[str, Any]:
 class HifiganVocoder:
     """Copy-synthesis: genuine audio -> mel -> HiFi-GAN V1 -> 22.05 kHz audio."""
 
-    def __init__(self, checkpoint: str = "universal", warp: bool = False) -> None:
+    def __init__(self, checkpoint: str = "universal") -> None:
         if checkpoint not in _CHECKPOINTS:
             raise ValueError(f"HiFi-GAN checkpoint must be one of {sorted(_CHECKPOINTS)}")
         self.checkpoint = checkpoint
-        self.warp = warp
-        self.family = "hifigan-vc" if warp else "hifigan" if checkpoint == "universal" else "hifigan-lj"
+        self.family = "hifigan" if checkpoint == "universal" else "hifigan-lj"
         self._session: Any = None
         self._config: dict[str, Any] = {}
 
@@ -213,15 +188,5 @@ class HifiganVocoder:
         x = 0.95 * x / peak  # HiFi-GAN was trained on peak-normalised audio
         with torch.inference_mode():
             mel = self.mel(x).numpy()
-        if self.warp:
-            low, high = WARP_RANGES[int(rng.integers(len(WARP_RANGES)))]
-            mel = warp_mel_frequency(mel, float(rng.uniform(low, high)))
         y = session.run(None, {"mel": mel[None]})[0][0, 0]
         return check_output(y.astype(np.float32), SAMPLE_RATE_HZ, f"HiFi-GAN {self.checkpoint}")
-
-
-class HifiganWarpVocoder(HifiganVocoder):
-    """`hifigan-vc`: universal HiFi-GAN copy-synthesis of a frequency-warped mel spectrogram."""
-
-    def __init__(self) -> None:
-        super().__init__("universal", warp=True)
