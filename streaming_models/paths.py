@@ -32,9 +32,14 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get(SHARED_DATA_ENV, default_shared_data_dir()))
 
 
-def small_recipe() -> Path:
+def small_corpus_recipe() -> Path:
     """The corpus recipe of `spoofwatch data build --small`."""
     return project_dir() / "configs" / "data" / "small.toml"
+
+
+def small_training_recipe() -> Path:
+    """The training recipe of `spoofwatch train --small`."""
+    return project_dir() / "configs" / "train" / "small.toml"
 
 
 def resynthesis_configs_dir() -> Path:

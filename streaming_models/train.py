@@ -34,6 +34,7 @@ from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
 from streaming_models.model import Detector as Network
 from streaming_models.model import ModelConfig, StreamingDetector
+from streaming_models.paths import small_training_recipe
 from streaming_models.runtime.settings import load
 from streaming_models.train_config import TrainConfig, removed_options_used
 from streaming_models.training_data import (
@@ -48,8 +49,6 @@ from streaming_models.training_data import (
 )
 
 log = structlog.get_logger(__name__)
-REPO = Path(__file__).resolve().parent.parent
-SMALL_RECIPE = REPO / "configs" / "train" / "small.toml"
 
 
 class SetupError(ValueError):
@@ -324,7 +323,7 @@ def train_loop(job: Job, data: TrainingData, run: Run) -> None:
 # ---- entry point --------------------------------------------------------------------------------
 
 def set_up(args: argparse.Namespace) -> tuple[Job, TrainingData, Run]:
-    config = load(TrainConfig, ([SMALL_RECIPE] if args.small else []) + args.config)
+    config = load(TrainConfig, ([small_training_recipe()] if args.small else []) + args.config)
     items = list(read_manifest(args.manifest))
     job = Job(config, check_policy(args.policy), args.manifest, args.out, file_hash(args.manifest))
     torch.set_num_threads(config.num_threads)
@@ -342,7 +341,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     parser.add_argument("--policy", required=True, choices=POLICIES, help="label policy (docs/labels.md)")
     parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints and log")
-    parser.add_argument("--small", action="store_true", help="configs/train/small.toml: < 2 min")
+    parser.add_argument("--small", action="store_true", help="configs/train/small.toml in the working directory: < 2 min")
     parser.add_argument("--config", type=Path, action="append", default=[], help="recipe TOML (deltas)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from streaming_models.data.builder import BuildError, BuildOptions, CorpusBuilder
 from streaming_models.data.recipe import load_recipe
-from streaming_models.paths import debian_speech_cache_dir, engine_cache_dir, small_recipe
+from streaming_models.paths import debian_speech_cache_dir, engine_cache_dir, small_corpus_recipe
 from streaming_models.runtime.settings import ConfigError
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
 
         return main_import(argv[1:])
     args = _parser().parse_args(argv)
-    small = small_recipe()
+    small = small_corpus_recipe()
     if args.small and args.recipe is not None and args.recipe.resolve() != small.resolve():
         print("spoofwatch data: give --small or --recipe, not both", file=sys.stderr)
         return 2
