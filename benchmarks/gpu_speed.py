@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from streaming_models.model import (
-    Detector,
     DetectorEnsemble,
     ModelConfig,
+    Network,
     StreamingDetector,
     load_checkpoint,
 )
@@ -45,7 +45,7 @@ def shipped_architecture() -> DetectorEnsemble:
     return DetectorEnsemble(full + low, {"spoof": (0, 1, 2, 3), "codec": (4, 5)})
 
 
-def parity(model: Detector, device: torch.device, dtype: torch.dtype, hops: int = 20, batch: int = 8) -> float:
+def parity(model: Network, device: torch.device, dtype: torch.dtype, hops: int = 20, batch: int = 8) -> float:
     """Largest probability difference between the device (at dtype) and the CPU in float32."""
     rng = np.random.default_rng(0)
     audio = torch.from_numpy((0.1 * rng.standard_normal((hops, batch, model.config.hop_samples))).astype(np.float32))
@@ -64,7 +64,7 @@ def parity(model: Detector, device: torch.device, dtype: torch.dtype, hops: int 
     return worst
 
 
-def make_step(model: Detector, batch: int, device: torch.device, dtype: torch.dtype,
+def make_step(model: Network, batch: int, device: torch.device, dtype: torch.dtype,
               graph: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """One hop for `batch` streams: host audio in, host probabilities out, states stay on the device."""
     states = [s.to(device) for s in model.initial_states(batch)]
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model: Detector = load_checkpoint(args.checkpoint)[0] if args.checkpoint else shipped_architecture()
+    model: Network = load_checkpoint(args.checkpoint)[0] if args.checkpoint else shipped_architecture()
     model.eval()
     hop_ms = 1000.0 * model.config.hop_samples / model.config.sample_rate_hz
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from streaming_models.logs import log_to_stderr
-from streaming_models.model import Detector as Network
-from streaming_models.model import DetectorEnsemble, load_checkpoint
+from streaming_models.model import DetectorEnsemble, Network, load_checkpoint
 from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,

@@ -277,7 +277,7 @@ def resolve_head_members(chosen: dict[str, tuple[int, ...]], heads: tuple[str, .
     return resolved
 
 
-Detector = StreamingDetector | DetectorEnsemble
+Network = StreamingDetector | DetectorEnsemble  # what training, export and ensembling handle
 
 
 def _detector_from(entry: dict[str, Any], path: str) -> StreamingDetector:
@@ -289,7 +289,7 @@ def _detector_from(entry: dict[str, Any], path: str) -> StreamingDetector:
     return model
 
 
-def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Detector, dict[str, Any]]:
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Network, dict[str, Any]]:
     """Rebuild a model from a self-describing checkpoint (model_args + weights, or an ensemble's
     members); returns it in eval mode."""
     try:
@@ -298,7 +298,7 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Detector, dic
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
     if isinstance(ckpt, dict) and isinstance(ckpt.get("members"), list):
         head_members = {head: tuple(indexes) for head, indexes in ckpt.get("head_members", {}).items()}
-        model: Detector = DetectorEnsemble([_detector_from(entry, path) for entry in ckpt["members"]], head_members)
+        model: Network = DetectorEnsemble([_detector_from(entry, path) for entry in ckpt["members"]], head_members)
     elif isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt:
         model = _detector_from(ckpt, path)
     else:

@@ -32,8 +32,7 @@ from streaming_models.data.manifest import CorpusItem, ManifestError, read_manif
 from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.metrics import eer, threshold_at_false_positive_rate
-from streaming_models.model import Detector as Network
-from streaming_models.model import ModelConfig, StreamingDetector
+from streaming_models.model import ModelConfig, Network, StreamingDetector
 from streaming_models.paths import small_training_recipe
 from streaming_models.runtime.settings import load
 from streaming_models.train_config import TrainConfig, removed_options_used
