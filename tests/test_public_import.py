@@ -300,6 +300,23 @@ def test_copies_of_dev_eval_files_are_dropped(world: dict[str, Path]) -> None:
     assert reports["other/page"]["dropped"]["dev-eval-copy"] == 1
 
 
+def test_an_import_adding_to_an_earlier_corpus_drops_copies_of_its_items(world: dict[str, Path]) -> None:
+    _fix_other_registry(world)
+    earlier = world["out"]
+    assert _run(world, "--only", "acme/demo") == 0
+    world["out"] = earlier.parent / "added"
+    # other/page holds an MP3 re-encoding of acme/demo's gt/s1.wav: already in the earlier corpus
+    assert _run(world, "--only", "other/page", "--known-corpus", str(earlier)) == 0
+    ids = {i.item_id for i in read_manifest(world["out"] / "manifest.jsonl")}
+    assert ids == {"other/page:samples/own.wav"}
+    reports = {r["repo"]: r for r in json.loads((world["out"] / "summary.json").read_text())["public"]["reports"]}
+    assert reports["other/page"]["dropped"] == {"known-corpus-copy": 1, "undecodable": 1}
+    # without the earlier corpus the copy is not recognised: it is the only clip of its kind in this run
+    world["out"] = earlier.parent / "alone"
+    assert _run(world, "--only", "other/page") == 0
+    assert len(list(read_manifest(world["out"] / "manifest.jsonl"))) == 2
+
+
 def test_files_the_snapshot_lacks_are_counted_not_fatal(world: dict[str, Path],
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     # fetch leaves out files of 4 MiB and more: the tree lists them, the objects are not there

@@ -13,8 +13,9 @@ from ct2_files import write_tiny_whisper
 from synthetic_corpus import write_corpus
 
 from streaming_models.data.manifest import read_manifest, write_manifest
+from streaming_models.runtime.settings import ConfigError
 from streaming_models.verifier import train
-from streaming_models.verifier.config import TrainConfig, load_config
+from streaming_models.verifier.config import VerifierRecipe, load_config
 from streaming_models.verifier.model import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,20 +44,20 @@ def test_every_shipped_recipe_loads() -> None:
     recipes = sorted((REPO / "configs" / "verifier").glob("*.toml"))
     assert recipes
     for path in recipes:
-        assert isinstance(load_config(path), TrainConfig)
+        assert isinstance(load_config(path), VerifierRecipe)
 
 
 def test_recipes_refuse_unknown_keys_wrong_types_and_ranges(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
-    for text, message in (("windw_s = 4.0\n", r"unknown keys \['windw_s'\]"),
-                          ("batch_size = 8.0\n", "batch_size must be int"),
-                          ("batch_size = true\n", "batch_size must be int"),
-                          ("augment = 1\n", "augment must be bool"),
-                          ("pair_fraction = 1.5\n", "pair_fraction = 1.5"),
-                          ("window_s = 0\n", "window_s = 0.0"),
+    for text, message in (("windw_s = 4.0\n", r"r.toml: unknown keys \['windw_s'\]"),
+                          ("batch_size = 8.0\n", "batch_size: must be an integer"),
+                          ("batch_size = true\n", "batch_size: must be an integer"),
+                          ("augment = 1\n", "augment: must be true or false"),
+                          ("pair_fraction = 1.5\n", "pair_fraction: must be within 0..1, got 1.5"),
+                          ("window_s = 0\n", r"window_s: must be within \(0, 30\] s, got 0.0"),
                           ("policy = \"maybe\"\n", "label policy must be one of")):
         path.write_text(text)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ConfigError, match=message):
             load_config(path)
     path.write_text("window_s = 8\nmax_minutes = 10\n")  # whole numbers are fine for float keys
     assert load_config(path).window_s == 8.0 and isinstance(load_config(path).max_minutes, float)
@@ -103,7 +104,7 @@ def test_pair_rows_train_with_the_ranking_loss(corpus: Path, weights: Path, tmp_
 
 
 def test_the_ranking_loss_asks_each_spoof_to_outscore_its_truth() -> None:
-    config = TrainConfig(pair_margin=1.0, pair_weight=1.0, codec_weight=0.0)
+    config = VerifierRecipe(pair_margin=1.0, pair_weight=1.0, codec_weight=0.0)
     logits = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 0.0]])
     spoof = torch.tensor([0.0, 1.0, 0.0])
     without = train.loss_of(logits, spoof, torch.zeros(3), np.zeros((0, 2), np.int64), config)
@@ -116,7 +117,7 @@ def test_the_ranking_loss_asks_each_spoof_to_outscore_its_truth() -> None:
 
 def test_a_subset_keeps_the_ground_truths_of_the_spoofs_it_draws(corpus: Path, tmp_path: Path) -> None:
     manifest = paired_corpus(corpus, tmp_path)
-    config = TrainConfig(max_train_items=6)
+    config = VerifierRecipe(max_train_items=6)
     clips = train.load_split(manifest, "train", config, 6, np.random.default_rng(0))
     ids = {c.item.item_id for c in clips}
     assert 6 <= len(clips) <= 12

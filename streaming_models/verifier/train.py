@@ -39,7 +39,7 @@ from streaming_models.training_data import (
     sample_batch,
     sampling_weights,
 )
-from streaming_models.verifier.config import TrainConfig, load_config
+from streaming_models.verifier.config import VerifierRecipe, load_config
 from streaming_models.verifier.model import (
     HEADS,
     Verifier,
@@ -52,7 +52,7 @@ from streaming_models.verifier.whisper_encoder import SAMPLE_RATE_HZ
 log = structlog.get_logger(__name__)
 
 
-def load_split(manifest: Path, split: str, config: TrainConfig, limit: int, rng: np.random.Generator) -> list[Clip]:
+def load_split(manifest: Path, split: str, config: VerifierRecipe, limit: int, rng: np.random.Generator) -> list[Clip]:
     items = [item for item in read_manifest(manifest) if item.split == split]
     if limit and len(items) > limit:
         chosen = [items[i] for i in rng.choice(len(items), limit, replace=False)]
@@ -61,7 +61,7 @@ def load_split(manifest: Path, split: str, config: TrainConfig, limit: int, rng:
     return load_clips(manifest, items, check_policy(config.policy), SAMPLE_RATE_HZ, desc=split)
 
 
-def lr_scale(step: int, progress: float, config: TrainConfig) -> float:
+def lr_scale(step: int, progress: float, config: VerifierRecipe) -> float:
     """Linear warm-up, then cosine to zero over the run's progress (steps or minutes)."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -69,7 +69,7 @@ def lr_scale(step: int, progress: float, config: TrainConfig) -> float:
 
 
 def loss_of(logits: torch.Tensor, spoof: torch.Tensor, codec: torch.Tensor, pair_rows: np.ndarray,
-            config: TrainConfig) -> torch.Tensor:
+            config: VerifierRecipe) -> torch.Tensor:
     loss = bce(logits[:, 0], spoof) + config.codec_weight * bce(logits[:, 1], codec)
     if len(pair_rows):
         gap = logits[pair_rows[:, 0], 0] - logits[pair_rows[:, 1], 0]
@@ -107,7 +107,7 @@ class TrainingData:
     pair_count: int  # pairs per batch
 
 
-def load_data(config: TrainConfig, manifest: Path, rng: np.random.Generator) -> TrainingData:
+def load_data(config: VerifierRecipe, manifest: Path, rng: np.random.Generator) -> TrainingData:
     train_clips = load_split(manifest, "train", config, config.max_train_items, rng)
     dev_clips = load_split(manifest, "dev", config, config.max_dev_items, rng)
     pairs = ground_truth_pairs(train_clips)
@@ -118,14 +118,14 @@ def load_data(config: TrainConfig, manifest: Path, rng: np.random.Generator) -> 
     return TrainingData(train_clips, dev_clips, sampling_weights(train_clips), pairs, pair_count)
 
 
-def make_optimizer(model: Verifier, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: Verifier, config: VerifierRecipe) -> torch.optim.AdamW:
     encoder_params, head_params = model.trainable_parameters()
     groups = [{"params": encoder_params, "lr": config.encoder_lr, "base_lr": config.encoder_lr},
               {"params": head_params, "lr": config.head_lr, "base_lr": config.head_lr}]
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay)
 
 
-def run_steps(model: Verifier, data: TrainingData, config: TrainConfig, device: torch.device) -> int:
+def run_steps(model: Verifier, data: TrainingData, config: VerifierRecipe, device: torch.device) -> int:
     """The training loop; returns the number of steps taken (the step or the time budget ends it)."""
     rng, gen = np.random.default_rng(config.seed + 1), torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
@@ -139,7 +139,7 @@ def run_steps(model: Verifier, data: TrainingData, config: TrainConfig, device: 
             group["lr"] = group["base_lr"] * lr_scale(step, progress, config)
         batch = sample_batch(data.train, data.weights, rng, config.batch_size, window, 1, 1,
                              pairs=data.pairs, pair_count=data.pair_count)
-        audio = augment(batch.audio, Augmentation(), gen, batch.spoof) if config.augment else batch.audio
+        audio = augment(batch.audio, Augmentation(), gen) if config.augment else batch.audio
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(audio.to(device)).float()
         loss = loss_of(logits, batch.spoof.to(device), batch.codec.to(device), batch.pair_rows, config)
@@ -153,7 +153,7 @@ def run_steps(model: Verifier, data: TrainingData, config: TrainConfig, device: 
     return step
 
 
-def train(config: TrainConfig, manifest: Path, out: Path, device: torch.device) -> dict[str, Any]:
+def train(config: VerifierRecipe, manifest: Path, out: Path, device: torch.device) -> dict[str, Any]:
     """Fine-tune, score dev, write OUT/ckpt.pt and OUT/summary.json; returns the summary."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.num_threads)
@@ -177,7 +177,7 @@ def train(config: TrainConfig, manifest: Path, out: Path, device: torch.device) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="TOML file of TrainConfig keys (configs/verifier/)")
+    parser.add_argument("--config", help="TOML file of VerifierRecipe keys (configs/verifier/)")
     parser.add_argument("--manifest", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -2,6 +2,7 @@
 
     spoofwatch data import-public --registry configs/data/public --mirror mirror --out corpus/public
     spoofwatch data import-public ... --only jaywalnut310/vits-demo --dry-run   # check one entry's rules
+    spoofwatch data import-public ... --only new/repo --known-corpus corpus/public --out corpus/new  # add to one
     spoofwatch data import-public --registry configs/data/public --sources-table  # the table in docs/data.md
 """
 
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="md5 list of reserved files (default: SHARED/reserved-audio-md5.txt)")
     parser.add_argument("--dev-eval", type=Path, default=None,
                         help="dev-eval labels.csv whose files' copies are dropped (default: SHARED/dev-eval/labels.csv)")
+    parser.add_argument("--known-corpus", action="append", default=[], type=Path, metavar="DIR",
+                        help="a corpus built earlier (a folder with manifest.jsonl): copies of its items are "
+                             "dropped, so a new import can add to it (repeatable)")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="check the rules and count files; decode nothing")
     return parser
@@ -69,6 +73,7 @@ def main_import_public(argv: list[str]) -> int:
         entries = load_registry(args.registry, tuple(args.only))
         options = ImportOptions(out=args.out, reserved_md5=read_reserved(reserved_path),
                                 dev_eval_labels=dev_eval if dev_eval.is_file() else None,
+                                known_corpora=tuple(args.known_corpus),
                                 workers=max(1, args.workers), dry_run=args.dry_run)
         items, reports = import_public(entries, args.mirror, options)
     except (RegistryError, MirrorError, SnapshotMismatch) as exc:

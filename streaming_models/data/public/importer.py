@@ -26,7 +26,7 @@ import structlog
 
 from streaming_models.audio_io import load_audio
 from streaming_models.data.loaders.labels_csv import load_labels_csv
-from streaming_models.data.manifest import CorpusItem, write_manifest
+from streaming_models.data.manifest import CorpusItem, read_manifest, write_manifest
 from streaming_models.data.public.decode import TARGET_RATE_HZ, DecodeError, decode
 from streaming_models.data.public.dedupe import DuplicateIndex
 from streaming_models.data.public.mirror import (
@@ -41,6 +41,7 @@ from streaming_models.data.summary import summarize, write_summary
 
 log = structlog.get_logger(__name__)
 WIDEBAND_RATE_HZ = 22050
+KNOWN_PREFIX = "known:"  # index keys of an earlier corpus's items
 _DECODE_BATCH = 64
 
 
@@ -53,6 +54,7 @@ class ImportOptions:
     out: Path
     reserved_md5: frozenset[str] = frozenset()
     dev_eval_labels: Path | None = None  # dev-eval's labels.csv: copies of its files are dropped
+    known_corpora: tuple[Path, ...] = ()  # earlier corpora (folders with manifest.jsonl): copies are dropped
     dev_fraction: float = 0.1
     workers: int = 2
     dry_run: bool = False
@@ -197,6 +199,30 @@ def _dev_eval_index(labels_csv: Path | None, index: DuplicateIndex) -> int:
     return len(items)
 
 
+def _kind(source: str, codec: str, codec_family: str) -> str:
+    return f"{source}/{codec}/{codec_family}"
+
+
+def _known_index(corpora: tuple[Path, ...], index: DuplicateIndex) -> int:
+    """Index an earlier corpus's items, so that an import adding to it keeps none of its clips twice."""
+    count = 0
+    for corpus in corpora:
+        for item in read_manifest(corpus / "manifest.jsonl"):
+            audio, _ = sf.read(corpus / item.path, dtype="float32")  # an absolute item path stays as it is
+            kind = _kind(item.source, item.codec, item.codec_family)
+            index.add(audio, f"{KNOWN_PREFIX}{item.item_id}", item.corpus, kind)
+            count += 1
+    return count
+
+
+def _drop_reason(key: str, conflicting: bool) -> str:
+    if key.startswith("dev-eval:"):
+        return "dev-eval-copy"
+    if conflicting:
+        return "conflicting-copy"
+    return "known-corpus-copy" if key.startswith(KNOWN_PREFIX) else "duplicate"
+
+
 def _decoded_stream(entry: SourceEntry, git_dir: Path, todo: list[_Planned], options: ImportOptions,
                     pool: ProcessPoolExecutor | None) -> Iterator[tuple[_Planned, dict[str, Any]]]:
     """(planned file, decode result) in plan order; cached decodes are reused, the rest run in the pool."""
@@ -216,6 +242,7 @@ def _decoded_stream(entry: SourceEntry, git_dir: Path, todo: list[_Planned], opt
 def import_public(entries: list[SourceEntry], mirror: Path, options: ImportOptions) -> tuple[list[CorpusItem], list[RepoReport]]:
     index = DuplicateIndex()
     dev_eval_files = 0 if options.dry_run else _dev_eval_index(options.dev_eval_labels, index)
+    known_items = 0 if options.dry_run else _known_index(options.known_corpora, index)
     items: list[CorpusItem] = []
     reports: list[RepoReport] = []
     # spawned, not forked: a forked worker would hold the git reader's pipe open
@@ -255,12 +282,10 @@ def import_public(entries: list[SourceEntry], mirror: Path, options: ImportOptio
                 if len(audio) < TARGET_RATE_HZ // 2:
                     report.dropped["shorter-than-0.5s"] += 1
                     continue
-                kind = f"{p.label.source}/{p.label.codec}/{p.label.codec_family}"
+                kind = _kind(p.label.source, p.label.codec, p.label.codec_family)
                 copy = index.find(audio, entry.repo, kind)
                 if copy is not None:
-                    reason = ("dev-eval-copy" if copy.key.startswith("dev-eval:") else
-                              "conflicting-copy" if copy.conflicting else "duplicate")
-                    report.dropped[reason] += 1
+                    report.dropped[_drop_reason(copy.key, copy.conflicting)] += 1
                     if copy.conflicting:
                         log.warning("conflicting_copy", repo=entry.repo, path=p.file.path, kind=kind, copy_of=copy.key)
                     continue
@@ -271,13 +296,17 @@ def import_public(entries: list[SourceEntry], mirror: Path, options: ImportOptio
     finally:
         if pool is not None:
             pool.shutdown()
-    log.info("import_done", items=len(items), dev_eval_files_indexed=dev_eval_files)
+    log.info("import_done", items=len(items), dev_eval_files_indexed=dev_eval_files,
+             known_items_indexed=known_items)
     return _with_parents(items), reports
 
 
 def public_summary(items: list[CorpusItem], reports: list[RepoReport]) -> dict[str, Any]:
     summary = summarize(items, extra={"recipe": "public sources (configs/data/public)"})
     hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    # the breadth targets are always reported, also at zero (an import of one 16 kHz page has none)
+    hours["targets"].update(dict.fromkeys(
+        ("genuine_uncoded_at_22khz_or_more", "synthetic", "neural_codec_resynthesis"), 0.0))
     for item in items:
         h = item.duration_s / 3600
         hours["family"][item.extra.get("family", "human")] += h
