@@ -101,7 +101,7 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class OptimizerConfig:
     batch_size: int = 8
     crop_seconds: float = 0.5
     learning_rate: float = 3e-4
@@ -132,7 +132,7 @@ class ResynthConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     vocoder: VocoderConfig = field(default_factory=VocoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -191,7 +191,7 @@ def _as_tuple(value: Any) -> Any:
 
 
 SECTIONS: dict[str, type] = {"codec": CodecConfig, "vocoder": VocoderConfig, "loss": LossConfig,
-                             "train": TrainConfig, "data": DataConfig}
+                             "train": OptimizerConfig, "data": DataConfig}
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> ResynthConfig:
