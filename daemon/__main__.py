@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.app import Daemon, build_backend, resolve_model_path
 
     try:
-        model_path = resolve_model_path(config.model.path)
+        # the triton backend reads the model from the server; a local file only for its fallback
+        remote = config.model.backend == "triton" and not config.model.triton_fallback
+        model_path = None if remote else resolve_model_path(config.model.path)
         backend = build_backend(config, model_path)
     except (ModelNotFoundError, BackendError, ModelFormatError) as exc:
         log.error("startup_failed", error=str(exc))

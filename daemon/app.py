@@ -64,10 +64,21 @@ def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
     raise ModelNotFoundError(f"{candidate} (looked in {cwd or Path.cwd()}{packaged})")
 
 
-def build_backend(config: DaemonConfig, model_path: Path) -> Backend:
-    if config.model.backend == "onnx":
-        return load_backend("onnx", model_path, providers=config.model.providers,
-                            intra_op_threads=config.model.intra_op_threads)
+def build_backend(config: DaemonConfig, model_path: Path | None) -> Backend:
+    """The configured backend; `model_path` may be None only for triton without a fallback."""
+    model = config.model
+    if model.backend == "triton":
+        fallback = None
+        if model.triton_fallback:
+            assert model_path is not None, "triton_fallback needs the local model"
+            fallback = load_backend("onnx", model_path, providers=model.providers,
+                                    intra_op_threads=model.intra_op_threads)
+        return load_backend("triton", model_path, endpoints=model.triton_endpoints, model_name=model.triton_model,
+                            timeout_s=model.triton_timeout_s, retries=model.triton_retries, fallback=fallback)
+    assert model_path is not None, f"the {model.backend} backend needs a model file"
+    if model.backend == "onnx":
+        return load_backend("onnx", model_path, providers=model.providers,
+                            intra_op_threads=model.intra_op_threads)
     return load_backend("torch", model_path, device=config.model.torch_device,
                         intra_op_threads=config.model.intra_op_threads)
 

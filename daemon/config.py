@@ -46,8 +46,8 @@ class InferenceConfig:
         "exported detector: .onnx for the onnx backend, TorchScript .pt for torch; a relative "
         "path is looked up in the working directory (the default, when not there, is the model "
         "packaged with spoofwatch)"))
-    backend: Literal["onnx", "torch"] = field(default="onnx", metadata=_help(
-        "inference backend"))
+    backend: Literal["onnx", "torch", "triton"] = field(default="onnx", metadata=_help(
+        "inference backend (triton: a Triton Inference Server at model.triton_endpoints; docs/scale-out.md)"))
     providers: tuple[str, ...] = field(
         default=("CUDAExecutionProvider", "CPUExecutionProvider"), metadata=_help(
             "onnxruntime execution providers in order of preference; unavailable ones are skipped"))
@@ -55,9 +55,25 @@ class InferenceConfig:
         "threads per inference call (0 = the runtime's default)"))
     torch_device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help(
         "device of the torch backend (auto = cuda when available)"))
+    triton_endpoints: tuple[str, ...] = field(default=("127.0.0.1:8001",), metadata=_help(
+        "gRPC HOST:PORT of the Triton servers of the triton backend; a failed call is retried on the next"))
+    triton_model: str = field(default="spoofwatch", metadata=_help(
+        "name of the model in the Triton repository (`spoofwatch export --triton`)"))
+    triton_timeout_s: float = field(default=1.0, metadata=_help(
+        "longest wait for one Triton call (a whole batch) before it counts as failed"))
+    triton_retries: int = field(default=1, metadata=_help(
+        "further attempts of a failed Triton call, each on the next endpoint"))
+    triton_fallback: bool = field(default=False, metadata=_help(
+        "when no Triton endpoint can score a batch, score it in-process with model.path (onnx); "
+        "false: the batch's streams end with an error"))
 
     def validate(self) -> None:
         _require("model.path", bool(self.path), "must not be empty")
+        _require("model.triton_endpoints", len(self.triton_endpoints) > 0 and
+                 all(":" in e and "://" not in e for e in self.triton_endpoints),
+                 "must list at least one gRPC HOST:PORT (no scheme)")
+        _require("model.triton_timeout_s", 0 < self.triton_timeout_s <= 60, "must be 0..60 (exclusive of 0)")
+        _require("model.triton_retries", 0 <= self.triton_retries <= 10, "must be 0..10")
         _require("model.providers", len(self.providers) > 0, "must name at least one provider")
         _require("model.intra_op_threads", self.intra_op_threads >= 0, "must be >= 0")
 

@@ -1,6 +1,10 @@
 """Export a training checkpoint to one ONNX file that follows runtime/model_format.py.
 
     spoofwatch export --checkpoint runs/x/best.pt --out model.onnx [--torchscript model.pt]
+    spoofwatch export --out model.onnx --triton DIR [--triton-instances gpu:1,cpu:2]
+
+`--triton DIR` writes a Triton model repository for the ONNX file `--out` (exported now, or
+earlier when `--checkpoint` is left out): streaming_models/triton_repository.py.
 
 The graph takes one hop of audio plus every state and returns the hop's logits plus the
 new states. The legacy TorchScript exporter is used on purpose (`dynamo=False`): the
@@ -25,6 +29,7 @@ from torch import nn
 
 from streaming_models.logs import log_to_stderr
 from streaming_models.model import DetectorEnsemble, Network, load_checkpoint
+from streaming_models.runtime.errors import SpoofwatchError
 from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
@@ -32,6 +37,7 @@ from streaming_models.runtime.model_format import (
     ModelMetadata,
     StateSpec,
 )
+from streaming_models.triton_repository import parse_instances, read_onnx_metadata, write_repository
 
 log = structlog.get_logger(__name__)
 
@@ -181,21 +187,60 @@ def export_checkpoint(checkpoint: Path, out: Path, torchscript: Path | None = No
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spoofwatch export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (.pt)")
-    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="training checkpoint (.pt); without it, --out is an exported ONNX file to read")
+    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write (or to read, see --checkpoint)")
     parser.add_argument("--torchscript", type=Path, help="also write TorchScript here (daemon torch backend)")
+    parser.add_argument("--triton", type=Path, metavar="DIR",
+                        help="write a Triton model repository for the ONNX file here (docs/scale-out.md)")
+    parser.add_argument("--triton-instances", default="gpu:1", metavar="KIND:COUNT,...",
+                        help="Triton instance groups, gpu and/or cpu (default gpu:1)")
+    parser.add_argument("--triton-backend", choices=("onnxruntime", "python"), default="onnxruntime",
+                        help="Triton backend serving the model; python runs onnxruntime inside Triton's "
+                             "Python backend, for servers built without the ONNX Runtime backend")
+    parser.add_argument("--triton-model-name", default="spoofwatch", help="the model's name in the repository")
+    parser.add_argument("--daemon-config", type=Path,
+                        help="daemon TOML whose [batching] max_batch and max_wait_ms set Triton's dynamic "
+                             "batching (default: the daemon's defaults)")
     args = parser.parse_args(argv)
     log_to_stderr()
-    if not args.checkpoint.is_file():
+    if args.checkpoint is None and args.triton is None:
+        parser.error("give --checkpoint (export) and/or --triton (a repository for an exported --out)")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"checkpoint {args.checkpoint} does not exist")
+    if args.checkpoint is None and not args.out.is_file():
+        parser.error(f"ONNX file {args.out} does not exist (export it first, with --checkpoint)")
     try:
-        meta = export_checkpoint(args.checkpoint, args.out, args.torchscript)
-    except (ValueError, RuntimeError) as exc:
+        instances = parse_instances(args.triton_instances)
+    except ValueError as exc:
+        parser.error(f"--triton-instances: {exc}")
+    try:
+        if args.checkpoint is not None:
+            meta = export_checkpoint(args.checkpoint, args.out, args.torchscript)
+        else:
+            meta = read_onnx_metadata(args.out)
+        report: dict[str, Any] = {"out": str(args.out), "model_id": meta.model_id,
+                                  "size_bytes": args.out.stat().st_size}
+        if args.triton is not None:
+            max_batch, max_wait_ms = daemon_batching(args.daemon_config)
+            model_dir = write_repository(args.out, meta, args.triton, model_name=args.triton_model_name,
+                                         max_batch_size=max_batch, max_queue_delay_ms=max_wait_ms,
+                                         instances=instances, backend=args.triton_backend)
+            report["triton_model"] = str(model_dir)
+    except (ValueError, RuntimeError, SpoofwatchError) as exc:
         print(f"spoofwatch export: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"out": str(args.out), "model_id": meta.model_id,
-                      "size_bytes": args.out.stat().st_size}))
+    print(json.dumps(report))
     return 0
+
+
+def daemon_batching(config_path: Path | None) -> tuple[int, float]:
+    """[batching] max_batch and max_wait_ms of a daemon TOML, each the daemon's default when not set."""
+    from streaming_models.runtime.settings import read_toml
+
+    defaults = (64, 20.0)  # daemon/config.py BatchingConfig; the daemon floor is not imported from here
+    batching = read_toml(config_path).get("batching", {}) if config_path is not None else {}
+    return int(batching.get("max_batch", defaults[0])), float(batching.get("max_wait_ms", defaults[1]))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from streaming_models.runtime.model_format import ModelMetadata
 BACKENDS: dict[str, str] = {
     "onnx": "streaming_models.runtime.onnx_backend:OnnxBackend",
     "torch": "streaming_models.runtime.torch_backend:TorchBackend",
+    "triton": "streaming_models.runtime.triton_backend:TritonBackend",
 }
 
 
@@ -42,8 +43,9 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(name: str, model_path: str | Path, **options: Any) -> Backend:
-    """Build the backend `name` for `model_path`; options go to its constructor."""
+def load_backend(name: str, model_path: str | Path | None, **options: Any) -> Backend:
+    """Build the backend `name` for `model_path` (None: triton, which reads the model from its
+    server); options go to its constructor."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
     module_name, _, class_name = BACKENDS[name].partition(":")
