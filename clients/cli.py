@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tap": ("clients.commands.tap", "show live results per stream (terminal meter or JSON lines)"),
     "keys": ("clients.commands.keys", "make tokens and keys the daemon checks (docs/security.md)"),
     "demo": ("clients.commands.demo", "start the daemon on the default model and stream a bundled clip"),
+    "proxy": ("clients.commands.proxy", "merge the results of several daemon replicas onto one endpoint"),
     "doctor": ("clients.commands.doctor", "check this host for the daemon (model, ports, keys, codecs, packages)"),
     "data": ("streaming_models.data.cli", "build the codec-aware training corpus"),
     "train": ("streaming_models.train", "train the streaming detector"),

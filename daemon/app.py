@@ -130,7 +130,8 @@ class Daemon:
             self._start_curve(Path(cfg.auth.zmq_keys_dir))
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
                                          count_drops=cfg.zmq.pub_count_drops,
-                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve)
+                                         sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve,
+                                         connect=cfg.zmq.pub_connect)
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,

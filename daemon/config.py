@@ -179,8 +179,14 @@ class ZmqConfig:
         "after draining the ingest socket, wait this long before looking again, so one wakeup "
         "handles every message that arrived meanwhile (adds at most this to a hop's latency; 0 = off)"))
     enabled: bool = field(default=True, metadata=_help("run the ZeroMQ ingest"))
+    pub_connect: tuple[str, ...] = field(default=(), metadata=_help(
+        "the results socket also connects to these endpoints, e.g. the XSUB side of `spoofwatch proxy`, "
+        "so the results of every replica reach one subscriber endpoint (docs/scale-out.md); "
+        "not with ZeroMQ authentication"))
 
     def validate(self) -> None:
+        for value in self.pub_connect:
+            _require("zmq.pub_connect", "://" in value, f"entries must be ZeroMQ endpoints, got {value!r}")
         for key in ("ingest_endpoint", "pub_endpoint"):
             value = getattr(self, key)
             _require(f"zmq.{key}", "://" in value, f"must be a ZeroMQ endpoint like tcp://HOST:PORT, got {value!r}")
@@ -418,6 +424,9 @@ class DaemonConfig:
                      f"the HTTP listener on {self.webrtc.host} needs tokens (auth.mode = \"{self.auth.mode}\"); "
                      "make a file with `spoofwatch keys token NAME ROLE`, or set auth.mode = \"off\"")
         if self.zmq_auth_required:
+            _require("zmq.pub_connect", not self.zmq.pub_connect,
+                     "a results proxy forwards every stream's results to whoever subscribes, past the "
+                     "per-client CURVE filter; run it on a trusted network with auth.mode = \"off\"")
             _require("auth.zmq_keys_dir", bool(self.auth.zmq_keys_dir),
                      f"ZeroMQ on {self.zmq.ingest_endpoint} / {self.zmq.pub_endpoint} needs CURVE keys "
                      f"(auth.mode = \"{self.auth.mode}\"); make them with `spoofwatch keys generate server "

@@ -40,7 +40,8 @@ _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 class ResultPublisher:
     def __init__(self, context: zmq.Context[Any], endpoint: str, hwm: int, count_drops: bool = False,
-                 sndbuf_bytes: int = 0, linger_ms: int = 1000, curve: CurveKeys | None = None) -> None:
+                 sndbuf_bytes: int = 0, linger_ms: int = 1000, curve: CurveKeys | None = None,
+                 connect: tuple[str, ...] = ()) -> None:
         # a plain (synchronous) socket: sends are non-blocking, so they never stall the loop.
         # With CURVE: an XPUB whose subscriptions the daemon installs itself, per User-Id
         self._curve = curve
@@ -56,6 +57,8 @@ class ResultPublisher:
             make_server(self._socket, curve)
         self._socket.bind(endpoint)
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        for upstream in connect:  # a results proxy's XSUB: it subscribes like any subscriber
+            self._socket.connect(upstream)
         self.sent = 0
         self.dropped = 0
         self.connections = 0  # subscriber connections now (kept by `watch_connections`)
