@@ -254,6 +254,7 @@ class Daemon:
         self.systemd.stopping(f"draining {len(self.hub.registry)} streams")
         self.hub.stop_accepting()
         try:
+            await self._let_streams_end(self.config.shutdown.drain_wait_s)
             for adapter in reversed(self.adapters):
                 await adapter.stop()
             try:
@@ -263,6 +264,19 @@ class Daemon:
                 log.warning("drain_timed_out", timeout_s=self.config.shutdown.timeout_s)
         finally:
             await self._release()
+
+    async def _let_streams_end(self, wait_s: float) -> None:
+        """With every listener still up (new streams refused, /readyz 503), let the open streams end
+        by themselves for up to `wait_s`: a replica leaving a pool finishes its calls, moving none."""
+        assert self.hub is not None
+        if wait_s <= 0 or not len(self.hub.registry):
+            return
+        log.info("drain_waiting_for_streams", open_streams=len(self.hub.registry), wait_s=wait_s)
+        try:
+            async with asyncio.timeout(wait_s):
+                await self.hub.wait_until_empty()
+        except TimeoutError:
+            log.warning("drain_wait_over", open_streams=len(self.hub.registry), wait_s=wait_s)
 
     async def _release(self) -> None:
         assert self.hub is not None and self.batcher is not None and self.publisher is not None

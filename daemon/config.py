@@ -391,9 +391,14 @@ class LoggingConfig:
 class ShutdownConfig:
     timeout_s: float = field(default=10.0, metadata=_help(
         "on SIGTERM/SIGINT, how long draining may take before leftovers are cancelled"))
+    drain_wait_s: float = field(default=0.0, metadata=_help(
+        "on SIGTERM/SIGINT, first refuse new streams (/readyz 503) but keep every listener up and let "
+        "the open streams end by themselves for up to this long, then drain the rest (0 = drain at "
+        "once; a replica behind a load balancer sets it to about a call's length; docs/scale-out.md)"))
 
     def validate(self) -> None:
         _require("shutdown.timeout_s", self.timeout_s > 0, "must be > 0")
+        _require("shutdown.drain_wait_s", 0 <= self.drain_wait_s <= 86400, "must be 0..86400")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class DaemonHub:
             prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper_wake = asyncio.Event()
+        self._emptied = asyncio.Event()  # set whenever the last open stream has finished
         self.streams_opened = 0
 
     async def open(self, spec: StreamSpec) -> LiveStream:
@@ -77,6 +78,14 @@ class DaemonHub:
 
     def _forget(self, stream: LiveStream) -> None:
         self.registry.remove(stream.stream_id, stream)
+        if not len(self.registry):
+            self._emptied.set()
+
+    async def wait_until_empty(self) -> None:
+        """Until no stream is open (at once when none is)."""
+        while len(self.registry):
+            self._emptied.clear()
+            await self._emptied.wait()
 
     def _spawn(self, coro: Any, name: str) -> None:
         """Run a coroutine as a task the hub owns (awaited at shutdown)."""

@@ -134,3 +134,47 @@ def test_proxy_command_needs_an_upstream() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--xpub", "tcp://127.0.0.1:*"])
     assert exit_info.value.code == 2
+
+
+async def test_a_draining_replica_finishes_its_streams_and_refuses_new_ones(tiny_model: tuple[Path, Path]) -> None:
+    """shutdown.drain_wait_s: on SIGTERM a replica leaves the pool (/readyz 503, new streams refused)
+    but its open streams go on being scored until they end themselves; then it stops."""
+    import aiohttp
+    from daemon_harness import Client, is_event, wait_subscribed
+
+    from daemon.wire.frames import AudioFormat
+    from daemon.wire.zmq_messages import (
+        AudioMessage,
+        CloseMessage,
+        ErrorReply,
+        OpenedReply,
+        OpenMessage,
+    )
+
+    fmt = AudioFormat("pcm_f32le", 16000, 1)
+    async with running_daemon(tiny_model[0], shutdown={"drain_wait_s": 30.0}) as daemon:
+        context = zmq.asyncio.Context()
+        client = Client(context, daemon.state.endpoints["ingest"])
+        subscriber = Subscriber(context, daemon.state.endpoints["pub"])
+        try:
+            await wait_subscribed(client, subscriber, fmt)
+            assert isinstance(await client.request(OpenMessage("call", fmt).to_frames()), OpenedReply)
+            shutdown = asyncio.create_task(daemon.shutdown())
+            await asyncio.sleep(0.1)
+            async with aiohttp.ClientSession() as session, \
+                    session.get(f"{daemon.state.endpoints['http']}/readyz") as response:
+                assert response.status == 503 and '"not_draining": false' in await response.text()
+            refused = await client.request(OpenMessage("new-call", fmt).to_frames())
+            assert isinstance(refused, ErrorReply) and refused.code == "server_shutting_down"
+            audio = np.zeros(8000, np.float32).tobytes()  # 0.5 s: five hops
+            await client.send(AudioMessage("call", 0, audio).to_frames())
+            await subscriber.until(lambda m: m["stream_id"] == "call" and m["type"] == "result" and m["seq"] >= 4)
+            assert not shutdown.done()  # still waiting for the call to end
+            await client.request(CloseMessage("call").to_frames())
+            closed = await subscriber.until(is_event("call", "closed"))
+            assert closed["reason"] == "client"  # ended by its client, not cut by the shutdown
+            await asyncio.wait_for(shutdown, 10)
+        finally:
+            client.close()
+            subscriber.close()
+            context.destroy(linger=0)
