@@ -23,7 +23,7 @@ COPY clients/ clients/
 COPY streaming_models/ streaming_models/
 # the `cpu` extra is onnxruntime; no `train` extra, so no torch: the daemon runs the exported ONNX model
 RUN python -m venv /opt/spoofwatch/venv \
-    && /opt/spoofwatch/venv/bin/pip install --no-cache-dir ".[cpu]"
+    && /opt/spoofwatch/venv/bin/pip install --no-cache-dir ".[cpu,triton]"
 
 # ---- run ----
 FROM ${PYTHON_IMAGE}

@@ -37,7 +37,12 @@ from streaming_models.runtime.model_format import (
     ModelMetadata,
     StateSpec,
 )
-from streaming_models.triton_repository import parse_instances, read_onnx_metadata, write_repository
+from streaming_models.triton_repository import add_arguments as add_triton_arguments
+from streaming_models.triton_repository import (
+    parse_instances,
+    read_onnx_metadata,
+    write_from_arguments,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -193,15 +198,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--torchscript", type=Path, help="also write TorchScript here (daemon torch backend)")
     parser.add_argument("--triton", type=Path, metavar="DIR",
                         help="write a Triton model repository for the ONNX file here (docs/scale-out.md)")
-    parser.add_argument("--triton-instances", default="gpu:1", metavar="KIND:COUNT,...",
-                        help="Triton instance groups, gpu and/or cpu (default gpu:1)")
-    parser.add_argument("--triton-backend", choices=("onnxruntime", "python"), default="onnxruntime",
-                        help="Triton backend serving the model; python runs onnxruntime inside Triton's "
-                             "Python backend, for servers built without the ONNX Runtime backend")
-    parser.add_argument("--triton-model-name", default="spoofwatch", help="the model's name in the repository")
-    parser.add_argument("--daemon-config", type=Path,
-                        help="daemon TOML whose [batching] max_batch and max_wait_ms set Triton's dynamic "
-                             "batching (default: the daemon's defaults)")
+    add_triton_arguments(parser, "triton-")
     args = parser.parse_args(argv)
     log_to_stderr()
     if args.checkpoint is None and args.triton is None:
@@ -211,7 +208,7 @@ def main(argv: list[str]) -> int:
     if args.checkpoint is None and not args.out.is_file():
         parser.error(f"ONNX file {args.out} does not exist (export it first, with --checkpoint)")
     try:
-        instances = parse_instances(args.triton_instances)
+        parse_instances(args.triton_instances)
     except ValueError as exc:
         parser.error(f"--triton-instances: {exc}")
     try:
@@ -222,25 +219,12 @@ def main(argv: list[str]) -> int:
         report: dict[str, Any] = {"out": str(args.out), "model_id": meta.model_id,
                                   "size_bytes": args.out.stat().st_size}
         if args.triton is not None:
-            max_batch, max_wait_ms = daemon_batching(args.daemon_config)
-            model_dir = write_repository(args.out, meta, args.triton, model_name=args.triton_model_name,
-                                         max_batch_size=max_batch, max_queue_delay_ms=max_wait_ms,
-                                         instances=instances, backend=args.triton_backend)
-            report["triton_model"] = str(model_dir)
+            report["triton_model"] = str(write_from_arguments(args, "triton-", args.out, meta, args.triton))
     except (ValueError, RuntimeError, SpoofwatchError) as exc:
         print(f"spoofwatch export: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report))
     return 0
-
-
-def daemon_batching(config_path: Path | None) -> tuple[int, float]:
-    """[batching] max_batch and max_wait_ms of a daemon TOML, each the daemon's default when not set."""
-    from streaming_models.runtime.settings import read_toml
-
-    defaults = (64, 20.0)  # daemon/config.py BatchingConfig; the daemon floor is not imported from here
-    batching = read_toml(config_path).get("batching", {}) if config_path is not None else {}
-    return int(batching.get("max_batch", defaults[0])), float(batching.get("max_wait_ms", defaults[1]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Write a Triton Inference Server model repository for an exported detector (one .onnx file).
 
     spoofwatch export --out model.onnx --triton DIR [--triton-instances gpu:1,cpu:2]
+    python -m streaming_models.triton_repository --onnx model.onnx --out DIR [--instances gpu:1]
+                                                  (the same without torch, e.g. in the daemon image)
 
 The graph is stateless with every recurrent state explicit (runtime/model_format.py), so the
 repository declares the audio and each state as inputs and the logits and each state as outputs:
@@ -23,8 +25,10 @@ The model's metadata JSON travels in the config as the parameter `spoofwatch`, s
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +193,55 @@ def read_onnx_metadata(onnx_path: Path) -> ModelMetadata:
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return read_metadata(session, onnx_path)
+
+
+def daemon_batching(config_path: Path | None) -> tuple[int, float]:
+    """[batching] max_batch and max_wait_ms of a daemon TOML, each the daemon's default when not set."""
+    from streaming_models.runtime.settings import read_toml
+
+    defaults = (64, 20.0)  # daemon/config.py BatchingConfig; a test holds them equal (this floor cannot import it)
+    batching = read_toml(config_path).get("batching", {}) if config_path is not None else {}
+    return int(batching.get("max_batch", defaults[0])), float(batching.get("max_wait_ms", defaults[1]))
+
+
+def add_arguments(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """The repository's options, as `--<prefix>instances` etc. (prefix "triton-" in `spoofwatch export`)."""
+    parser.add_argument(f"--{prefix}instances", default="gpu:1", metavar="KIND:COUNT,...",
+                        help="Triton instance groups, gpu and/or cpu (default gpu:1)")
+    parser.add_argument(f"--{prefix}backend", choices=("onnxruntime", "python"), default="onnxruntime",
+                        help="Triton backend serving the model; python runs onnxruntime inside Triton's "
+                             "Python backend, for servers built without the ONNX Runtime backend")
+    parser.add_argument(f"--{prefix}model-name", default=DEFAULT_MODEL_NAME, help="the model's name in the repository")
+    parser.add_argument("--daemon-config", type=Path,
+                        help="daemon TOML whose [batching] max_batch and max_wait_ms set Triton's dynamic "
+                             "batching (default: the daemon's defaults)")
+
+
+def write_from_arguments(args: argparse.Namespace, prefix: str, onnx_path: Path, metadata: ModelMetadata,
+                         out_dir: Path) -> Path:
+    options = vars(args)
+    key = prefix.replace("-", "_")
+    max_batch, max_wait_ms = daemon_batching(args.daemon_config)
+    return write_repository(onnx_path, metadata, out_dir, model_name=options[f"{key}model_name"],
+                            max_batch_size=max_batch, max_queue_delay_ms=max_wait_ms,
+                            instances=parse_instances(options[f"{key}instances"]), backend=options[f"{key}backend"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streaming_models.triton_repository",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--onnx", required=True, type=Path, help="an exported model (.onnx)")
+    parser.add_argument("--out", required=True, type=Path, help="the model repository to write")
+    add_arguments(parser, "")
+    args = parser.parse_args(argv)
+    try:
+        model_dir = write_from_arguments(args, "", args.onnx, read_onnx_metadata(args.onnx), args.out)
+    except (ValueError, OSError) as exc:
+        print(f"triton repository: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"triton_model": str(model_dir)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -89,9 +89,22 @@ def test_export_cli_takes_batching_from_the_daemon_config(tmp_path: Path, capsys
     assert [(g["kind"], g["count"]) for g in config["instance_group"]] == [("KIND_CPU", 2)]
 
 
+def test_repository_module_runs_without_torch(tmp_path: Path) -> None:
+    """`python -m streaming_models.triton_repository` is what the daemon image (no torch) runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; from streaming_models.triton_repository import main; "
+            f"sys.exit(main(['--onnx', {str(MODEL)!r}, '--out', {str(tmp_path)!r}, '--instances', 'cpu:1']))")
+    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert parse_config(tmp_path / "spoofwatch" / "config.pbtxt")["instance_group"][0]["kind"] == "KIND_CPU"
+
+
 def test_export_batching_defaults_are_the_daemons() -> None:
     from daemon.config import BatchingConfig
-    from streaming_models.export import daemon_batching
+    from streaming_models.triton_repository import daemon_batching
 
     assert daemon_batching(None) == (BatchingConfig().max_batch, BatchingConfig().max_wait_ms)
 
