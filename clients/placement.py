@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -70,6 +71,16 @@ class Replica:
 
     ingest: str
     results: str
+
+
+def replicas_from_dns(host: str, ingest_port: int = 5555, results_port: int = 5556) -> list[Replica]:
+    """One replica per address `host` resolves to, sorted: a Kubernetes headless Service answers with
+    the address of every ready daemon pod (deploy/k8s). Resolve again, and rebuild the ring, when
+    the set changes: ids move only to or from the replicas that came or went."""
+    infos = socket.getaddrinfo(host, ingest_port, type=socket.SOCK_STREAM)
+    addresses = sorted({str(info[4][0]) for info in infos})
+    hosts = [f"[{address}]" if ":" in address else address for address in addresses]
+    return [Replica(f"tcp://{h}:{ingest_port}", f"tcp://{h}:{results_port}") for h in hosts]
 
 
 class ReplicaSet:

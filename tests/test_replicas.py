@@ -178,3 +178,11 @@ async def test_a_draining_replica_finishes_its_streams_and_refuses_new_ones(tiny
             client.close()
             subscriber.close()
             context.destroy(linger=0)
+
+
+def test_replicas_from_dns_lists_every_address() -> None:
+    from clients.placement import replicas_from_dns
+
+    replicas = replicas_from_dns("localhost", 6000, 6001)
+    assert Replica("tcp://127.0.0.1:6000", "tcp://127.0.0.1:6001") in replicas
+    assert replicas == sorted(replicas, key=lambda r: r.ingest) and len(set(replicas)) == len(replicas)
