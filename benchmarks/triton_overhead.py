@@ -8,7 +8,9 @@ triton-env`, tests/triton_server.py) on loopback, serving the model through Trit
 backend (the only one that wheel bundles), one CPU instance. For each batch size it times, call by
 call and interleaved, `OnnxBackend.run` and `TritonBackend.run` (the same batch, states carried),
 and prints wall-clock p50/p99 per call and the difference: what the daemon's batcher waits longer
-per batch when its backend is Triton. Both sides use one onnxruntime thread.
+per batch when its backend is Triton; and this process's CPU time per hop on each side (for Triton:
+the client's cost, building and parsing the gRPC messages; the server's CPU is its own process).
+Both sides use one onnxruntime thread.
 """
 
 from __future__ import annotations
@@ -61,24 +63,27 @@ def main(argv: list[str] | None = None) -> int:
         meta = local.metadata
         print(f"model {meta.model_id}, Triton at {endpoint}, {args.calls} calls per batch size")
         print(f"{'batch':>6} {'in-process p50/p99 ms':>22} {'Triton p50/p99 ms':>20} {'overhead p50 ms':>16} "
-              f"{'per hop us':>11}")
+              f"{'per hop us':>11} {'CPU/hop us local, client':>25}")
         rng = np.random.default_rng(0)
         for batch in (int(b) for b in args.batches.split(",")):
             audio = (0.1 * rng.standard_normal((batch, meta.hop_samples))).astype(np.float32)
             states = {"local": local.initial_states(batch), "remote": remote.initial_states(batch)}
             timings: dict[str, list[float]] = {"local": [], "remote": []}
+            cpu: dict[str, float] = {"local": 0.0, "remote": 0.0}
             for _ in range(10):  # warm up both
                 local.run(audio, states["local"])
                 remote.run(audio, states["remote"])
             for _ in range(args.calls):
                 for name, backend in (("local", local), ("remote", remote)):
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     _, states[name] = backend.run(audio, states[name])
                     timings[name].append(time.perf_counter() - started)
+                    cpu[name] += time.process_time() - cpu_started
             lp50, lp99 = percentile_ms(timings["local"], 50), percentile_ms(timings["local"], 99)
             rp50, rp99 = percentile_ms(timings["remote"], 50), percentile_ms(timings["remote"], 99)
             print(f"{batch:>6} {lp50:>10.3f} / {lp99:<9.3f} {rp50:>9.3f} / {rp99:<8.3f} {rp50 - lp50:>16.3f} "
-                  f"{1000 * (rp50 - lp50) / batch:>11.1f}")
+                  f"{1000 * (rp50 - lp50) / batch:>11.1f} "
+                  f"{1e6 * cpu['local'] / (args.calls * batch):>12.1f}, {1e6 * cpu['remote'] / (args.calls * batch):<10.1f}")
         remote.close()
     return 0
 
