@@ -212,6 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str) -> None:
                         help="Triton backend serving the model; python runs onnxruntime inside Triton's "
                              "Python backend, for servers built without the ONNX Runtime backend")
     parser.add_argument(f"--{prefix}model-name", default=DEFAULT_MODEL_NAME, help="the model's name in the repository")
+    parser.add_argument(f"--{prefix}max-batch", type=int, metavar="N",
+                        help="Triton's max_batch_size instead of the daemon's max_batch: larger lets its dynamic "
+                             "batcher merge several daemons' batches into one GPU call (docs/scale-out.md)")
     parser.add_argument("--daemon-config", type=Path,
                         help="daemon TOML whose [batching] max_batch and max_wait_ms set Triton's dynamic "
                              "batching (default: the daemon's defaults)")
@@ -222,6 +225,8 @@ def write_from_arguments(args: argparse.Namespace, prefix: str, onnx_path: Path,
     options = vars(args)
     key = prefix.replace("-", "_")
     max_batch, max_wait_ms = daemon_batching(args.daemon_config)
+    if options[f"{key}max_batch"] is not None:
+        max_batch = options[f"{key}max_batch"]
     return write_repository(onnx_path, metadata, out_dir, model_name=options[f"{key}model_name"],
                             max_batch_size=max_batch, max_queue_delay_ms=max_wait_ms,
                             instances=parse_instances(options[f"{key}instances"]), backend=options[f"{key}backend"])

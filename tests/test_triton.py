@@ -95,11 +95,13 @@ def test_repository_module_runs_without_torch(tmp_path: Path) -> None:
     import sys
 
     code = ("import sys; sys.modules['torch'] = None; from streaming_models.triton_repository import main; "
-            f"sys.exit(main(['--onnx', {str(MODEL)!r}, '--out', {str(tmp_path)!r}, '--instances', 'cpu:1']))")
+            f"sys.exit(main(['--onnx', {str(MODEL)!r}, '--out', {str(tmp_path)!r}, '--instances', 'cpu:1', "
+            "'--max-batch', '4096']))")
     run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
-    assert parse_config(tmp_path / "spoofwatch" / "config.pbtxt")["instance_group"][0]["kind"] == "KIND_CPU"
+    config = parse_config(tmp_path / "spoofwatch" / "config.pbtxt")
+    assert config["instance_group"][0]["kind"] == "KIND_CPU" and config["max_batch_size"] == 4096
 
 
 def test_export_batching_defaults_are_the_daemons() -> None:
