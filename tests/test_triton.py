@@ -216,6 +216,55 @@ def test_daemon_config_builds_the_triton_backend(triton_pair: tuple[RunningTrito
     assert backend.metadata == read_onnx_metadata(MODEL)
 
 
+async def _daemon_results(backend: object, audio: np.ndarray) -> dict[tuple[str, int], tuple[float, float]]:
+    """Streams of `audio` rows through a whole in-process daemon on `backend`; (stream, seq) -> (p_spoof, p_codec)."""
+    import zmq
+    import zmq.asyncio
+    from daemon_harness import Client, Subscriber, is_event, settings, wait_subscribed
+
+    from daemon.app import Daemon
+    from daemon.config import build_config
+    from daemon.wire.frames import AudioFormat
+    from daemon.wire.zmq_messages import AudioMessage, CloseMessage, OpenMessage
+
+    fmt = AudioFormat("pcm_f32le", 16000, 1)
+    daemon = Daemon(build_config(settings()), backend)  # type: ignore[arg-type]
+    await daemon.start()
+    context = zmq.asyncio.Context()
+    client = Client(context, daemon.state.endpoints["ingest"])
+    subscriber = Subscriber(context, daemon.state.endpoints["pub"])
+    try:
+        await wait_subscribed(client, subscriber, fmt)
+        ids = [f"call-{row}" for row in range(len(audio))]
+        for stream_id, samples in zip(ids, audio, strict=True):
+            await client.request(OpenMessage(stream_id, fmt).to_frames())
+            await client.send(AudioMessage(stream_id, 0, samples.astype(np.float32).tobytes()).to_frames())
+        for stream_id in ids:
+            await client.request(CloseMessage(stream_id).to_frames())
+        for stream_id in ids:
+            await subscriber.until(is_event(stream_id, "closed"))
+        return {(m["stream_id"], m["seq"]): (m["p_spoof"], m["p_codec"])
+                for m in subscriber.messages if m["type"] == "result"}
+    finally:
+        client.close()
+        subscriber.close()
+        context.destroy(linger=0)
+        await daemon.shutdown()
+
+
+async def test_a_daemon_on_triton_publishes_the_in_process_scores(
+        triton_pair: tuple[RunningTriton, RunningTriton]) -> None:
+    """The whole daemon (ingest, batcher, scorer, publisher) on `backend = "triton"`: every result
+    equals the same audio's result from a daemon on the onnx backend."""
+    from streaming_models.runtime.triton_backend import TritonBackend
+
+    audio = speechlike_hops(4, 10, 1600, seed=9).reshape(4, -1)  # 1 s per stream
+    local = await _daemon_results(OnnxBackend(MODEL, providers=["CPUExecutionProvider"]), audio)
+    remote = await _daemon_results(TritonBackend(endpoints=[triton_pair[1].grpc_endpoint], timeout_s=10), audio)
+    assert len(local) == 40 and remote.keys() == local.keys()
+    assert max(abs(a - b) for key in local for a, b in zip(local[key], remote[key], strict=True)) <= 1e-5
+
+
 def test_failover_to_the_second_endpoint_keeps_every_hop(triton_pair: tuple[RunningTriton, RunningTriton]) -> None:
     """Stops the first server mid-stream, then the second (so it runs last in this module): the
     next hops go to the second one from the states the daemon kept, and the scores stay equal to
