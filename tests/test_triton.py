@@ -265,6 +265,16 @@ async def test_a_daemon_on_triton_publishes_the_in_process_scores(
     assert max(abs(a - b) for key in local for a, b in zip(local[key], remote[key], strict=True)) <= 1e-5
 
 
+def test_overhead_benchmark_prints_both_sides(triton_pair: tuple[RunningTriton, RunningTriton],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmark_modules import load_benchmark
+
+    bench = load_benchmark("triton_overhead")
+    assert bench.main(["--endpoint", triton_pair[1].grpc_endpoint, "--batches", "1,4", "--calls", "3"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["1"], ["4"])]
+    assert [row[0] for row in rows] == ["1", "4"]
+
+
 def test_failover_to_the_second_endpoint_keeps_every_hop(triton_pair: tuple[RunningTriton, RunningTriton]) -> None:
     """Stops the first server mid-stream, then the second (so it runs last in this module): the
     next hops go to the second one from the states the daemon kept, and the scores stay equal to
