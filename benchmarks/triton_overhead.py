@@ -16,6 +16,7 @@ Both sides use one onnxruntime thread.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--endpoint", help="a running Triton server's gRPC HOST:PORT (else one is started)")
+    parser.add_argument("--serve", action="store_true",
+                        help="only start the server, print its endpoint and keep it up until interrupted "
+                             "(for a daemon on `--model.backend triton`, e.g. under benchmarks/load.py)")
     args = parser.parse_args(argv)
 
     from streaming_models.runtime.onnx_backend import OnnxBackend
@@ -58,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                              max_batch_size=max(int(b) for b in args.batches.split(",")),
                              max_queue_delay_ms=0.0, instances=(("cpu", 1),), backend="python")
             endpoint = stack.enter_context(running_triton(dist, work / "repository", work)).grpc_endpoint
+            if args.serve:
+                print(f"triton serving {args.model.name} at {endpoint}", flush=True)
+                stop = {signal.SIGINT, signal.SIGTERM}
+                signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # so the server is stopped on the way out
+                signal.sigwait(stop)
+                return 0
         local = OnnxBackend(args.model, providers=["CPUExecutionProvider"])
         remote = TritonBackend(endpoints=[endpoint], timeout_s=30)
         meta = local.metadata
