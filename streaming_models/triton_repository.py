@@ -1,7 +1,7 @@
 """Write a Triton Inference Server model repository for an exported detector (one .onnx file).
 
     spoofwatch export --out model.onnx --triton DIR [--triton-instances gpu:1,cpu:2]
-    python -m streaming_models.triton_repository --onnx model.onnx --out DIR [--instances gpu:1]
+    python -m streaming_models.triton_repository [--onnx model.onnx] --out DIR [--instances gpu:1]
                                                   (the same without torch, e.g. in the daemon image)
 
 The graph is stateless with every recurrent state explicit (runtime/model_format.py), so the
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model
 from streaming_models.runtime.model_format import (
     AUDIO_INPUT,
     LOGITS_OUTPUT,
@@ -235,12 +236,16 @@ def write_from_arguments(args: argparse.Namespace, prefix: str, onnx_path: Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streaming_models.triton_repository",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--onnx", required=True, type=Path, help="an exported model (.onnx)")
+    parser.add_argument("--onnx", default=DEFAULT_MODEL,
+                        help=f"an exported model (.onnx); default: the packaged {DEFAULT_MODEL}, found from any folder")
     parser.add_argument("--out", required=True, type=Path, help="the model repository to write")
     add_arguments(parser, "")
     args = parser.parse_args(argv)
+    onnx_path = find_model(args.onnx)
+    if onnx_path is None:
+        parser.error(f"model {args.onnx} not found")
     try:
-        model_dir = write_from_arguments(args, "", args.onnx, read_onnx_metadata(args.onnx), args.out)
+        model_dir = write_from_arguments(args, "", onnx_path, read_onnx_metadata(onnx_path), args.out)
     except (ValueError, OSError) as exc:
         print(f"triton repository: {exc}", file=sys.stderr)
         return 1

@@ -154,7 +154,9 @@ def test_triton_requests_a_gpu_and_builds_its_repository_from_the_daemon_config(
     assert init["command"][:3] == ["python", "-m", "streaming_models.triton_repository"]
     command = init["command"]
     assert command[command.index("--instances") + 1] == "gpu:1"
-    assert command[command.index("--onnx") + 1].endswith("streaming_models/default_model/spoofwatch-default.onnx")
+    from streaming_models.runtime.default_model import DEFAULT_MODEL
+
+    assert command[command.index("--onnx") + 1] == DEFAULT_MODEL  # found as package data in the image
     mount = next(m for m in init["volumeMounts"] if m["name"] == "config")
     assert command[command.index("--daemon-config") + 1] == mount["mountPath"]
 

@@ -4,6 +4,7 @@ against real Triton servers on loopback (tests/triton_server.py; skipped without
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,13 +96,14 @@ def test_repository_module_runs_without_torch(tmp_path: Path) -> None:
     import sys
 
     code = ("import sys; sys.modules['torch'] = None; from streaming_models.triton_repository import main; "
-            f"sys.exit(main(['--onnx', {str(MODEL)!r}, '--out', {str(tmp_path)!r}, '--instances', 'cpu:1', "
-            "'--max-batch', '4096']))")
-    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+            f"sys.exit(main(['--out', {str(tmp_path)!r}, '--instances', 'cpu:1', '--max-batch', '4096']))")
+    # from another folder: the default model is found as package data
+    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode == 0, run.stderr
     config = parse_config(tmp_path / "spoofwatch" / "config.pbtxt")
     assert config["instance_group"][0]["kind"] == "KIND_CPU" and config["max_batch_size"] == 4096
+    assert (tmp_path / "spoofwatch" / "1" / "model.onnx").read_bytes() == MODEL.read_bytes()
 
 
 def test_export_batching_defaults_are_the_daemons() -> None:
