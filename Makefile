@@ -30,7 +30,7 @@ test: setup
 # A real Triton server for tests/test_triton.py: the tritonserver binary bundled in nvidia-pytriton.
 # Its Python-backend stub must match the venv's standard library: made with Debian's
 # /usr/bin/python3 (3.11.2) it serves; a venv on pyenv's 3.11.7 fails to load the model
-# ('_thread.RLock' object has no attribute '_recursion_count'). About 200 MB, a minute to install.
+# ('_thread.RLock' object has no attribute '_recursion_count'). About 450 MB, 1.5 min to install.
 TRITON_VENV ?= .venv-triton
 TRITON_PYTHON ?= /usr/bin/python3
 $(TRITON_VENV)/.installed:
