@@ -11,7 +11,10 @@ the states kept on the device between hops (IO binding): copy the batch's 100 ms
 pinned host memory, run the network, copy the probabilities back, synchronize.
 
 `--graphs` also times the same step captured once as a CUDA graph and replayed (one launch
-per hop instead of one per kernel). Each line prints p50 and p99 of the call, the streams it
+per hop instead of one per kernel). `--host-states` also times each mode with the states kept in
+pinned host memory and copied to the device and back on every call, as a Triton server with the
+states as explicit inputs and outputs does (docs/scale-out.md): what keeping the state with the
+daemon costs the GPU side. Each line prints p50 and p99 of the call, the streams it
 serves in real time at that batch (batch x hop / p50) and whether p99 is within 50 ms. Before
 timing, the device's probabilities are checked against the CPU's on the same hops.
 """
@@ -65,10 +68,20 @@ def parity(model: Network, device: torch.device, dtype: torch.dtype, hops: int =
 
 
 def make_step(model: Network, batch: int, device: torch.device, dtype: torch.dtype,
-              graph: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One hop for `batch` streams: host audio in, host probabilities out, states stay on the device."""
+              graph: bool, host_states: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One hop for `batch` streams: host audio in, host probabilities out, states stay on the device
+    (or, with `host_states`, travel from pinned host memory and back on every call)."""
     states = [s.to(device) for s in model.initial_states(batch)]
     audio_dev = torch.zeros(batch, model.config.hop_samples, device=device)
+    on_host = [s.pin_memory() if device.type == "cuda" else s for s in model.initial_states(batch)] if host_states else []
+
+    def states_in() -> None:
+        for dev, host in zip(states, on_host, strict=False):  # nothing without host_states
+            dev.copy_(host, non_blocking=True)
+
+    def states_out() -> None:
+        for dev, host in zip(states, on_host, strict=False):
+            host.copy_(dev, non_blocking=True)
 
     def forward() -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -80,7 +93,9 @@ def make_step(model: Network, batch: int, device: torch.device, dtype: torch.dty
     if not graph:
         def eager(host_audio: torch.Tensor) -> torch.Tensor:
             audio_dev.copy_(host_audio, non_blocking=True)
+            states_in()
             out = forward().to("cpu", non_blocking=True)
+            states_out()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             return out
@@ -98,8 +113,10 @@ def make_step(model: Network, batch: int, device: torch.device, dtype: torch.dty
 
     def replay(host_audio: torch.Tensor) -> torch.Tensor:
         audio_dev.copy_(host_audio, non_blocking=True)
+        states_in()
         cuda_graph.replay()
         host_out.copy_(static_out, non_blocking=True)
+        states_out()
         torch.cuda.synchronize(device)
         return host_out
     return replay
@@ -124,6 +141,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32", help="comma list of float32, bfloat16, float16")
     parser.add_argument("--graphs", action="store_true", help="also time CUDA-graph replay")
     parser.add_argument("--calls", type=int, default=100, help="timed calls per setting")
+    parser.add_argument("--host-states", action="store_true",
+                        help="also time each mode with the states copied host -> device -> host every call")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -143,10 +162,13 @@ def main() -> None:
             if device.type == "cuda":
                 host_audio = host_audio.pin_memory()
             modes = ["eager"] + (["graph"] if args.graphs and device.type == "cuda" else [])
+            if args.host_states:
+                modes += [f"{mode}+host" for mode in modes]
             for mode in modes:
                 try:
                     with torch.inference_mode():
-                        step = make_step(model, batch, device, dtype, mode == "graph")
+                        step = make_step(model, batch, device, dtype, mode.startswith("graph"),
+                                         host_states=mode.endswith("+host"))
                         ms = time_step(step, host_audio, args.calls)
                 except RuntimeError as exc:  # e.g. out of memory, or a kernel that cannot be captured
                     print(f"  batch {batch:>6} {mode:<5} failed: {str(exc).splitlines()[0][:160]}")
@@ -155,7 +177,7 @@ def main() -> None:
                 row = {"dtype": dtype_name, "batch": batch, "mode": mode, "p50_ms": p50, "p99_ms": p99,
                        "realtime_streams": int(batch * hop_ms / p50), "within_budget": p99 <= LATENCY_BUDGET_MS}
                 rows.append(row)
-                print(f"  batch {batch:>6} {mode:<5} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
+                print(f"  batch {batch:>6} {mode:<10} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
                       f"-> {row['realtime_streams']:>9,} real-time streams  "
                       f"{'p99 within' if row['within_budget'] else 'p99 OVER'} {LATENCY_BUDGET_MS:.0f} ms")
     best = max((r for r in rows if r["within_budget"]), key=lambda r: r["realtime_streams"], default=None)
