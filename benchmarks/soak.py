@@ -210,20 +210,24 @@ class DaemonMetricsSample:
     loop_lag_s: float
     loop_lag_max_s: float  # the worst within the watchdog's window
     lag_buckets: dict[float, float]  # cumulative count per upper bound (+Inf included)
+    dropped: dict[str, float]  # spoofwatch_dropped_total by reason (buffer_overflow: the daemon fell behind)
 
 
 def parse_daemon_metrics(text: str) -> DaemonMetricsSample:
     values: dict[str, float] = {}
     buckets: dict[float, float] = {}
+    dropped: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "spoofwatch_event_loop_lag_histogram_seconds_bucket":
                 buckets[float(sample.labels["le"])] = sample.value
+            elif sample.name == "spoofwatch_dropped_total":
+                dropped[sample.labels["reason"]] = sample.value
             elif not sample.labels:
                 values[sample.name] = sample.value
     return DaemonMetricsSample(values.get("spoofwatch_streams_open", float("nan")),
                                values.get("spoofwatch_event_loop_lag_seconds", float("nan")),
-                               values.get("spoofwatch_event_loop_lag_max_seconds", float("nan")), buckets)
+                               values.get("spoofwatch_event_loop_lag_max_seconds", float("nan")), buckets, dropped)
 
 
 def fetch_daemon_metrics(url: str) -> DaemonMetricsSample | None:
@@ -330,6 +334,7 @@ class SoakSummary:
     sender_behind_ms_max: float
     sender_cpu_percent: float
     send_errors: int
+    daemon_dropped: dict[str, float] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
 
@@ -476,7 +481,8 @@ def measure(args: argparse.Namespace, pid: int, metrics_url: str) -> SoakSummary
         daemon_cpu_percent=round(100 * (last_cpu[1] - first_cpu[1]) / elapsed_s, 1),
         sender_lateness_ms=report.lateness_ms, sender_behind_ms_max=report.behind_ms_max,
         sender_cpu_percent=round(100 * report.cpu_s / (total_ticks * FRAME_S), 1),
-        send_errors=report.error_count, error_examples=report.errors[:3], rows=rows,
+        send_errors=report.error_count, daemon_dropped=metrics.dropped if metrics else {},
+        error_examples=report.errors[:3], rows=rows,
     )
 
 
@@ -493,7 +499,7 @@ def print_summary(summary: SoakSummary) -> None:
         f"  end-to-end ms {summary.end_to_end_ms} (scheduled send of the hop's last message -> result received)\n"
         f"  daemon CPU {summary.daemon_cpu_percent}% of one core; sender CPU {summary.sender_cpu_percent}%, "
         f"lateness ms {summary.sender_lateness_ms}\n"
-        f"  send errors {summary.send_errors} {summary.error_examples}",
+        f"  send errors {summary.send_errors} {summary.error_examples}; daemon drops {summary.daemon_dropped}",
         flush=True,
     )
 

@@ -47,9 +47,13 @@ def test_metric_helpers(soak: ModuleType) -> None:
             "# TYPE spoofwatch_event_loop_lag_histogram_seconds histogram\n"
             'spoofwatch_event_loop_lag_histogram_seconds_bucket{le="0.001"} 50.0\n'
             'spoofwatch_event_loop_lag_histogram_seconds_bucket{le="0.005"} 90.0\n'
-            'spoofwatch_event_loop_lag_histogram_seconds_bucket{le="+Inf"} 100.0\n')
+            'spoofwatch_event_loop_lag_histogram_seconds_bucket{le="+Inf"} 100.0\n'
+            "# TYPE spoofwatch_dropped counter\n"
+            'spoofwatch_dropped_total{reason="buffer_overflow"} 12.0\n'
+            'spoofwatch_dropped_total{reason="pub_full"} 0.0\n')
     sample = soak.parse_daemon_metrics(text)
     assert (sample.streams_open, sample.loop_lag_s, sample.loop_lag_max_s) == (7.0, 0.002, 0.03)
+    assert sample.dropped == {"buffer_overflow": 12.0, "pub_full": 0.0}
     assert soak.bucket_quantile(sample.lag_buckets, 0.5) == pytest.approx(0.001)
     assert soak.bucket_quantile(sample.lag_buckets, 0.7) == pytest.approx(0.003)
     assert soak.lag_figures(sample.lag_buckets, [0.002, 0.004]) == {"p50": 1.0, "p99": 4.0, "max": 4.0}
@@ -73,5 +77,6 @@ def test_short_soak_against_a_real_daemon_loses_nothing(soak: ModuleType) -> Non
     assert set(summary.loop_lag_ms) == {"p50", "p99", "max"} and summary.loop_lag_ms["max"] >= 0
     assert set(summary.end_to_end_ms) == {"p50", "p95", "p99", "max"} and summary.end_to_end_ms["p50"] > 0
     assert summary.daemon_cpu_percent > 0 and summary.send_errors == 0
+    assert summary.daemon_dropped.get("buffer_overflow") == 0
     assert len(summary.rows) >= 3 and max(row.streams_open for row in summary.rows) >= 5
     assert isinstance(args, argparse.Namespace)
