@@ -16,7 +16,8 @@ from streaming_models.data.manifest import read_manifest
 from streaming_models.data.public.cli import main_import_public
 from streaming_models.data.public.decode import decode
 from streaming_models.data.public.dedupe import Copy, DuplicateIndex
-from streaming_models.data.public.registry import RegistryError, glob_to_regex, load_registry
+from streaming_models.data.public.registry import glob_to_regex, load_registry
+from streaming_models.runtime.settings import ConfigError
 
 RATE = 22050
 
@@ -226,20 +227,82 @@ def test_a_rerun_reuses_decoded_files_and_writes_the_same_manifest(world: dict[s
 
 
 @pytest.mark.parametrize(("rule", "message"), [
-    ('glob = "a/*"\nsource = "spoof"\ngenerator = "x"\nfamily = "magic"', "family must be one of"),
-    ('glob = "a/*"\nsource = "fake"', "source must be one of"),
-    ('glob = "a/*"\nsource = "bonafide"\ncodec = "neural"', "codec_family must be a non-empty string"),
-    ('glob = "a/*"\nsource = "bonafide"\nspeed = 2', "unknown keys ['speed']"),
-    ('glob = "a/*"\nsource = "bonafide"\npair = "("', "pair '(' is not a valid regex"),
-    ('glob = "a/*"\nsource = "skip"', "reason must be a non-empty string"),
-    ('glob = "a/*"\nsource = "bonafide"\ngenerator = "vits"', "a bonafide rule has no generator"),
+    ('glob = "a/*"\nsource = "spoof"\ngenerator = "x"\nfamily = "magic"', "rule[1].family: must be one of"),
+    ('glob = "a/*"\nsource = "spoof"\ngenerator = "x"', "rule[1].family: is required in a spoof rule"),
+    ('glob = "a/*"\nsource = "spoof"\nfamily = "vc"', "rule[1].generator: must be a non-empty string"),
+    ('glob = "a/*"\nsource = "spoof"\ngenerator = "X TTS"\nfamily = "vc"', "rule[1].generator: 'X TTS' must be lowercase"),
+    ('glob = "a/*"\nsource = "fake"', "rule[1].source: must be one of bonafide, spoof, skip"),
+    ('glob = "a/*"', "rule[1].source: is required"),
+    ('source = "bonafide"', "rule[1].glob: is required"),
+    ('glob = []\nsource = "bonafide"', "rule[1].glob: must be a path glob or a list of them"),
+    ('glob = 3\nsource = "bonafide"', "rule[1].glob: must be a list of strings"),
+    ('glob = "a/[x"\nsource = "bonafide"', "rule[1].glob: unclosed '['"),
+    ('glob = "a/*"\nsource = "bonafide"\ncodec = "neural"', "rule[1].codec_family: must be a non-empty string"),
+    ('glob = "a/*"\nsource = "bonafide"\ncodec = "neural"\ncodec_family = "En Codec"', "rule[1].codec_family: 'En Codec'"),
+    ('glob = "a/*"\nsource = "bonafide"\ncodec = "mp3"', "rule[1].codec: must be one of none, telephony, neural"),
+    ('glob = "a/*"\nsource = "bonafide"\ncodec_family = "encodec"', "rule[1].codec_family: codec_family/codec_objective need"),
+    ('glob = "a/*"\nsource = "bonafide"\ncodec = "neural"\ncodec_family = "x"\ncodec_objective = "art"',
+     "rule[1].codec_objective: must be one of compression, synthesis"),
+    ('glob = "a/*"\nsource = "bonafide"\nspeed = 2', "rule[1]: unknown keys ['speed']"),
+    ('glob = "a/*"\nsource = "bonafide"\npair = "("', "rule[1].pair: '(' is not a valid regex"),
+    ('glob = "a/*"\nsource = "bonafide"\nspeaker_pattern = ""', "rule[1].speaker_pattern: must be a non-empty regex"),
+    ('glob = "a/*"\nsource = "bonafide"\nspeaker = "a"\nspeaker_pattern = "(x)"',
+     "rule[1].speaker_pattern: give speaker or speaker_pattern, not both"),
+    ('glob = "a/*"\nsource = "bonafide"\nspeaker = ""', "rule[1].speaker: must be a non-empty string"),
+    ('glob = "a/*"\nsource = "bonafide"\nlanguage = 5', "rule[1].language: must be a string"),
+    ('glob = "a/*"\nsource = "skip"', "rule[1].reason: must be a non-empty string"),
+    ('glob = "a/*"\nsource = "skip"\nreason = "x"\ncodec = "none"', "rule[1]: a skip rule takes only glob and reason, not ['codec']"),
+    ('glob = "a/*"\nsource = "bonafide"\nreason = "x"', "rule[1].reason: is for skip rules"),
+    ('glob = "a/*"\nsource = "bonafide"\ngenerator = "vits"', "rule[1].generator: a bonafide rule has no generator"),
+    ('glob = "a/*"\nsource = "bonafide"\nfamily = "vits"', "rule[1].family: a bonafide rule has no generator"),
 ])
 def test_bad_rules_fail_naming_file_and_rule(tmp_path: Path, rule: str, message: str) -> None:
     (tmp_path / "x__y.toml").write_text(f'repo = "x/y"\ncommit = "{"a" * 40}"\nref = "main"\nlicence = "l"\n\n'
                                         f'[[rule]]\nglob = "ok/*"\nsource = "bonafide"\n\n[[rule]]\n{rule}\n')
-    with pytest.raises(RegistryError, match="x__y.toml rule 2") as info:
+    with pytest.raises(ConfigError, match=r"x__y\.toml: ") as info:
         load_registry(tmp_path)
     assert message in str(info.value)
+
+
+_ENTRY = {"repo": '"x/y"', "commit": f'"{"a" * 40}"', "ref": '"main"', "licence": '"l"'}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"commit": '"ABC"'}, "commit: must be 40 lowercase hex digits, got 'ABC'"),
+    ({"commit": None}, "commit: is required"),
+    ({"repo": '"no-owner"'}, "repo: must be owner/name"),
+    ({"ref": '" "'}, "ref: must be a non-empty string"),
+    ({"licence": "3"}, "licence: must be a string"),
+    ({"language": '""'}, "language: must be a non-empty string"),
+    ({"homepage": '"x"'}, "unknown keys ['homepage']"),
+])
+def test_bad_entries_fail_naming_file_and_key(tmp_path: Path, change: dict[str, str | None], message: str) -> None:
+    keys = {k: v for k, v in {**_ENTRY, **change}.items() if v is not None}
+    (tmp_path / "x__y.toml").write_text("".join(f"{k} = {v}\n" for k, v in keys.items())
+                                        + '[[rule]]\nglob = "ok/*"\nsource = "bonafide"\n')
+    with pytest.raises(ConfigError, match=r"x__y\.toml: ") as info:
+        load_registry(tmp_path)
+    assert message in str(info.value)
+
+
+def test_an_entry_needs_a_rule_and_a_repository_one_file(tmp_path: Path) -> None:
+    head = "".join(f"{k} = {v}\n" for k, v in _ENTRY.items())
+    (tmp_path / "a.toml").write_text(head)
+    with pytest.raises(ConfigError, match=r"a\.toml: rule: at least one \[\[rule\]\] is required"):
+        load_registry(tmp_path)
+    (tmp_path / "a.toml").write_text(head + '[[rule]]\nglob = "ok/*"\nsource = "bonafide"\n')
+    (tmp_path / "b.toml").write_text(head + '[[rule]]\nglob = "ok/*"\nsource = "bonafide"\n')
+    with pytest.raises(ConfigError, match=r"b\.toml: repo: repository x/y is also in .*a\.toml"):
+        load_registry(tmp_path)
+    (tmp_path / "b.toml").unlink()
+    with pytest.raises(ConfigError, match=r"not in the registry: \['q/r'\]"):
+        load_registry(tmp_path, ("q/r",))
+    (tmp_path / "a.toml").write_text("repo = ")
+    with pytest.raises(ConfigError, match=r"a\.toml: not valid TOML"):
+        load_registry(tmp_path)
+    (tmp_path / "a.toml").unlink()
+    with pytest.raises(ConfigError, match="no registry files"):
+        load_registry(tmp_path)
 
 
 def test_a_missing_commit_is_named(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streaming_models.data.public.registry import RegistryError, load_registry
+from streaming_models.data.public.registry import load_registry
+from streaming_models.runtime.settings import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = REPO_ROOT / "configs" / "data" / "public"
@@ -31,7 +32,7 @@ def test_docs_list_every_source_with_its_commit_and_licence() -> None:
 def test_reserved_and_dev_eval_repositories_are_refused(tmp_path: Path, repo: str) -> None:
     (tmp_path / "x.toml").write_text(f'repo = "{repo}"\ncommit = "{"a" * 40}"\nref = "main"\nlicence = "l"\n'
                                      '[[rule]]\nglob = "*"\nsource = "bonafide"\n')
-    with pytest.raises(RegistryError, match="reserved|dev-eval"):
+    with pytest.raises(ConfigError, match="x.toml: repo: .*(reserved|dev-eval)"):
         load_registry(tmp_path)
 
 

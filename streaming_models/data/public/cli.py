@@ -20,9 +20,10 @@ from streaming_models.data.public.importer import (
     write_outputs,
 )
 from streaming_models.data.public.mirror import MirrorError
-from streaming_models.data.public.registry import RegistryError, load_registry, sources_table
+from streaming_models.data.public.registry import load_registry, sources_table
 from streaming_models.logs import log_to_stderr
 from streaming_models.paths import shared_data_dir
+from streaming_models.runtime.settings import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def main_import_public(argv: list[str]) -> int:
     if args.sources_table:
         try:
             print(sources_table(load_registry(args.registry, tuple(args.only))), end="")
-        except RegistryError as exc:
+        except ConfigError as exc:
             print(f"spoofwatch data import-public: {exc}", file=sys.stderr)
             return 1
         return 0
@@ -76,7 +77,7 @@ def main_import_public(argv: list[str]) -> int:
                                 known_corpora=tuple(args.known_corpus),
                                 workers=max(1, args.workers), dry_run=args.dry_run)
         items, reports = import_public(entries, args.mirror, options)
-    except (RegistryError, MirrorError, SnapshotMismatch) as exc:
+    except (ConfigError, MirrorError, SnapshotMismatch) as exc:
         print(f"spoofwatch data import-public: {exc}", file=sys.stderr)
         return 1
     for report in reports:

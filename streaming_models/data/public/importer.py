@@ -106,7 +106,7 @@ def plan_repository(entry: SourceEntry, files: list[TreeFile], report: RepoRepor
             continue
         used[rule.index] += 1
         if rule.source == "skip":
-            report.skipped[rule.reason] += 1
+            report.skipped[rule.reason or ""] += 1
             continue
         label = rule.label(file.path, entry.language)
         report.labelled[f"rule {rule.index + 1}: {label.source}/{label.generator}"

@@ -1,28 +1,36 @@
 """The source registry: one TOML file per public repository, with rules that label its files.
 
+A file is read by the project's config loader (streaming_models/runtime/settings.py) into a frozen
+`SourceEntry` holding its `[[rule]]` tables as `Rule`s: unknown keys and mistyped values are refused
+there, what spans keys in each rule's and entry's `__post_init__`, what spans files in
+`load_registry`. Every failure is a `ConfigError` naming the file, the rule (`rule[i]`, counted from
+0 as the loader counts tables) and the key, so a bad entry fails before any audio is read.
+
 A rule's globs are matched against the whole path inside the repository ('*' stays within a
-folder, '**' crosses folders); the first matching rule labels the file. Validation happens at
-load time and names the file and the rule, so a bad entry fails before any audio is read.
+folder, '**' crosses folders); the first matching rule labels the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from streaming_models.data.loaders.codecs import codec_objective
+from streaming_models.data.loaders.codecs import codec_objective as objective_of_codec
 from streaming_models.data.manifest import Codec, CodecObjective
+from streaming_models.runtime.settings import INTERNAL, ConfigError, build, read_toml, require
 
 RuleSource = Literal["bonafide", "spoof", "skip"]
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
-GENERATOR_FAMILIES = (
+GeneratorFamily = Literal[
     "acoustic-tts", "vits", "diffusion-tts", "flow-matching-tts", "codec-lm-tts", "vc",
     "gan-vocoder", "diffusion-vocoder", "flow-vocoder", "autoregressive-vocoder",
     "source-filter-vocoder", "dsp-vocoder", "other-neural",
-)
+]
+GENERATOR_FAMILIES: tuple[str, ...] = get_args(GeneratorFamily)
 # Kept for independent evaluation (issue #21): never fetched, imported or scored here.
 RESERVED_REPOSITORIES = frozenset(name.lower() for name in (
     "codecfake/codecfake.github.io", "styletts2/styletts2.github.io", "RUB-SysSec/WaveFake",
@@ -38,13 +46,6 @@ DEV_EVAL_SOURCES = ("jik876/", "nii-yamagishilab/project-nn-pytorch-scripts", "s
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-_ENTRY_KEYS = {"repo", "commit", "ref", "licence", "language", "notes", "rule"}
-_RULE_KEYS = {"glob", "source", "generator", "family", "codec", "codec_family", "codec_objective",
-              "language", "speaker", "speaker_pattern", "pair", "reason"}
-
-
-class RegistryError(ValueError):
-    """A registry file is malformed; the message names the file and the rule."""
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,87 @@ class Label:
     pair_key: str | None
 
 
+def _require_text(key: str, value: str | None) -> None:
+    require(key, value is not None and bool(value.strip()), "must be a non-empty string" + (" (missing)" if value is None else ""))
+
+
+def _require_regex(key: str, value: str | None) -> None:
+    if value is None:
+        return
+    require(key, bool(value), "must be a non-empty regex string")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ConfigError(key, f"{value!r} is not a valid regex: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Rule:
-    index: int
-    globs: tuple[str, ...]
-    patterns: tuple[re.Pattern[str], ...]
+    """One `[[rule]]` table, as written: a key the table leaves out is None (codec None is "none")."""
+
+    glob: tuple[str, ...]  # a single glob in the file is read as a list of one
     source: RuleSource
-    generator: str
-    family: str
-    codec: Codec
-    codec_family: str
-    codec_objective: CodecObjective
-    language: str | None
-    speaker: str | None
-    speaker_pattern: re.Pattern[str] | None
-    pair: re.Pattern[str] | None
-    reason: str
+    generator: str | None = None
+    family: GeneratorFamily | None = None
+    codec: Codec | None = None
+    codec_family: str | None = None
+    codec_objective: Literal["compression", "synthesis"] | None = None
+    language: str | None = None
+    speaker: str | None = None
+    speaker_pattern: str | None = None
+    pair: str | None = None
+    reason: str | None = None
+    index: int = field(default=0, metadata=INTERNAL)  # its place in the file, counted from 0
+
+    def __post_init__(self) -> None:
+        require("glob", bool(self.glob) and all(self.glob), "must be a path glob or a list of them")
+        try:
+            self.patterns  # noqa: B018 - compiled here so that a bad glob fails at load time
+        except ValueError as exc:
+            raise ConfigError("glob", str(exc)) from None
+        if self.source == "skip":
+            extra = [f.name for f in dataclasses.fields(self)
+                     if f.name not in ("glob", "source", "reason", "index") and getattr(self, f.name) is not None]
+            require("", not extra, f"a skip rule takes only glob and reason, not {extra}")
+            _require_text("reason", self.reason)
+            return
+        require("reason", self.reason is None, "is for skip rules")
+        if self.source == "spoof":
+            _require_text("generator", self.generator)
+            require("family", self.family is not None, f"is required in a spoof rule: one of {', '.join(GENERATOR_FAMILIES)}")
+            require("generator", bool(_NAME_RE.match(str(self.generator))),
+                    f"{self.generator!r} must be lowercase letters, digits, '-', '.', '+'")
+        else:
+            require("family" if self.family is not None else "generator",
+                    self.family is None and self.generator in (None, "human"),
+                    "a bonafide rule has no generator or family (a codec copy of a recording is bonafide with "
+                    "codec = \"neural\" and its codec_family)")
+        if self.codec in (None, "none"):
+            require("codec_family" if self.codec_family is not None else "codec_objective",
+                    self.codec_family is None and self.codec_objective is None,
+                    "codec_family/codec_objective need codec = \"neural\" or \"telephony\"")
+        else:
+            _require_text("codec_family", self.codec_family)
+            require("codec_family", bool(_NAME_RE.match(str(self.codec_family))),
+                    f"{self.codec_family!r} must be lowercase letters, digits, '-'")
+        require("language", self.language != "", "must be a non-empty string")
+        require("speaker", self.speaker != "", "must be a non-empty string")
+        require("speaker_pattern", self.speaker is None or self.speaker_pattern is None,
+                "give speaker or speaker_pattern, not both")
+        _require_regex("speaker_pattern", self.speaker_pattern)
+        _require_regex("pair", self.pair)
+
+    @functools.cached_property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(glob_to_regex(g) for g in self.glob)
+
+    @functools.cached_property
+    def _speaker_regex(self) -> re.Pattern[str] | None:
+        return re.compile(self.speaker_pattern) if self.speaker_pattern is not None else None
+
+    @functools.cached_property
+    def _pair_regex(self) -> re.Pattern[str] | None:
+        return re.compile(self.pair) if self.pair is not None else None
 
     def matches(self, path: str) -> bool:
         return any(p.fullmatch(path) for p in self.patterns)
@@ -85,25 +151,50 @@ class Rule:
     def label(self, path: str, default_language: str) -> Label:
         if self.source == "skip":
             raise ValueError("a skip rule labels nothing")
-        speaker = self.speaker or _search(self.speaker_pattern, path) or "unknown"
-        return Label(source=self.source, generator=self.generator, family=self.family, codec=self.codec,
-                     codec_family=self.codec_family, codec_objective=self.codec_objective,
-                     language=self.language or default_language, speaker=speaker,
-                     pair_key=_search(self.pair, path))
+        codec: Codec = self.codec or "none"
+        codec_family = self.codec_family if codec != "none" and self.codec_family else "none"
+        objective: CodecObjective = "none"
+        if codec != "none":
+            objective = self.codec_objective or (objective_of_codec(codec_family) if codec == "neural" else "compression")
+        spoof = self.source == "spoof"
+        return Label(source=self.source, generator=str(self.generator) if spoof else "human",
+                     family=str(self.family) if spoof else "human", codec=codec, codec_family=codec_family,
+                     codec_objective=objective, language=self.language or default_language,
+                     speaker=self.speaker or _search(self._speaker_regex, path) or "unknown",
+                     pair_key=_search(self._pair_regex, path))
 
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One repository of the registry."""
+    """One registry file: a repository at a commit and the rules that label its files."""
 
     repo: str
     commit: str
     ref: str
     licence: str
-    language: str
-    notes: str
-    rules: tuple[Rule, ...]
-    path: Path
+    language: str = "unknown"
+    notes: str = ""
+    rule: tuple[Rule, ...] = ()
+    path: Path = field(default=Path(), metadata=INTERNAL)  # the file it was read from
+
+    def __post_init__(self) -> None:
+        require("repo", bool(_REPO_RE.match(self.repo)), f"must be owner/name, got {self.repo!r}")
+        require("repo", self.repo.lower() not in RESERVED_REPOSITORIES,
+                f"{self.repo} is reserved for independent evaluation and may not be imported")
+        require("repo", not self.repo.lower().startswith(DEV_EVAL_SOURCES),
+                f"{self.repo} is one of dev-eval's sources, which stay out of training")
+        require("commit", bool(_COMMIT_RE.match(self.commit)), f"must be 40 lowercase hex digits, got {self.commit!r}")
+        for key in ("ref", "licence", "language"):
+            _require_text(key, getattr(self, key))
+        require("rule", bool(self.rule), "at least one [[rule]] is required")
+        # A table cannot know its place in the file; the importer reports rules by it.
+        object.__setattr__(self, "rule", tuple(dataclasses.replace(r, index=i) if r.index != i else r
+                                               for i, r in enumerate(self.rule)))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The `[[rule]]` tables, in file order."""
+        return self.rule
 
     @property
     def slug(self) -> str:
@@ -114,7 +205,6 @@ class SourceEntry:
             if rule.matches(path):
                 return rule
         return None
-
 
 def glob_to_regex(glob: str) -> re.Pattern[str]:
     """'*' and '?' within one path segment, '**/' any number of folders, '**' anything."""
@@ -154,135 +244,36 @@ def _search(pattern: re.Pattern[str] | None, path: str) -> str | None:
     return found.group(1) if pattern.groups else found.group(0)
 
 
-def _regex(value: Any, where: str, key: str) -> re.Pattern[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise RegistryError(f"{where}: {key} must be a non-empty regex string")
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise RegistryError(f"{where}: {key} {value!r} is not a valid regex: {exc}") from exc
+def _one_glob_as_list(raw: dict[str, Any]) -> dict[str, Any]:
+    """A rule's `glob = "x"` read as `glob = ["x"]`: the loader gives each key one type."""
+    rules = raw.get("rule")
+    if not isinstance(rules, list):
+        return raw
+    return {**raw, "rule": [{**r, "glob": [r["glob"]]} if isinstance(r, dict) and isinstance(r.get("glob"), str)
+                            else r for r in rules]}
 
 
-def _text(raw: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str) or not value.strip():
-        raise RegistryError(f"{where}: {key} must be a non-empty string" + ("" if key in raw else " (missing)"))
-    return value.strip()
-
-
-def _parse_rule(raw: Any, index: int, where_file: str, language: str) -> Rule:
-    where = f"{where_file} rule {index + 1}"
-    if not isinstance(raw, dict):
-        raise RegistryError(f"{where}: a rule must be a table")
-    unknown = set(raw) - _RULE_KEYS
-    if unknown:
-        raise RegistryError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_RULE_KEYS)}")
-    globs_raw = raw.get("glob")
-    globs = (globs_raw,) if isinstance(globs_raw, str) else tuple(globs_raw or ())
-    if not globs or not all(isinstance(g, str) and g for g in globs):
-        raise RegistryError(f"{where}: glob must be a path glob or a list of them")
-    try:
-        patterns = tuple(glob_to_regex(g) for g in globs)
-    except ValueError as exc:
-        raise RegistryError(f"{where}: {exc}") from exc
-    source = raw.get("source")
-    if source not in get_args(RuleSource):
-        raise RegistryError(f"{where}: source must be one of {get_args(RuleSource)}, got {source!r}")
-    if source == "skip":
-        extra = set(raw) - {"glob", "source", "reason"}
-        if extra:
-            raise RegistryError(f"{where}: a skip rule takes only glob and reason, not {sorted(extra)}")
-        return Rule(index, globs, patterns, "skip", "", "", "none", "none", "none", None, None, None, None,
-                    _text(raw, "reason", where))
-    if "reason" in raw:
-        raise RegistryError(f"{where}: reason is for skip rules")
-    codec = raw.get("codec", "none")
-    if codec not in get_args(Codec):
-        raise RegistryError(f"{where}: codec must be one of {get_args(Codec)}, got {codec!r}")
-    if source == "spoof":
-        generator = _text(raw, "generator", where)
-        family = raw.get("family")
-        if family not in GENERATOR_FAMILIES:
-            raise RegistryError(f"{where}: family must be one of {GENERATOR_FAMILIES}, got {family!r}")
-    else:
-        if "family" in raw or raw.get("generator", "human") != "human":
-            raise RegistryError(f"{where}: a bonafide rule has no generator or family (a codec copy of a "
-                                "recording is bonafide with codec = \"neural\" and its codec_family)")
-        generator, family = "human", "human"
-    if not _NAME_RE.match(generator):
-        raise RegistryError(f"{where}: generator {generator!r} must be lowercase letters, digits, '-', '.', '+'")
-    if codec == "none":
-        if "codec_family" in raw or "codec_objective" in raw:
-            raise RegistryError(f"{where}: codec_family/codec_objective need codec = \"neural\" or \"telephony\"")
-        codec_family, objective = "none", "none"
-    else:
-        codec_family = _text(raw, "codec_family", where)
-        if not _NAME_RE.match(codec_family):
-            raise RegistryError(f"{where}: codec_family {codec_family!r} must be lowercase letters, digits, '-'")
-        default_objective = codec_objective(codec_family) if codec == "neural" else "compression"
-        objective = raw.get("codec_objective", default_objective)
-        if objective not in ("compression", "synthesis"):
-            raise RegistryError(f"{where}: codec_objective must be compression or synthesis, got {objective!r}")
-    rule_language = raw.get("language")
-    if rule_language is not None and (not isinstance(rule_language, str) or not rule_language):
-        raise RegistryError(f"{where}: language must be a non-empty string")
-    speaker = raw.get("speaker")
-    if speaker is not None and (not isinstance(speaker, str) or not speaker):
-        raise RegistryError(f"{where}: speaker must be a non-empty string")
-    if speaker is not None and "speaker_pattern" in raw:
-        raise RegistryError(f"{where}: give speaker or speaker_pattern, not both")
-    return Rule(index, globs, patterns, source, generator, family, codec, codec_family, objective,  # type: ignore[arg-type]
-                rule_language, speaker, _regex(raw.get("speaker_pattern"), where, "speaker_pattern"),
-                _regex(raw.get("pair"), where, "pair"), "")
-
-
-def parse_entry(raw: dict[str, Any], path: Path) -> SourceEntry:
-    where = str(path)
-    unknown = set(raw) - _ENTRY_KEYS
-    if unknown:
-        raise RegistryError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_ENTRY_KEYS)}")
-    repo = _text(raw, "repo", where)
-    if not _REPO_RE.match(repo):
-        raise RegistryError(f"{where}: repo must be owner/name, got {repo!r}")
-    if repo.lower() in RESERVED_REPOSITORIES:
-        raise RegistryError(f"{where}: {repo} is reserved for independent evaluation and may not be imported")
-    if repo.lower().startswith(DEV_EVAL_SOURCES):
-        raise RegistryError(f"{where}: {repo} is one of dev-eval's sources, which stay out of training")
-    commit = _text(raw, "commit", where)
-    if not _COMMIT_RE.match(commit):
-        raise RegistryError(f"{where}: commit must be 40 lowercase hex digits, got {commit!r}")
-    language = _text(raw, "language", where, "unknown")
-    rules_raw = raw.get("rule")
-    if not isinstance(rules_raw, list) or not rules_raw:
-        raise RegistryError(f"{where}: at least one [[rule]] is required")
-    rules = tuple(_parse_rule(r, i, where, language) for i, r in enumerate(rules_raw))
-    return SourceEntry(repo=repo, commit=commit, ref=_text(raw, "ref", where), licence=_text(raw, "licence", where),
-                       language=language, notes=str(raw.get("notes", "")), rules=rules, path=path)
+def load_entry(path: Path) -> SourceEntry:
+    """One registry file; a ConfigError names the file, the rule and the key."""
+    entry = build(SourceEntry, _one_glob_as_list(read_toml(path)), source=str(path))
+    return dataclasses.replace(entry, path=path)
 
 
 def load_registry(folder: Path, only: tuple[str, ...] = ()) -> list[SourceEntry]:
     """Every `*.toml` in `folder` (sorted), or only the repositories named in `only`."""
     files = sorted(Path(folder).glob("*.toml"))
     if not files:
-        raise RegistryError(f"no registry files (*.toml) in {folder}")
-    entries: list[SourceEntry] = []
-    for file in files:
-        try:
-            raw = tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{file}: not valid TOML: {exc}") from exc
-        entries.append(parse_entry(raw, file))
+        raise ConfigError("", "no registry files (*.toml)", str(folder))
+    entries = [load_entry(file) for file in files]
     seen: dict[str, Path] = {}
     for entry in entries:
         if entry.repo in seen:
-            raise RegistryError(f"{entry.path}: repository {entry.repo} is also in {seen[entry.repo]}")
+            raise ConfigError("repo", f"repository {entry.repo} is also in {seen[entry.repo]}", str(entry.path))
         seen[entry.repo] = entry.path
     if only:
         missing = sorted(set(only) - set(seen))
         if missing:
-            raise RegistryError(f"not in the registry {folder}: {missing}")
+            raise ConfigError("", f"not in the registry: {missing}", str(folder))
         entries = [e for e in entries if e.repo in only]
     return entries
 
