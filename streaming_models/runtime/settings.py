@@ -8,8 +8,9 @@ against its field's annotation (lists become tuples, integers widen to floats, a
 the words it allows); then the dataclass is constructed, and its `__post_init__` checks what no
 annotation can (`require`). Every failure is one `ConfigError` naming the file and the key.
 
-Training (streaming_models/train_config.py), resynthesis (resynthesis/config.py) and corpus
-recipes (data/recipe.py) load through here; the daemon layers environment variables and flags over
+Training (streaming_models/train_config.py), resynthesis (resynthesis/config.py), corpus
+recipes (data/recipe.py), the public-data registry (data/public/registry.py) and the verifier's
+recipes (verifier/config.py) load through here; the daemon layers environment variables and flags over
 its file (daemon/config.py) and checks each value with `coerce`.
 """
 
