@@ -13,6 +13,10 @@ The fused score at each window end is `fuse_log_odds_mean` (streaming_models/run
 streaming model's p_spoof at that time and the verifier's. The metrics are cross_source.py's: spoof
 EER and minDCF at the clip's end, codec EER, spoofs flagged within 1 s at the threshold giving 2 % of
 genuine clips flagged at any score; per family. Writes VERIFIER/cross-source.json.
+
+`--dev-eval LABELS.csv` adds the fixed second check: dev-eval scored by the verifier, by each run's
+fold model (RUN/foldK/model.onnx, through the daemon's streaming path) and fused; spoof EER, minDCF
+and codec EER at the clip's end (VERIFIER/dev-eval.npz caches the verifier's scores).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from tqdm import tqdm
 
 from streaming_models.audio_io import load_audio
 from streaming_models.data.manifest import CorpusItem, read_manifest
+from streaming_models.evaluate import EvalItem, load_items, stream_scores
+from streaming_models.metrics import eer, min_dcf
 from streaming_models.runtime.fusion import fuse_log_odds_mean
+from streaming_models.runtime.onnx_backend import OnnxBackend
 from streaming_models.verifier.score import scorer_from_checkpoint
 from streaming_models.verifier.whisper_encoder import SAMPLE_RATE_HZ
 
@@ -45,15 +52,16 @@ def heldout_items(public: Path, streaming_runs: list[Path], fold: int) -> list[C
     return [i for i in items if fold_ofs[0][i.corpus] == fold]
 
 
-def verifier_scores(run: Path, items: list[CorpusItem], every_s: float) -> dict[str, np.ndarray]:
-    cache = run / "heldout.npz"
+def verifier_scores(run: Path, files: dict[str, Path], every_s: float, cache_name: str) -> dict[str, np.ndarray]:
+    """{key: [windows, 2]} for {key: audio path}, cached in RUN/CACHE_NAME."""
+    cache = run / cache_name
     if cache.is_file():
         cached = np.load(cache)
-        if all(i.item_id in cached.files for i in items):
-            return {i.item_id: cached[i.item_id] for i in items}
+        if all(key in cached.files for key in files):
+            return {key: cached[key] for key in files}
     with tempfile.TemporaryDirectory() as tmp:
         scorer = scorer_from_checkpoint(run / "ckpt.pt", every_s, Path(tmp))
-        scores = {i.item_id: scorer.score(load_audio(i.path, SAMPLE_RATE_HZ)) for i in tqdm(items, unit="file")}
+        scores = {key: scorer.score(load_audio(path, SAMPLE_RATE_HZ)) for key, path in tqdm(files.items(), unit="file")}
     np.savez_compressed(cache, **scores)
     return scores
 
@@ -84,6 +92,27 @@ def compare(items: list[CorpusItem], verifier: dict[str, np.ndarray], run: Path,
             "fused": metrics(kept, [fused(a, verifier[i.item_id]) for a, i in zip(at_ends, kept, strict=True)], every_s)}
 
 
+def final_metrics(items: list[EvalItem], finals: np.ndarray) -> dict[str, Any]:
+    spoof = np.array([i.spoof for i in items])
+    codec = np.array([i.codec for i in items])
+    return {"files": len(items), "spoof_eer": eer(finals[:, 0], spoof)[0], "codec_eer": eer(finals[:, 1], codec)[0],
+            "spoof_min_dcf": min_dcf(finals[:, 0], spoof.astype(float))[0]}
+
+
+def dev_eval(labels: Path, verifier_run: Path, streaming_runs: list[Path], fold: int, every_s: float) -> dict[str, Any]:
+    items = load_items(labels, None, "codec_as_bonafide", None)
+    verifier = verifier_scores(verifier_run, {str(i.path): i.path for i in items}, every_s, "dev-eval.npz")
+    v_final = np.array([verifier[str(i.path)][-1] for i in items])
+    report: dict[str, Any] = {"verifier": final_metrics(items, v_final)}
+    for run in streaming_runs:
+        streaming = stream_scores(OnnxBackend(run / f"fold{fold}" / "model.onnx", providers=("CPUExecutionProvider",)),
+                                  items, 64)
+        s_final = np.array([s[-1] for s in streaming])
+        report[str(run)] = {"streaming": final_metrics(items, s_final),
+                            "fused": final_metrics(items, fused(s_final, v_final))}
+    return report
+
+
 def _pct(value: float | None) -> str:
     return "   -  " if value is None else f"{100 * value:5.1f}%"
 
@@ -109,12 +138,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--streaming", type=Path, action="append", required=True,
                         help="a cross_source.py work folder (report.json, scores.npz); repeat for seeds")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between verifier windows")
+    parser.add_argument("--dev-eval", type=Path, help="dev-eval labels.csv: also score it (the fixed second check)")
     args = parser.parse_args(argv)
     items = heldout_items(args.public, args.streaming, args.fold)
-    verifier = verifier_scores(args.verifier, items, args.every)
+    verifier = verifier_scores(args.verifier, {i.item_id: Path(i.path) for i in items}, args.every, "heldout.npz")
     report = {str(run): compare(items, verifier, run, args.every) for run in args.streaming}
     for run in args.streaming:
         print_comparison(run, report[str(run)])
+    if args.dev_eval:
+        report["dev-eval"] = dev_eval(args.dev_eval, args.verifier, args.streaming, args.fold, args.every)
+        print(f"\ndev-eval: {json.dumps(report['dev-eval'], indent=1)}")
     (args.verifier / "cross-source.json").write_text(json.dumps(report, indent=2))
     print(f"families held out in fold {args.fold}: "
           f"{sorted({family(i) for i in items if family(i) != 'genuine'})}", file=sys.stderr)

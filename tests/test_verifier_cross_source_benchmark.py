@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -48,9 +49,18 @@ def test_fold_scored_alone_and_fused(vxs: ModuleType, tiny_model: tuple[Path, Pa
     model = build_verifier(VerifierConfig(trainable_blocks=1, pool_hidden=8), weights)
     save_checkpoint(verifier_run / "ckpt.pt", model, {"train": {"config": {"window_s": 2.0}}})
 
+    (streaming_run / "fold1").mkdir()
+    shutil.copy(tiny_model[0], streaming_run / "fold1" / "model.onnx")  # the fold's model, for dev-eval
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,codec,system,corpus\n" + "".join(
+        f"{i.path},{i.source},{i.codec},{i.generator},x\n" for i in items))
     assert vxs.main(["--public", str(manifest), "--fold", "1", "--verifier", str(verifier_run),
-                     "--streaming", str(streaming_run)]) == 0
-    report = json.loads((verifier_run / "cross-source.json").read_text())[str(streaming_run)]
+                     "--streaming", str(streaming_run), "--dev-eval", str(labels)]) == 0
+    whole = json.loads((verifier_run / "cross-source.json").read_text())
+    report = whole[str(streaming_run)]
+    dev = whole["dev-eval"]
+    assert dev["verifier"]["files"] == dev[str(streaming_run)]["fused"]["files"] == len(items)
+    assert set(np.load(verifier_run / "dev-eval.npz").files) == {str(tmp_path / i.path) for i in items}
     held = [i for i in items if i.corpus in ("b/mid", "c/small")]  # fold 1 of the 2-fold split
     assert {name: r["pooled"]["files"] for name, r in report.items()} == dict.fromkeys(
         ("streaming", "verifier", "fused"), len(held))
