@@ -128,9 +128,19 @@ class Topology:
     members: dict[str, int]  # measured process trees by name: "daemon 1", "triton", "proxy"
     xpub: str | None = None  # the proxy's subscriber side, when there is a proxy
     placement: Placement = field(init=False)
+    idle_rss: int = field(init=False, default=0)
+    idle_cpu_percent: float = field(init=False, default=float("nan"))  # every member, no stream open
 
     def __post_init__(self) -> None:
         self.placement = Placement(HashRing(self.replica_ingests))
+
+    def measure_idle(self, seconds: float) -> None:
+        """What the topology costs with no stream: per-stream figures above it are each stream's own."""
+        began, first = time.monotonic(), self.probe()
+        time.sleep(seconds)
+        elapsed, last = time.monotonic() - began, self.probe()
+        self.idle_rss = last.rss_bytes
+        self.idle_cpu_percent = round(100 * (last.cpu_s - first.cpu_s) / elapsed, 1)
 
     def probe(self) -> ProcSample:
         """One sample over every member: CPU and RSS summed, the daemons' event-loop threads summed,
@@ -242,17 +252,25 @@ def held(result: LevelResult, budget_ms: float) -> bool:
 class ClusterLevel:
     result: LevelResult
     streams_per_replica: list[int]  # in the order of the replicas, as the ring placed them
+    idle_cpu_percent: float  # the topology's CPU with no stream open
+
+    @property
+    def cpu_per_stream_above_idle(self) -> float:
+        return round((self.result.cpu_percent - self.idle_cpu_percent) / self.result.streams, 3)
 
     def as_json(self) -> dict[str, object]:
-        return asdict(self.result) | {"streams_per_replica": self.streams_per_replica}
+        return asdict(self.result) | {"streams_per_replica": self.streams_per_replica,
+                                      "idle_cpu_percent": self.idle_cpu_percent,
+                                      "cpu_per_stream_above_idle": self.cpu_per_stream_above_idle}
 
 
-def run_level(args: argparse.Namespace, topology: Topology, n: int, idle_rss: int,
+def run_level(args: argparse.Namespace, topology: Topology, n: int,
               subscribe_to: list[str] | None = None) -> ClusterLevel:
     topology.placement.counts.clear()
-    result = measure_level(level_args(args, topology), n, None, idle_rss, probe=topology.probe,
+    result = measure_level(level_args(args, topology), n, None, topology.idle_rss, probe=topology.probe,
                            place=topology.placement, results_endpoints=subscribe_to or topology.subscribe_to)
-    return ClusterLevel(result, [topology.placement.counts[ingest] for ingest in topology.replica_ingests])
+    return ClusterLevel(result, [topology.placement.counts[ingest] for ingest in topology.replica_ingests],
+                        topology.idle_cpu_percent)
 
 
 def warm_up(args: argparse.Namespace, topology: Topology) -> None:
@@ -266,12 +284,13 @@ def warm_up(args: argparse.Namespace, topology: Topology) -> None:
     time.sleep(1.0)
 
 
-def describe_cpu(result: LevelResult) -> str:
+def describe_cpu(level: ClusterLevel) -> str:
+    result = level.result
     per_stream = result.cpu_percent / result.streams if result.streams else float("nan")
     parts = ", ".join(f"{name} {pct}%" for name, pct in result.cpu_percent_by_part.items())
     return (f"CPU {result.cpu_percent}% of one core in all ({per_stream:.3f}% per stream, "
-            f"{result.cpu_ms_per_1000_messages} ms per 1000 messages): {parts}; "
-            f"event-loop threads {result.main_thread_percent}% (sum over replicas)")
+            f"{level.cpu_per_stream_above_idle}% above idle; {result.cpu_ms_per_1000_messages} ms per 1000 "
+            f"messages): {parts}; event-loop threads {result.main_thread_percent}% (sum over replicas)")
 
 
 def print_capacity_level(topology: Topology, level: ClusterLevel, budget_ms: float) -> None:
@@ -284,7 +303,7 @@ def print_capacity_level(topology: Topology, level: ClusterLevel, budget_ms: flo
     print(f"[{topology.name}] N={result.streams}  streams per replica {{{placed}}}  results "
           f"{result.received}/{result.expected} (lost {result.lost}, late>{budget_ms:.0f}ms {result.late})\n"
           f"        end-to-end ms {result.end_to_end_ms}  daemon latency_ms {result.daemon_latency_ms}\n"
-          f"        {describe_cpu(result)}; RSS {result.rss_mb} MB\n"
+          f"        {describe_cpu(level)}; RSS {result.rss_mb} MB\n"
           f"        sender lateness ms {result.sender_lateness_ms}, send errors {result.send_errors} "
           f"{result.error_examples}\n"
           f"        -> {verdict} (p99 end-to-end <= {budget_ms:.0f} ms, 0 lost)", flush=True)
@@ -305,7 +324,9 @@ def run_capacity(args: argparse.Namespace) -> dict[str, list[ClusterLevel]]:
             members = ", ".join(f"{member} (pid {pid})" for member, pid in topology.members.items())
             print(f"[{name}] {members}; subscriber on {', '.join(topology.subscribe_to)}; "
                   f"{args.duration:.0f} s per level", flush=True)
-            idle_rss = topology.probe().rss_bytes
+            topology.measure_idle(args.idle_s)
+            print(f"[{name}] idle: CPU {topology.idle_cpu_percent}% of one core, RSS {topology.idle_rss / 2**20:.0f} MB",
+                  flush=True)
             warm_up(args, topology)
             while True:
                 n = next_search_level(history, args) if args.search else (todo.pop(0) if todo else None)
@@ -314,7 +335,7 @@ def run_capacity(args: argparse.Namespace) -> dict[str, list[ClusterLevel]]:
                 if time.monotonic() - began + args.duration + 15 > args.max_seconds:
                     print(f"[{name}] stopping: --max-seconds {args.max_seconds:.0f} reached", flush=True)
                     break
-                level = run_level(args, topology, n, idle_rss)
+                level = run_level(args, topology, n)
                 print_capacity_level(topology, level, args.budget_ms)
                 levels.append(level)
                 history.append((n, held(level.result, args.budget_ms)))
@@ -326,17 +347,19 @@ def run_capacity(args: argparse.Namespace) -> dict[str, list[ClusterLevel]]:
 
 def print_capacity_summary(report: dict[str, list[ClusterLevel]], budget_ms: float) -> None:
     print(f"\n{'topology':<10} {'streams held':>12} {'e2e p50 / p99 ms':>18} {'lost':>5} {'CPU % of a core':>16} "
-          f"{'CPU per stream':>15}   (at the largest level held: p99 <= {budget_ms:.0f} ms, 0 lost)")
-    for name, tried in report.items():
-        levels = [level.result for level in tried]
-        passing = [r for r in levels if held(r, budget_ms)]
+          f"{'per stream':>11} {'above idle':>11}   (at the largest level held: p99 <= {budget_ms:.0f} ms, 0 lost)")
+    for name, levels in report.items():
+        tried = [level.result.streams for level in levels]
+        passing = [level for level in levels if held(level.result, budget_ms)]
         if not passing:
-            print(f"{name:<10} {'none':>12}   (tried {[r.streams for r in levels]})")
+            print(f"{name:<10} {'none':>12}   (tried {tried})")
             continue
-        best = max(passing, key=lambda r: r.streams)
-        e2e = f"{best.end_to_end_ms.get('p50')} / {best.end_to_end_ms.get('p99')}"
-        print(f"{name:<10} {best.streams:>12} {e2e:>18} {best.lost:>5} {best.cpu_percent:>16} "
-              f"{best.cpu_percent / best.streams:>14.3f}%   (tried {[r.streams for r in levels]})", flush=True)
+        best = max(passing, key=lambda level: level.result.streams)
+        r = best.result
+        e2e = f"{r.end_to_end_ms.get('p50')} / {r.end_to_end_ms.get('p99')}"
+        print(f"{name:<10} {r.streams:>12} {e2e:>18} {r.lost:>5} {r.cpu_percent:>16} "
+              f"{r.cpu_percent / r.streams:>10.3f}% {best.cpu_per_stream_above_idle:>10.3f}%   (tried {tried})",
+              flush=True)
 
 
 # ---- results: through the proxy against subscribing to every replica -------------------------------------
@@ -351,13 +374,13 @@ def run_results(args: argparse.Namespace) -> dict[str, list[ClusterLevel]]:
         print(f"[results] {', '.join(f'{m} (pid {p})' for m, p in topology.members.items())}; inference "
               f"{args.replica_backend}; proxy XPUB {topology.xpub}, replicas' PUB {', '.join(topology.replica_results)}",
               flush=True)
-        idle_rss = topology.probe().rss_bytes
+        topology.measure_idle(args.idle_s)
         warm_up(args, topology)
         for n in levels:
             for round_index in range(args.rounds):
                 order = ("proxy", "direct") if round_index % 2 == 0 else ("direct", "proxy")
                 for path in order:
-                    level = run_level(args, topology, n, idle_rss, subscribe_to=paths[path])
+                    level = run_level(args, topology, n, subscribe_to=paths[path])
                     report[path].append(level)
                     print_results_level(path, level)
                     time.sleep(2.0)
@@ -380,7 +403,7 @@ def print_results_level(path: str, level: ClusterLevel) -> None:
           f"{result.received / result.duration_s:.0f} results/s\n"
           f"        end-to-end ms {result.end_to_end_ms}  daemon latency_ms {result.daemon_latency_ms}\n"
           f"        proxy CPU {result.cpu_percent_by_part.get('proxy')}% of one core "
-          f"({proxy_ms_per_1000_results(result)} ms per 1000 results); {describe_cpu(result)}\n"
+          f"({proxy_ms_per_1000_results(result)} ms per 1000 results); {describe_cpu(level)}\n"
           f"        sender lateness ms {result.sender_lateness_ms}", flush=True)
 
 
@@ -413,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--triton-queue-delay-ms", type=float, default=0.0,
                         help="Triton dynamic batching queue delay (adds to each hop's latency)")
     common.add_argument("--triton-timeout-s", type=float, default=5.0, help="the daemons' model.triton_timeout_s")
+    common.add_argument("--idle-s", type=float, default=2.0,
+                        help="before warming up, measure the topology's CPU with no stream for this long")
     common.add_argument("--warmup-s", type=float, default=3.0,
                         help="before the levels, a few streams for this long, not reported (0: none)")
     common.add_argument("--daemon-arg", action="append", default=[], help="extra flag for every daemon started")

@@ -115,6 +115,8 @@ def test_capacity_runs_one_daemon_and_two_replicas_on_triton(cluster: ModuleType
         parts = level["cpu_percent_by_part"]
         assert set(parts) == members[name]
         assert sum(parts.values()) == pytest.approx(level["cpu_percent"], abs=0.5)
+        assert level["idle_cpu_percent"] >= 0 and level["cpu_per_stream_above_idle"] == pytest.approx(
+            (level["cpu_percent"] - level["idle_cpu_percent"]) / 6, abs=1e-3)
         assert sum(parts[member] for member in parts if member.startswith("daemon")) > 0, parts
     assert report["cluster"][0]["cpu_percent_by_part"]["triton"] > 0  # inference ran on Triton
     summary = capsys.readouterr().out.split("streams held", 1)[1]
