@@ -40,8 +40,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,12 @@ class SenderReport:
     hop_ms: float
 
 
-def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at: float, pipe: Connection,
-               batch_size: int = 0, spread_hops: bool = False) -> None:
+def run_sender(endpoint: str | Mapping[str, str], stream_ids: list[str], duration_s: float, start_at: float,
+               pipe: Connection, batch_size: int = 0, spread_hops: bool = False) -> None:
     """Open every stream, then send 20 ms messages on a fixed schedule until `duration_s`.
+
+    `endpoint` is one daemon's ingest, or each stream id's own (daemon replicas: the placement a
+    client computes with clients/placement.py); one connection per distinct endpoint.
 
     Message (stream i, frame k) is due at start + k * 20 ms + i * 20 ms / N (phases spread
     over one frame). Headers and payloads are built before the clock starts; the loop only
@@ -142,23 +146,45 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     (hop / 20 ms) frames late, so the streams' hops end on different ticks, as calls that
     began at random moments do; without it every stream completes a hop on the same tick."""
     context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.SNDHWM, 0)
-    dealer.setsockopt(zmq.RCVHWM, 0)
-    dealer.connect(endpoint)
+    owners = [endpoint] * len(stream_ids) if isinstance(endpoint, str) else [endpoint[s] for s in stream_ids]
+    dealers: dict[str, zmq.Socket[bytes]] = {}
+    for owner in owners:
+        if owner not in dealers:
+            dealers[owner] = context.socket(zmq.DEALER)
+            dealers[owner].setsockopt(zmq.SNDHWM, 0)
+            dealers[owner].setsockopt(zmq.RCVHWM, 0)
+            dealers[owner].connect(owner)
+    dealer_of = [dealers[owner] for owner in owners]
+    dealer = dealer_of[0] if len(dealers) == 1 else None  # the batched schedule needs one daemon
+    if batch_size > 0 and dealer is None:
+        raise ValueError("batched sending goes to one daemon: give one endpoint")
+    poller = zmq.Poller()
+    for socket in dealers.values():
+        poller.register(socket, zmq.POLLIN)
+
+    def replies(timeout_ms: int) -> list[Any]:
+        """Every reply queued on any connection (waiting up to `timeout_ms` for the first)."""
+        received = []
+        for ready, _ in poller.poll(timeout_ms):
+            while True:
+                try:
+                    received.append(parse_reply(ready.recv_multipart(zmq.NOBLOCK)))
+                except zmq.Again:
+                    break
+        return received
+
     frames_per_stream = int(duration_s * 1000 / FRAME_MS)
     audio = synthetic_speechlike(duration_s + 1, seed=7)
     frame_bytes = FRAME_SAMPLES * FORMAT.bytes_per_frame
     payloads = [audio[k * frame_bytes:(k + 1) * frame_bytes] for k in range(frames_per_stream)]
     errors: list[str] = []
     hop_ms = 0.0
-    for stream_id in stream_ids:
-        dealer.send_multipart(OpenMessage(stream_id, FORMAT, {"bench": "load"}).to_frames())
+    for stream_id, owner_dealer in zip(stream_ids, dealer_of, strict=True):
+        owner_dealer.send_multipart(OpenMessage(stream_id, FORMAT, {"bench": "load"}).to_frames())
     opened = 0
     deadline = time.monotonic() + 30
     while opened < len(stream_ids) and time.monotonic() < deadline:
-        if dealer.poll(1000):
-            reply = parse_reply(dealer.recv_multipart())
+        for reply in replies(1000):
             if isinstance(reply, OpenedReply):
                 opened += 1
                 hop_ms = reply.hop_ms
@@ -173,13 +199,13 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
     hop_frames = max(1, round(hop_ms / FRAME_MS)) if spread_hops and hop_ms else 1
     lags = [i % hop_frames for i in range(n)]  # frames stream i starts late
     frame_s = FRAME_MS / 1000
-    send = dealer.send_multipart
+    sends = [d.send_multipart for d in dealer_of]
     clock = time.monotonic
     while clock() < start_at:
         time.sleep(0.001)
     cpu_start = time.process_time()
     origin = start_at
-    if batch_size > 0:
+    if batch_size > 0 and dealer is not None:
         send_batched(dealer, stream_ids, batch_size, payloads, origin, lags, send_times, lateness, errors)
     for t in range(frames_per_stream + hop_frames - 1 if batch_size <= 0 else 0):
         slot = origin + t * frame_s
@@ -192,22 +218,22 @@ def run_sender(endpoint: str, stream_ids: list[str], duration_s: float, start_at
             if due - now > 0.0005:
                 time.sleep(due - now)
                 now = clock()
-            send([AUDIO_HEADER % (quoted[i], k), payloads[k]])
+            sends[i]([AUDIO_HEADER % (quoted[i], k), payloads[k]])
             send_times[i, k] = now
             lateness[i, k] = now - due
-        while dealer.poll(0):  # errors on audio would show up here
-            reply = parse_reply(dealer.recv_multipart())
+        for reply in replies(0):  # errors on audio would show up here
             if isinstance(reply, ErrorReply):
                 errors.append(f"{reply.code}: {reply.message}")
     cpu_s = time.process_time() - cpu_start
-    for stream_id in stream_ids:
-        dealer.send_multipart(CloseMessage(stream_id).to_frames())
+    for stream_id, owner_dealer in zip(stream_ids, dealer_of, strict=True):
+        owner_dealer.send_multipart(CloseMessage(stream_id).to_frames())
     late_ms = 1000 * lateness[~np.isnan(lateness)]
     pipe.send(SenderReport(
         send_times=send_times, lateness_ms=percentiles(list(late_ms)),
         behind_ms_max=float(late_ms.max()) if late_ms.size else float("nan"), cpu_s=cpu_s,
         messages=int(late_ms.size), errors=errors[:20], error_count=len(errors), hop_ms=hop_ms))
-    dealer.close(linger=5000)
+    for socket in dealers.values():
+        socket.close(linger=5000)
     context.term()
 
 
@@ -252,6 +278,10 @@ class ProcSample:
     cpu_s: float  # all threads
     main_thread_cpu_s: float  # the event loop: ingest, batching, publishing (inference has its own thread)
     rss_bytes: int
+    parts_cpu_s: dict[str, float] = field(default_factory=dict)  # several processes measured: each one's share
+
+
+ProcProbe = Callable[[], ProcSample]
 
 
 def _cpu_s(stat_path: Path) -> float:
@@ -287,6 +317,7 @@ class LevelResult:
     send_errors: int
     summaries_dropped: dict[str, int] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
+    cpu_percent_by_part: dict[str, float] = field(default_factory=dict)  # a probe over several processes
 
     @property
     def lost_fraction(self) -> float:
@@ -337,33 +368,45 @@ def collect_results(sub: zmq.Socket[bytes], n: int, finish_by: float,
     return results, summaries
 
 
-def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: int) -> LevelResult:
+def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: int, *,
+                  probe: ProcProbe | None = None, place: Callable[[str], str] | None = None,
+                  results_endpoints: Sequence[str] = ()) -> LevelResult:
+    """One level of N streams against the daemon at `args.endpoint`, results from
+    `args.results_endpoint`, CPU and RSS of `pid`. Several daemons (benchmarks/cluster.py): `place`
+    names each stream id's ingest endpoint, one subscriber connects to every one of
+    `results_endpoints`, and `probe` samples all the processes measured."""
     run_tag = f"load{n}-{os.getpid()}-{int(time.time())}"
     stream_ids = [f"{run_tag}-{i}" for i in range(n)]
     context = zmq.Context()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.setsockopt(zmq.SUBSCRIBE, run_tag.encode())
-    sub.connect(args.results_endpoint)
+    for results_endpoint in results_endpoints or [args.results_endpoint]:
+        sub.connect(results_endpoint)
     time.sleep(0.3)
     receiver, sender_end = multiprocessing.Pipe(duplex=False)
     start_at = time.monotonic() + 1.0 + n * 0.002
+    ingest: str | dict[str, str] = args.endpoint if place is None else {s: place(s) for s in stream_ids}
     sender = multiprocessing.Process(
-        target=run_sender, args=(args.endpoint, stream_ids, args.duration, start_at, sender_end,
+        target=run_sender, args=(ingest, stream_ids, args.duration, start_at, sender_end,
                                  args.batch_size if args.batched else 0, args.spread_hops), daemon=True
     )
     sender.start()
     cpu_window: dict[str, tuple[float, ProcSample]] = {}
     measure_from = start_at + 2.0  # skip the first seconds (open burst, warm-up)
     measure_to = start_at + args.duration
+    if probe is None and pid is not None:
+        probe = partial(read_proc, pid)
 
     def sample_cpu(now: float) -> None:
-        if pid is not None and "start" not in cpu_window and now >= measure_from:
-            cpu_window["start"] = (now, read_proc(pid))
-        if pid is not None and "end" not in cpu_window and now >= measure_to:
-            cpu_window["end"] = (now, read_proc(pid))
+        if probe is not None and "start" not in cpu_window and now >= measure_from:
+            cpu_window["start"] = (now, probe())
+        if probe is not None and "end" not in cpu_window and now >= measure_to:
+            cpu_window["end"] = (now, probe())
 
     results, summaries = collect_results(sub, n, start_at + args.duration + 10.0, sample_cpu)
+    if probe is not None and "start" in cpu_window and "end" not in cpu_window:
+        cpu_window["end"] = (time.monotonic(), probe())  # every stream closed before measure_to: the load is over
     # read before joining: the report (send times of every message) can exceed the pipe's buffer
     report: SenderReport | None = receiver.recv() if receiver.poll(30) else None
     sender.join(timeout=30)
@@ -393,10 +436,13 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
                 late += e2e > args.budget_ms
     expected = expected_per_stream * n
     cpu_percent = cpu_per_1000 = main_percent = rss_mb = growth = float("nan")
+    by_part: dict[str, float] = {}
     if "start" in cpu_window and "end" in cpu_window:
         (t0, first), (t1, last) = cpu_window["start"], cpu_window["end"]
         cpu_s = last.cpu_s - first.cpu_s
         cpu_percent = 100 * cpu_s / (t1 - t0)
+        by_part = {name: round(100 * (last.parts_cpu_s[name] - first.parts_cpu_s.get(name, 0.0)) / (t1 - t0), 1)
+                   for name in last.parts_cpu_s}
         main_percent = 100 * (last.main_thread_cpu_s - first.main_thread_cpu_s) / (t1 - t0)
         in_window = int(np.count_nonzero((send_times >= t0) & (send_times < t1)))
         cpu_per_1000 = 1e6 * cpu_s / in_window if in_window else float("nan")
@@ -412,6 +458,7 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
         rss_growth_mb_per_stream=round(growth, 3), sender_lateness_ms=report.lateness_ms,
         sender_cpu_ms_per_1000_messages=round(1e6 * report.cpu_s / max(report.messages, 1), 1),
         send_errors=report.error_count, summaries_dropped=dropped, error_examples=report.errors[:3],
+        cpu_percent_by_part=by_part,
     )
 
 
