@@ -114,8 +114,7 @@ class LiveStream:
         self._pending: deque[PendingHop] = deque()
         self._hop_ready = asyncio.Event()
         self._slot = batcher.open_slot(spec.stream_id)
-        self._verifier = verifier
-        self._verifier_track = verifier.open_track() if verifier is not None else None
+        self._verifier = verifier.open_stream() if verifier is not None else None
         self._feeds: list[EventFeed] = []
         self._opened_message: StreamEvent | None = None  # replayed to feeds subscribed after open
         self._closed_message: StreamEvent | None = None
@@ -193,11 +192,7 @@ class LiveStream:
         self._max_codec = max(self._max_codec, p_codec)
         rate = self.buffer.model_rate_hz
         t_end_s = (hop.start_sample + self.buffer.hop_samples) / rate
-        verifier_fields = None
-        if self._verifier is not None and self._verifier_track is not None:
-            if self._verifier_track.add_hop(hop.audio, p_spoof):
-                self._verifier.offer(self._verifier_track, t_end_s)
-            verifier_fields = self._verifier.fields(self._verifier_track, p_spoof)
+        verifier_fields = self._verifier.on_hop(hop.audio, p_spoof, t_end_s) if self._verifier is not None else None
         latency_s = asyncio.get_running_loop().time() - hop.ready_at
         self._metrics.hop_latency.observe(latency_s)
         message = result_message(
@@ -267,8 +262,8 @@ class LiveStream:
         if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
         self._batcher.release(self._slot)
-        if self._verifier is not None and self._verifier_track is not None:
-            self._verifier.release(self._verifier_track)
+        if self._verifier is not None:
+            self._verifier.release()
         self._pending.clear()
         message = closed_event(stream_id=self.stream_id, reason=self.close_reason, summary=self.summary())
         self._closed_message = message

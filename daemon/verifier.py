@@ -99,7 +99,7 @@ class VerifierTrack:
     allocated on its first hop), which hops are due, whether it is screened in, its latest score."""
 
     __slots__ = ("_every_hops", "_filled", "_position", "_ring", "_screen_threshold", "_window_samples",
-                 "closed", "hops", "latest", "screened_in", "windows_offered")
+                 "closed", "hops", "latest", "screened_in")
 
     def __init__(self, window_samples: int, every_hops: int, screen_threshold: float) -> None:
         self._window_samples = window_samples
@@ -111,7 +111,6 @@ class VerifierTrack:
         self.hops = 0
         self.screened_in = screen_threshold <= 0.0
         self.latest: VerifierScore | None = None
-        self.windows_offered = 0
         self.closed = False
 
     def add_hop(self, audio: npt.NDArray[np.float32], p_spoof: float) -> bool:
@@ -173,6 +172,10 @@ class VerifierBatcher:
     def open_track(self) -> VerifierTrack:
         return VerifierTrack(self.window_samples, self.config.every_hops, self.config.screen_threshold)
 
+    def open_stream(self) -> StreamVerifier:
+        """A new stream's handle: its track, bound to this batcher."""
+        return StreamVerifier(self, self.open_track())
+
     def release(self, track: VerifierTrack) -> None:
         """The stream has closed: its waiting window, if any, is forgotten and no score is kept."""
         track.closed = True
@@ -183,7 +186,6 @@ class VerifierBatcher:
         if self._closed or track.closed:
             return False
         now = asyncio.get_running_loop().time()
-        track.windows_offered += 1
         if track in self._waiting:  # the older one never ran: the newer window takes its place in line
             self._waiting[track] = _Window(track, track.window(), t_end_s, self._waiting[track].enqueued_at)
             self.metrics.windows.labels("superseded").inc()
@@ -255,3 +257,20 @@ class VerifierBatcher:
     def close(self) -> None:
         self._closed = True
         self._waiting.clear()
+
+
+@dataclass(frozen=True)
+class StreamVerifier:
+    """One stream's side of the verifier, as its `LiveStream` uses it."""
+
+    batcher: VerifierBatcher
+    track: VerifierTrack
+
+    def on_hop(self, audio: npt.NDArray[np.float32], p_spoof: float, t_end_s: float) -> VerifierFields:
+        """A hop the streaming model has scored: into the window (queued when due); the result's fields."""
+        if self.track.add_hop(audio, p_spoof):
+            self.batcher.offer(self.track, t_end_s)
+        return self.batcher.fields(self.track, p_spoof)
+
+    def release(self) -> None:
+        self.batcher.release(self.track)
