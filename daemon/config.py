@@ -172,8 +172,8 @@ class VerifierConfig:
     screen_threshold: float = field(default=0.0, metadata=_help(
         "score only streams whose per-hop streaming p_spoof has reached this once (they stay screened in); "
         "0 = every stream"))
-    fusion: Literal["logit_mean"] = field(default="logit_mean", metadata=_help(
-        "how p_spoof_fused is made: logit_mean = sigmoid((logit(p_spoof) + logit(p_spoof_verifier)) / 2), "
+    fusion: Literal["log_odds_mean"] = field(default="log_odds_mean", metadata=_help(
+        "how p_spoof_fused is made: log_odds_mean = sigmoid((logit(p_spoof) + logit(p_spoof_verifier)) / 2), "
         "with the latest verifier score; p_spoof alone before the stream's first"))
     max_batch: int = field(default=8, metadata=_help("windows of different streams scored in one call"))
     max_queued: int = field(default=32, metadata=_help(

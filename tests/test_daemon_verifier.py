@@ -35,7 +35,7 @@ from daemon.wire.pcm import encode_samples
 from daemon.wire.zmq_messages import AudioMessage, CloseMessage, OpenMessage
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 from streaming_models.runtime.onnx_backend import OnnxBackend
-from streaming_models.runtime.verifier_format import VerifierMetadata, fuse_logit_mean
+from streaming_models.runtime.verifier_format import VerifierMetadata, fuse_log_odds_mean_scalar
 from streaming_models.runtime.verifier_onnx import OnnxVerifier
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def _windows_total(daemon: Any, outcome: str) -> float:
     ("[verifier]\nevery_hops = 0\n", {}, "verifier.every_hops", "1..10000"),
     ("[verifier]\nscreen_threshold = 1.5\n", {}, "verifier.screen_threshold", "0..1"),
     ("[verifier]\nscreen_threshold = -0.1\n", {}, "verifier.screen_threshold", "0..1"),
-    ("[verifier]\nfusion = \"max\"\n", {}, "verifier.fusion", "logit_mean"),
+    ("[verifier]\nfusion = \"max\"\n", {}, "verifier.fusion", "log_odds_mean"),
     ("[verifier]\nmax_batch = 0\n", {}, "verifier.max_batch", "1..1024"),
     ("[verifier]\nmax_batch = 8\nmax_queued = 4\n", {}, "verifier.max_queued", ">= verifier.max_batch"),
     ("[verifier]\nproviders = []\n", {}, "verifier.providers", "at least one provider"),
@@ -271,8 +271,8 @@ def _fused_bounds(p_stream: float, p_verifier: float) -> tuple[float, float]:
     """The rule applied to published values, which are rounded to 6 decimals (as is its result):
     the rule rises with both inputs, so the exact value lies between these."""
     half = 5e-7
-    return (fuse_logit_mean(p_stream - half, p_verifier - half) - half,
-            fuse_logit_mean(p_stream + half, p_verifier + half) + half)
+    return (fuse_log_odds_mean_scalar(p_stream - half, p_verifier - half) - half,
+            fuse_log_odds_mean_scalar(p_stream + half, p_verifier + half) + half)
 
 
 def _offline_window(audio: np.ndarray, t_end_s: float, window: int) -> np.ndarray:

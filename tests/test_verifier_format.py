@@ -13,10 +13,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.fusion import fuse_log_odds_mean
 from streaming_models.runtime.verifier_format import (
     VERIFIER_METADATA_KEY,
     VerifierMetadata,
-    fuse_logit_mean,
+    fuse_log_odds_mean_scalar,
     fused_p_spoof,
 )
 from streaming_models.runtime.verifier_onnx import OnnxVerifier
@@ -113,15 +114,24 @@ def test_the_reader_refuses_files_that_break_the_contract(tmp_path: Path, tiny_m
         OnnxVerifier(tmp_path / "absent.onnx", providers=CPU)
 
 
-def test_logit_mean_fusion() -> None:
-    assert fuse_logit_mean(0.5, 0.5) == pytest.approx(0.5)
-    assert fuse_logit_mean(0.9, 0.1) == pytest.approx(0.5)  # opposite evidence cancels
-    assert fuse_logit_mean(0.8, 0.8) == pytest.approx(0.8)
+def test_log_odds_mean_fusion() -> None:
+    assert fuse_log_odds_mean_scalar(0.5, 0.5) == pytest.approx(0.5)
+    assert fuse_log_odds_mean_scalar(0.9, 0.1) == pytest.approx(0.5)  # opposite evidence cancels
+    assert fuse_log_odds_mean_scalar(0.8, 0.8) == pytest.approx(0.8)
     a, b = 0.97, 0.3
     odds = math.sqrt(a / (1 - a) * b / (1 - b))  # the geometric mean of the odds
-    assert fuse_logit_mean(a, b) == pytest.approx(odds / (1 + odds))
-    assert 0.0 < fuse_logit_mean(1.0, 1.0) < 1.0 and fuse_logit_mean(1.0, 0.0) == pytest.approx(0.5)
-    assert fused_p_spoof("logit_mean", 0.42, None) == 0.42  # no verifier score yet: the streaming score
-    assert fused_p_spoof("logit_mean", 0.9, 0.1) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="logit_mean"):
+    assert fuse_log_odds_mean_scalar(a, b) == pytest.approx(odds / (1 + odds))
+    assert 0.0 < fuse_log_odds_mean_scalar(1.0, 1.0) < 1.0 and fuse_log_odds_mean_scalar(1.0, 0.0) == pytest.approx(0.5)
+    assert fused_p_spoof("log_odds_mean", 0.42, None) == 0.42  # no verifier score yet: the streaming score
+    assert fused_p_spoof("log_odds_mean", 0.9, 0.1) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="log_odds_mean"):
         fused_p_spoof("max", 0.5, 0.5)
+
+
+def test_the_daemons_scalar_fusion_is_the_offline_rule() -> None:
+    """The daemon's per-hop fusion equals runtime/fusion.py's, which the cross-source study uses,
+    down to the clip at 0 and 1."""
+    grid = [0.0, 1e-9, 1e-7, 1e-6, 2e-6, 1e-3, 0.1, 0.3, 0.5, 0.77, 0.999, 1 - 1e-6, 1 - 1e-8, 1.0]
+    offline = fuse_log_odds_mean(np.array(grid)[:, None], np.array(grid)[None, :])
+    daemon = np.array([[fuse_log_odds_mean_scalar(a, b) for b in grid] for a in grid])
+    np.testing.assert_allclose(daemon, offline, rtol=1e-12, atol=1e-15)

@@ -1,5 +1,5 @@
-"""The contract of an exported second-tier verifier (docs/verifier.md), and the rule that fuses its
-score with the streaming detector's.
+"""The contract of an exported second-tier verifier (docs/verifier.md), and the fused p_spoof the
+daemon publishes with each result.
 
 Pure stdlib, as model_format.py: the daemon reads it without importing torch.
 
@@ -29,10 +29,10 @@ VERIFIER_FORMAT_VERSION = 1
 VERIFIER_AUDIO_INPUT = AUDIO_INPUT
 VERIFIER_LOGITS_OUTPUT = LOGITS_OUTPUT
 
-# A probability is clipped to [EPS, 1 - EPS] before its logit is taken: float32 sigmoids reach 0.0
-# and 1.0 exactly, whose logits are infinite. 1e-7 bounds a logit at about +-16.1.
-FUSION_EPS = 1e-7
-FUSION_RULES = ("logit_mean",)
+# The clip of runtime/fusion.py (float32 sigmoids reach 0.0 and 1.0 exactly, whose log-odds are
+# infinite); tests/test_verifier_format.py holds the scalar rule below equal to fusion.py's.
+FUSION_EPS = 1e-6
+FUSION_RULES = ("log_odds_mean",)
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,9 @@ class VerifierMetadata:
                                        "probability")
 
 
-def logit(p: float) -> float:
+def log_odds(p: float) -> float:
     p = min(max(p, FUSION_EPS), 1.0 - FUSION_EPS)
-    return math.log(p / (1.0 - p))
+    return math.log(p) - math.log1p(-p)
 
 
 def sigmoid(x: float) -> float:
@@ -117,10 +117,11 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def fuse_logit_mean(p_stream: float, p_verifier: float) -> float:
-    """sigmoid((logit(p_stream) + logit(p_verifier)) / 2): the two heads' logits averaged, i.e. the
-    geometric mean of their odds. Each probability is clipped to [FUSION_EPS, 1 - FUSION_EPS] first."""
-    return sigmoid(0.5 * (logit(p_stream) + logit(p_verifier)))
+def fuse_log_odds_mean_scalar(p_stream: float, p_verifier: float) -> float:
+    """runtime/fusion.py's `fuse_log_odds_mean` for two floats: sigmoid((logit(p_stream) +
+    logit(p_verifier)) / 2), the geometric mean of the two odds. The daemon fuses every hop of every
+    stream on its event loop, where numpy's per-call overhead would cost about 7x this."""
+    return sigmoid(0.5 * (log_odds(p_stream) + log_odds(p_verifier)))
 
 
 def fused_p_spoof(rule: str, p_stream: float, p_verifier: float | None) -> float:
@@ -130,4 +131,4 @@ def fused_p_spoof(rule: str, p_stream: float, p_verifier: float | None) -> float
         raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(FUSION_RULES)}")
     if p_verifier is None:
         return p_stream
-    return fuse_logit_mean(p_stream, p_verifier)
+    return fuse_log_odds_mean_scalar(p_stream, p_verifier)
