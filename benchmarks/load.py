@@ -20,6 +20,14 @@ With `--batched` the sender behaves like a media gateway: at every 20 ms tick it
 frames of up to `--batch-size` streams in one `audio_batch` message (docs/protocol.md), the
 groups' phases spread over the 20 ms; CPU figures stay per 1000 stream-messages (entries).
 
+With `--verifier PATH` the daemon also runs the second-tier verifier on every stream (docs/verifier.md:
+`[verifier] enabled`, its defaults: a 4 s window every 10 hops, every stream screened in; other
+settings through `--daemon-arg=--verifier.KEY=VALUE`), and each level also prints how many verifier
+windows per stream and second of audio reached the results (when it keeps up, one per `every_hops`
+hops less each stream's last window, which is scored after its last result: 0.95 at the defaults and
+20 s per level; fewer means windows were dropped). `--verifier random` exports a Whisper tiny.en-shaped verifier with
+random weights first: its cost is the trained one's (the cost does not depend on the weights).
+
 `--search` raises N (doubling, then bisecting) to the largest N whose end-to-end p99
 stays within `--budget-ms` with < 1 % lost (and a sender that kept up). The run is bounded
 by `--max-seconds`.
@@ -27,6 +35,7 @@ by `--max-seconds`.
     python benchmarks/load.py --model PATH --streams 50,100,200,300
     python benchmarks/load.py --model PATH --search
     python benchmarks/load.py --model PATH --search --batched
+    python benchmarks/load.py --model PATH --search --verifier runs/verifier/verifier.onnx
     python benchmarks/load.py --endpoint tcp://HOST:5555 --results-endpoint tcp://HOST:5556 --pid PID ...
 """
 
@@ -318,6 +327,9 @@ class LevelResult:
     summaries_dropped: dict[str, int] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     cpu_percent_by_part: dict[str, float] = field(default_factory=dict)  # a probe over several processes
+    # with the verifier on: distinct verifier windows seen in the results, per stream per second of audio
+    verifier_windows_per_stream_s: float | None = None
+    verifier_results_fraction: float | None = None  # results that carried a verifier score
 
     @property
     def lost_fraction(self) -> float:
@@ -341,9 +353,18 @@ def percentiles(values: npt.ArrayLike) -> dict[str, float]:
     }
 
 
-def collect_results(sub: zmq.Socket[bytes], n: int, finish_by: float,
-                    on_tick: Callable[[float], None]) -> tuple[dict[str, dict[int, tuple[float, float, float]]],
-                                                               dict[str, dict[str, Any]]]:
+@dataclass
+class VerifierSeen:
+    """What the results said of the verifier: the windows whose scores reached them, per stream."""
+
+    windows: dict[str, set[float]] = field(default_factory=lambda: defaultdict(set))
+    results: int = 0  # results that carried the verifier's fields
+    with_score: int = 0  # ... and a score (after the stream's first window)
+
+
+def collect_results(sub: zmq.Socket[bytes], n: int, finish_by: float, on_tick: Callable[[float], None],
+                    verifier: VerifierSeen | None = None) -> tuple[dict[str, dict[int, tuple[float, float, float]]],
+                                                                   dict[str, dict[str, Any]]]:
     """Receive results until every stream's `closed` summary arrived (or `finish_by`). Each wakeup
     drains everything queued and stamps each message as it is read, so this process's own lag
     shows up as latency only when it really cannot keep up."""
@@ -363,6 +384,11 @@ def collect_results(sub: zmq.Socket[bytes], n: int, finish_by: float,
             stream_id = message["stream_id"]
             if message["type"] == "result":
                 results[stream_id][message["seq"]] = (received_at, message["t_end_s"], message["latency_ms"])
+                if verifier is not None and "p_spoof_fused" in message:
+                    verifier.results += 1
+                    if message["verifier_t_end_s"] is not None:
+                        verifier.with_score += 1
+                        verifier.windows[stream_id].add(message["verifier_t_end_s"])
             elif message["type"] == "closed":
                 summaries[stream_id] = message["summary"]
     return results, summaries
@@ -404,7 +430,8 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
         if probe is not None and "end" not in cpu_window and now >= measure_to:
             cpu_window["end"] = (now, probe())
 
-    results, summaries = collect_results(sub, n, start_at + args.duration + 10.0, sample_cpu)
+    verifier = VerifierSeen()
+    results, summaries = collect_results(sub, n, start_at + args.duration + 10.0, sample_cpu, verifier)
     if probe is not None and "start" in cpu_window and "end" not in cpu_window:
         cpu_window["end"] = (time.monotonic(), probe())  # every stream closed before measure_to: the load is over
     # read before joining: the report (send times of every message) can exceed the pipe's buffer
@@ -459,6 +486,9 @@ def measure_level(args: argparse.Namespace, n: int, pid: int | None, idle_rss: i
         sender_cpu_ms_per_1000_messages=round(1e6 * report.cpu_s / max(report.messages, 1), 1),
         send_errors=report.error_count, summaries_dropped=dropped, error_examples=report.errors[:3],
         cpu_percent_by_part=by_part,
+        verifier_windows_per_stream_s=round(sum(map(len, verifier.windows.values())) / n / args.duration, 3)
+        if verifier.results else None,
+        verifier_results_fraction=round(verifier.with_score / verifier.results, 3) if verifier.results else None,
     )
 
 
@@ -470,6 +500,11 @@ def print_level(result: LevelResult, budget_ms: float) -> None:
         verdict = "PASS"
     else:
         verdict = "FAIL"
+    verifier_line = ""
+    if result.verifier_windows_per_stream_s is not None:
+        verifier_line = (f"        verifier: {result.verifier_windows_per_stream_s} windows per stream per second of "
+                         f"audio reached the results; {result.verifier_results_fraction} of the results carried a "
+                         "verifier score\n")
     print(
         f"N={result.streams:4d}{' batched' if result.batched else ''}  hop={result.hop_ms:.0f}ms  results {result.received}/{result.expected} "
         f"(lost {result.lost}, {100 * result.lost_fraction:.2f}%; late>{budget_ms:.0f}ms {result.late})\n"
@@ -482,6 +517,7 @@ def print_level(result: LevelResult, budget_ms: float) -> None:
         f"        sender lateness ms {result.sender_lateness_ms}, sender CPU "
         f"{result.sender_cpu_ms_per_1000_messages} ms per 1000 messages\n"
         f"        summaries {result.summaries_dropped}, send errors {result.send_errors} {result.error_examples}\n"
+        f"{verifier_line}"
         f"        -> {verdict} (p99 end-to-end <= {budget_ms:.0f} ms, lost < 1%)",
         flush=True,
     )
@@ -535,7 +571,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pid", type=int, default=None, help="with --endpoint: the daemon's pid for CPU/RSS")
     parser.add_argument("--daemon-arg", action="append", default=[], help="extra flag for the started daemon")
     parser.add_argument("--json", type=Path, default=None, help="also write all levels to this JSON file")
+    parser.add_argument("--verifier", default=None, metavar="PATH|random",
+                        help="run the started daemon with the second-tier verifier: its ONNX file, or `random` "
+                             "for a Whisper tiny.en-shaped one with random weights (same cost)")
     return parser
+
+
+def random_verifier(out: Path, window_s: float = 4.0) -> Path:
+    """A Whisper tiny.en-shaped verifier with random weights, exported as the daemon reads one
+    (torch is imported only here)."""
+    import torch
+
+    from streaming_models.verifier.model import Verifier, VerifierConfig, export_onnx
+    from streaming_models.verifier.whisper_encoder import (
+        SAMPLE_RATE_HZ,
+        EncoderDims,
+        WhisperEncoder,
+    )
+
+    torch.manual_seed(0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(Verifier(WhisperEncoder(EncoderDims()), VerifierConfig()).eval(), out, round(window_s * SAMPLE_RATE_HZ),
+                model_id="random-whisper-tiny-verifier")
+    return out
+
+
+def verifier_daemon_args(verifier: str) -> list[str]:
+    """The daemon flags that turn the verifier on with `verifier` (a path, or `random`)."""
+    path = random_verifier(REPO_ROOT / "runs" / "load-random-verifier.onnx") if verifier == "random" else Path(verifier)
+    if not path.is_file():
+        raise SystemExit(f"verifier not found: {path}")
+    return ["--verifier.enabled", "true", "--verifier.path", str(path.resolve())]
 
 
 def next_search_level(history: list[tuple[int, bool]], args: argparse.Namespace) -> int | None:
@@ -566,13 +632,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.model.is_file():
             print(f"model not found: {args.model} (pass --model PATH)", file=sys.stderr)
             return 2
+        if args.verifier is not None:
+            args.daemon_arg = [*verifier_daemon_args(args.verifier), *args.daemon_arg]
         daemon = start_daemon(args, max_streams=biggest + 10)
         pid = daemon.pid
     else:
         wait_until_ready(args.endpoint, None, None)
     mode = f"audio_batch messages of up to {args.batch_size} streams" if args.batched else "one message per frame"
     mode += "; hop ends spread over the streams" if args.spread_hops else "; every stream's hops end on the same tick"
-    print(f"daemon at {args.endpoint} (pid {pid}), model {args.model}, {os.cpu_count()} CPUs; "
+    verifier = f", verifier {args.verifier}" if args.verifier is not None else ""
+    print(f"daemon at {args.endpoint} (pid {pid}), model {args.model}{verifier}, {os.cpu_count()} CPUs; "
           f"{args.duration:.0f} s per level; {mode}", flush=True)
     idle_rss = read_proc(pid).rss_bytes if pid is not None else 0
     history: list[tuple[int, bool]] = []

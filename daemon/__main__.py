@@ -21,7 +21,7 @@ import structlog
 import zmq
 
 from daemon.config import DaemonConfig, load_config, section_fields, sections
-from daemon.errors import ConfigError, ModelNotFoundError
+from daemon.errors import ConfigError, DaemonError, ModelNotFoundError
 from daemon.logsetup import configure_logging
 from streaming_models.runtime.errors import BackendError, ModelFormatError
 
@@ -83,18 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     log = structlog.get_logger("daemon")
     # imported here so `--help` and config errors stay fast
     from daemon.app import Daemon, build_backend, resolve_model_path
+    from daemon.verifier import load_verifier
 
     try:
         # the triton backend reads the model from the server; a local file only for its fallback
         remote = config.model.backend == "triton" and not config.model.triton_fallback
         model_path = None if remote else resolve_model_path(config.model.path)
         backend = build_backend(config, model_path)
-    except (ModelNotFoundError, BackendError, ModelFormatError) as exc:
+        verifier = load_verifier(config.verifier, backend.metadata) if config.verifier.enabled else None
+    except ConfigError as exc:  # a setting the model cannot take (verifier.window_s)
+        log.error("startup_failed", error=str(exc))
+        print(f"spoofwatch serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ModelNotFoundError, DaemonError, BackendError, ModelFormatError) as exc:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     try:
-        return asyncio.run(Daemon(config, backend).run_until_signal())
+        return asyncio.run(Daemon(config, backend, verifier).run_until_signal())
     except zmq.ZMQError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: cannot bind a ZeroMQ endpoint: {exc}", file=sys.stderr)

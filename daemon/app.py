@@ -41,6 +41,7 @@ from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.refusals import Refusals
 from daemon.systemd_notify import SystemdNotifier
+from daemon.verifier import VerifierBatcher, WindowScorer, load_verifier
 from daemon.webhooks import WebhookSender
 from daemon.wire.endpoints import WHIP_PATH
 from daemon.zmq_auth import Authenticator, CurveKeys, load_server_keys
@@ -100,11 +101,17 @@ class DaemonState:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, backend: Backend) -> None:
+    def __init__(self, config: DaemonConfig, backend: Backend, verifier: WindowScorer | None = None) -> None:
+        """`verifier`: the second tier, when verifier.enabled; None loads it from verifier.path."""
         self.config = config
         self.backend = backend
         self.state = DaemonState(config, backend.metadata)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoofwatch-inference")
+        if config.verifier.enabled and verifier is None:
+            verifier = load_verifier(config.verifier, backend.metadata)
+        self.verifier_model = verifier if config.verifier.enabled else None
+        self.verifier: VerifierBatcher | None = None
+        self._verifier_executor: ThreadPoolExecutor | None = None
         self._context = zmq.asyncio.Context()
         self.publisher: ResultPublisher | None = None
         self.batcher: Batcher | None = None
@@ -144,12 +151,23 @@ class Daemon:
         log.info("decision_thresholds", source=cfg.decision.thresholds,
                  early_hops={head: len(by_hop) for head, by_hop in early.items()},
                  **{k: round(getattr(decision, k), 4) for k in ("spoof_enter", "spoof_exit", "codec_enter", "codec_exit")})
-        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early, metrics=self.metrics)
+        if self.verifier_model is not None:
+            # its own thread: a verifier call (tens of ms) never holds up a streaming batch
+            self._verifier_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoofwatch-verifier")
+            self.verifier = VerifierBatcher(self.verifier_model, cfg.verifier, self._verifier_executor,
+                                            self.metrics.watch_verifier())
+            log.info("verifier_on", model_id=self.verifier_model.metadata.model_id, window_s=cfg.verifier.window_s,
+                     every_hops=cfg.verifier.every_hops, screen_threshold=cfg.verifier.screen_threshold,
+                     fusion=cfg.verifier.fusion)
+        self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early, metrics=self.metrics,
+                             verifier=self.verifier)
         self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
                        asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper"),
                        asyncio.create_task(self.watchdog.run(), name="loop-lag-watchdog"),
                        asyncio.create_task(self.publisher.watch_connections(), name="pub-connections"),
                        asyncio.create_task(self.publisher.run_subscriptions(), name="pub-subscriptions")]
+        if self.verifier is not None:
+            self._tasks.append(asyncio.create_task(self.verifier.run(), name="verifier"))
         for task in self._tasks:
             task.add_done_callback(_report_unexpected_end)
         if cfg.zmq.enabled:
@@ -282,6 +300,8 @@ class Daemon:
         assert self.hub is not None and self.batcher is not None and self.publisher is not None
         await self.hub.cancel_tasks()
         self.batcher.close()
+        if self.verifier is not None:
+            self.verifier.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -290,6 +310,8 @@ class Daemon:
             self.authenticator.stop()
         self._context.destroy()  # closes anything left open, then terminates
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._verifier_executor is not None:
+            self._verifier_executor.shutdown(wait=False, cancel_futures=True)
         await self.systemd.close()
         log.info("shutdown_complete")
 

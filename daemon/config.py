@@ -154,6 +154,53 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class VerifierConfig:
+    """The [verifier] section: the second tier (docs/verifier.md), a window model scored beside the
+    streaming detector on a sliding window of each stream, off by default."""
+
+    enabled: bool = field(default=False, metadata=_help(
+        "score a sliding window of each stream with the second-tier verifier and publish its scores and the "
+        "fused p_spoof_fused with every result (docs/verifier.md); needs verifier.path"))
+    path: str = field(default="", metadata=_help(
+        "the verifier's ONNX file (streaming_models.verifier.model.export_onnx); a relative path is looked "
+        "up in the working directory"))
+    window_s: float = field(default=4.0, metadata=_help(
+        "seconds of a stream's latest audio in each window (kept per stream: 64 kB per second of window); "
+        "before a stream has this much, its audio so far, zero-padded as in training"))
+    every_hops: int = field(default=10, metadata=_help(
+        "score a stream's window every this many of its hops (10 = every second at 100 ms hops)"))
+    screen_threshold: float = field(default=0.0, metadata=_help(
+        "score only streams whose per-hop streaming p_spoof has reached this once (they stay screened in); "
+        "0 = every stream"))
+    fusion: Literal["log_odds_mean"] = field(default="log_odds_mean", metadata=_help(
+        "how p_spoof_fused is made: log_odds_mean = sigmoid((logit(p_spoof) + logit(p_spoof_verifier)) / 2), "
+        "with the latest verifier score; p_spoof alone before the stream's first"))
+    max_batch: int = field(default=8, metadata=_help("windows of different streams scored in one call"))
+    max_queued: int = field(default=32, metadata=_help(
+        "windows waiting for the verifier, all streams together (at most one per stream: a newer window "
+        "replaces its stream's waiting one); when full, new windows are dropped and counted, never queued"))
+    providers: tuple[str, ...] = field(
+        default=("CUDAExecutionProvider", "CPUExecutionProvider"), metadata=_help(
+            "onnxruntime execution providers of the verifier in order of preference; unavailable ones are skipped"))
+    intra_op_threads: int = field(default=1, metadata=_help(
+        "threads per verifier call (0 = the runtime's default); it runs on its own thread beside the "
+        "streaming model's"))
+
+    def validate(self) -> None:
+        _require("verifier.path", not self.enabled or bool(self.path),
+                 "must name the verifier's ONNX file when verifier.enabled is true")
+        _require("verifier.window_s", 0 < self.window_s <= 30, f"must be within (0, 30] s, got {self.window_s}")
+        _require("verifier.every_hops", 1 <= self.every_hops <= 10_000, f"must be 1..10000, got {self.every_hops}")
+        _require("verifier.screen_threshold", 0.0 <= self.screen_threshold <= 1.0,
+                 f"must be 0..1 (0 = every stream), got {self.screen_threshold}")
+        _require("verifier.max_batch", 1 <= self.max_batch <= 1024, f"must be 1..1024, got {self.max_batch}")
+        _require("verifier.max_queued", self.max_queued >= self.max_batch,
+                 f"must be >= verifier.max_batch ({self.max_batch}), got {self.max_queued}")
+        _require("verifier.providers", len(self.providers) > 0, "must name at least one provider")
+        _require("verifier.intra_op_threads", self.intra_op_threads >= 0, "must be >= 0")
+
+
+@dataclass(frozen=True)
 class ZmqConfig:
     ingest_endpoint: str = field(default=DEFAULT_INGEST_ENDPOINT, metadata=_help(
         "ROUTER endpoint the clients connect to (port * = any free port, logged at start)"))
@@ -407,6 +454,7 @@ class DaemonConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)
     webrtc: WebRTCConfig = field(default_factory=WebRTCConfig)
     audiosocket: AudioSocketConfig = field(default_factory=AudioSocketConfig)

@@ -23,6 +23,7 @@ from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.stream_api import StreamSpec
 from daemon.streams import StreamRegistry
+from daemon.verifier import VerifierBatcher
 from streaming_models.runtime.hops import StreamBuffer
 from streaming_models.runtime.model_format import ModelMetadata
 from streaming_models.runtime.resample import prepare_low_delay
@@ -36,8 +37,9 @@ class DaemonHub:
     def __init__(self, metadata: ModelMetadata, batcher: Batcher, publisher: EventSink,
                  streams_config: StreamsConfig, decision_config: DecisionConfig,
                  early_thresholds: Mapping[str, Sequence[float]] | None = None,
-                 metrics: DaemonMetrics | None = None) -> None:
+                 metrics: DaemonMetrics | None = None, verifier: VerifierBatcher | None = None) -> None:
         self.metadata = metadata
+        self._verifier = verifier
         self.metrics = metrics if metrics is not None else batcher.metrics
         self._batcher = batcher
         self._publisher = publisher
@@ -74,7 +76,7 @@ class DaemonHub:
         return LiveStream(spec, buffer=buffer, batcher=self._batcher,
                           tracker=DecisionTracker(self.decision_config, self._early_thresholds),
                           sink=self._publisher, metrics=self.metrics, events_queue_size=streams.events_queue_size,
-                          model_id=meta.model_id, on_finished=self._forget)
+                          model_id=meta.model_id, on_finished=self._forget, verifier=self._verifier)
 
     def _forget(self, stream: LiveStream) -> None:
         self.registry.remove(stream.stream_id, stream)

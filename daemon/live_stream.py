@@ -27,6 +27,7 @@ from daemon.batcher import Batcher
 from daemon.metrics import DaemonMetrics
 from daemon.policy import DecisionTracker
 from daemon.stream_api import AudioChunk, StreamClosedError, StreamEvent, StreamSpec
+from daemon.verifier import VerifierBatcher
 from daemon.wire.results import (
     StreamSummary,
     closed_event,
@@ -92,12 +93,14 @@ class LiveStream:
     - `sink`: where its messages are published, `owner`'s namespace included;
     - `metrics`: the daemon's metrics (drops, hop latency, closes);
     - `events_queue_size`: the bound of each in-process event feed;
-    - `model_id`: echoed in every message; `on_finished`: called once, after the `closed` summary.
+    - `model_id`: echoed in every message; `on_finished`: called once, after the `closed` summary;
+    - `verifier`: the second tier's batcher when it is on (each scored hop feeds the stream's window,
+      each result carries the verifier's latest scores and the fused p_spoof), else None.
     """
 
     def __init__(self, spec: StreamSpec, *, buffer: StreamBuffer, batcher: Batcher, tracker: DecisionTracker,
                  sink: EventSink, metrics: DaemonMetrics, events_queue_size: int, model_id: str,
-                 on_finished: Callable[[LiveStream], None]) -> None:
+                 on_finished: Callable[[LiveStream], None], verifier: VerifierBatcher | None = None) -> None:
         self.spec = spec
         self.buffer = buffer
         self._batcher = batcher
@@ -111,6 +114,7 @@ class LiveStream:
         self._pending: deque[PendingHop] = deque()
         self._hop_ready = asyncio.Event()
         self._slot = batcher.open_slot(spec.stream_id)
+        self._verifier = verifier.open_stream() if verifier is not None else None
         self._feeds: list[EventFeed] = []
         self._opened_message: StreamEvent | None = None  # replayed to feeds subscribed after open
         self._closed_message: StreamEvent | None = None
@@ -187,14 +191,16 @@ class LiveStream:
         self._max_spoof = max(self._max_spoof, p_spoof)
         self._max_codec = max(self._max_codec, p_codec)
         rate = self.buffer.model_rate_hz
+        t_end_s = (hop.start_sample + self.buffer.hop_samples) / rate
+        verifier_fields = self._verifier.on_hop(hop.audio, p_spoof, t_end_s) if self._verifier is not None else None
         latency_s = asyncio.get_running_loop().time() - hop.ready_at
         self._metrics.hop_latency.observe(latency_s)
         message = result_message(
             stream_id=self.stream_id, seq=hop.index, t_start_s=hop.start_sample / rate,
-            t_end_s=(hop.start_sample + self.buffer.hop_samples) / rate, p_spoof=p_spoof, p_codec=p_codec,
+            t_end_s=t_end_s, p_spoof=p_spoof, p_codec=p_codec,
             p_spoof_smooth=spoof_smooth, p_codec_smooth=codec_smooth, decision=decision,
             model_id=self._model_id, latency_ms=1000.0 * latency_s,
-            metadata=self.spec.metadata)
+            metadata=self.spec.metadata, verifier=verifier_fields)
         self._emit(message)
 
     def _emit(self, message: StreamEvent) -> None:
@@ -256,6 +262,8 @@ class LiveStream:
         if self._task is not None and not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
         self._batcher.release(self._slot)
+        if self._verifier is not None:
+            self._verifier.release()
         self._pending.clear()
         message = closed_event(stream_id=self.stream_id, reason=self.close_reason, summary=self.summary())
         self._closed_message = message

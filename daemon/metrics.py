@@ -55,6 +55,29 @@ class RefusalCollector(Collector):
         yield family
 
 
+VERIFIER_OUTCOMES = ("scored", "dropped_backlog", "superseded", "failed")
+
+
+class VerifierMetrics:
+    """The second tier's metrics (docs/verifier.md), registered only when the verifier is on."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.windows = Counter("spoofwatch_verifier_windows", "Verifier windows by outcome: scored; dropped_backlog "
+                               "(the queue was full); superseded (a newer window of the stream replaced it); failed",
+                               ["outcome"], registry=r)
+        self.batch_size = Histogram("spoofwatch_verifier_batch_size", "Windows per verifier call",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_wait = Histogram("spoofwatch_verifier_queue_wait_seconds",
+                                    "Time a window waited before its verifier call", buckets=LATENCY_BUCKETS,
+                                    registry=r)
+        self.inference = Histogram("spoofwatch_verifier_inference_seconds", "Duration of one verifier call",
+                                   buckets=INFERENCE_BUCKETS, registry=r)
+        self.queued = Gauge("spoofwatch_verifier_queued", "Windows waiting for the verifier now", registry=r)
+        for outcome in VERIFIER_OUTCOMES:
+            self.windows.labels(outcome)  # present at 0 from the start
+
+
 class DaemonMetrics:
     """Every metric of one daemon, registered in the registry it owns; refused inputs are read
     from `refusals` (the daemon's; a metrics object of its own gets an empty one)."""
@@ -93,6 +116,13 @@ class DaemonMetrics:
         r.register(RefusalCollector(refusals if refusals is not None else Refusals()))
         for reason in ("buffer_overflow", "pub_full", "event_queue_full"):
             self.drops.labels(reason)  # present at 0 from the start, so rate() and alerts see them
+        self.verifier: VerifierMetrics | None = None
+
+    def watch_verifier(self) -> VerifierMetrics:
+        """Register the verifier's metrics (once; the daemon calls it when verifier.enabled)."""
+        if self.verifier is None:
+            self.verifier = VerifierMetrics(self.registry)
+        return self.verifier
 
     def subscriber_gauge(self, kind: str, count: Callable[[], float]) -> None:
         """A subscriber count read at scrape time."""

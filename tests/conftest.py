@@ -49,6 +49,24 @@ def tiny_model() -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_verifier() -> Path:
+    """A tiny real second-tier verifier (ONNX with its metadata, 1 s trained window, at most 3 s),
+    built with torch once and cached under .cache/ keyed by the source of the builder and the export."""
+    import hashlib
+
+    from tiny_verifier import build_tiny_verifier
+
+    sources = [Path(__file__).parent / "tiny_verifier.py",
+               *(REPO_ROOT / "streaming_models" / "verifier" / name for name in ("model.py", "whisper_encoder.py")),
+               REPO_ROOT / "streaming_models" / "runtime" / "verifier_format.py"]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    path = REPO_ROOT / ".cache" / "test-models" / key / "tiny-verifier.onnx"
+    if not path.is_file():
+        build_tiny_verifier(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def espeak_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic (spoof) utterance made with espeak-ng at run time (~9 s, 22.05 kHz wav)."""
     import shutil

@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = "streaming_models.runtime"
 # what implements the stream API: adapters see it only through daemon.stream_api
 STREAM_IMPLEMENTATION = ("daemon.hub", "daemon.live_stream", "daemon.admission", "daemon.streams",
-                         "daemon.batcher", "daemon.policy", "daemon.publisher", "daemon.app")
+                         "daemon.batcher", "daemon.policy", "daemon.publisher", "daemon.app", "daemon.verifier")
 
 
 @dataclass(frozen=True)

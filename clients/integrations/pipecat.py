@@ -71,6 +71,9 @@ class SpoofScoreFrame(SystemFrame):
     model_id: str
     latency_s: float | None  # the frame completing the hop entering the processor -> this frame
     stale: bool
+    p_spoof_verifier: float | None = None  # the second tier's latest scores and the fused p_spoof, when the
+    p_codec_verifier: float | None = None  # daemon runs it (docs/verifier.md)
+    p_spoof_fused: float | None = None
 
     @classmethod
     def from_score(cls, score: Score) -> SpoofScoreFrame:

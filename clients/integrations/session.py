@@ -77,9 +77,19 @@ class Score:
     model_id: str
     latency_s: float | None  # frame that completed the hop entering submit() -> this score
     stale: bool = False
+    # the second tier (docs/verifier.md), when the daemon runs it: its latest scores of the stream
+    # (None before its first, or with the verifier off) and the fused spoof probability
+    p_spoof_verifier: float | None = None
+    p_codec_verifier: float | None = None
+    p_spoof_fused: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _optional_float(value: Any) -> float | None:
+    """A result field that is absent or null in some results (the verifier's) as a float or None."""
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -355,6 +365,9 @@ class ScoringSession:
             p_spoof=float(message["p_spoof"]), p_codec=float(message["p_codec"]),
             p_spoof_smooth=float(message["p_spoof_smooth"]), p_codec_smooth=float(message["p_codec_smooth"]),
             decision=message["decision"], model_id=str(message["model_id"]), latency_s=latency,
+            p_spoof_verifier=_optional_float(message.get("p_spoof_verifier")),
+            p_codec_verifier=_optional_float(message.get("p_codec_verifier")),
+            p_spoof_fused=_optional_float(message.get("p_spoof_fused")),
         )
         self._last_result_at = now
         if self._stale:

@@ -38,12 +38,27 @@ class StreamSummary:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class VerifierFields:
+    """What a result carries while the second-tier verifier is on (docs/verifier.md): its latest
+    scores of the stream (None before its first) and the fused spoof probability."""
+
+    p_spoof_verifier: float | None
+    p_codec_verifier: float | None
+    verifier_t_end_s: float | None  # the end of the window those scores are of, in stream audio time
+    p_spoof_fused: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {name: None if value is None else round(value, 6) for name, value in asdict(self).items()}
+
+
 def result_message(
     *, stream_id: str, seq: int, t_start_s: float, t_end_s: float, p_spoof: float, p_codec: float,
     p_spoof_smooth: float, p_codec_smooth: float, decision: str, model_id: str, latency_ms: float,
-    metadata: Mapping[str, str],
+    metadata: Mapping[str, str], verifier: VerifierFields | None = None,
 ) -> dict[str, Any]:
-    return {
+    """One hop's result; with the verifier on, its fields too (absent when it is off)."""
+    message = {
         "v": PROTOCOL_VERSION, "type": "result", "stream_id": stream_id, "seq": seq,
         "t_start_s": round(t_start_s, 6), "t_end_s": round(t_end_s, 6),
         "p_spoof": round(p_spoof, 6), "p_codec": round(p_codec, 6),
@@ -51,6 +66,9 @@ def result_message(
         "decision": decision, "model_id": model_id, "latency_ms": round(latency_ms, 3),
         "metadata": dict(metadata),
     }
+    if verifier is not None:
+        message.update(verifier.to_dict())
+    return message
 
 
 def opened_event(*, stream_id: str, transport: str, sample_rate_hz: int, metadata: Mapping[str, str],

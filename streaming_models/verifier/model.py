@@ -12,14 +12,19 @@ stay frozen, so autograd keeps no activations for them and a CPU step stays chea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 from torch import nn
 
+from streaming_models.runtime.verifier_format import VERIFIER_METADATA_KEY, VerifierMetadata
 from streaming_models.verifier.whisper_encoder import (
+    HOP_SAMPLES,
+    SAMPLE_RATE_HZ,
     EncoderDims,
     LogMel,
     WhisperEncoder,
@@ -118,12 +123,43 @@ def load_checkpoint(path: str | Path) -> tuple[Verifier, dict[str, Any]]:
     return model.eval(), ckpt
 
 
-def export_onnx(model: Verifier, path: str | Path, window_samples: int, opset: int = 17) -> None:
-    """ONNX graph audio [batch, samples] -> logits [batch, 2]; batch and window length dynamic.
+def max_window_s(model: Verifier) -> float:
+    """The longest window the encoder takes: its positions at two mel frames each (conv2's stride)."""
+    return model.encoder.dims.max_positions * 2 * HOP_SAMPLES / SAMPLE_RATE_HZ
+
+
+def export_metadata(model: Verifier, window_samples: int, model_id: str = "",
+                    thresholds: Mapping[str, float] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> VerifierMetadata:
+    """What the daemon reads from the exported file (streaming_models/runtime/verifier_format.py): the
+    window it was trained on, the longest its encoder takes, its heads and, when calibrated, thresholds."""
+    dims = model.encoder.dims
+    window_s = window_samples / SAMPLE_RATE_HZ
+    meta = VerifierMetadata(
+        model_id=model_id or f"verifier-whisper-w{dims.width}-l{dims.layers}-{window_s:g}s",
+        window_s=window_s, max_window_s=max_window_s(model), sample_rate_hz=SAMPLE_RATE_HZ, heads=HEADS,
+        operating_thresholds={head: float(t) for head, t in (thresholds or {}).items()},
+        extra={"encoder_dims": asdict(dims), "config": asdict(model.config), **(extra or {})})
+    meta.validate()
+    return meta
+
+
+def export_onnx(model: Verifier, path: str | Path, window_samples: int, opset: int = 17, *, model_id: str = "",
+                thresholds: Mapping[str, float] | None = None,
+                extra: Mapping[str, Any] | None = None) -> VerifierMetadata:
+    """ONNX graph audio [batch, samples] -> logits [batch, 2]; batch and window length dynamic, with
+    the metadata entry the daemon needs (`export_metadata`; `window_samples` is the trained window).
     The legacy exporter (dynamo=False), as streaming_models/export.py uses."""
+    meta = export_metadata(model, window_samples, model_id, thresholds, extra)
     model = model.eval()
     example = torch.zeros(1, window_samples)
     with torch.no_grad():
         torch.onnx.export(model, (example,), str(path), input_names=[AUDIO_INPUT], output_names=[LOGITS_OUTPUT],
                           dynamic_axes={AUDIO_INPUT: {0: "batch", 1: "samples"}, LOGITS_OUTPUT: {0: "batch"}},
                           opset_version=opset, dynamo=False)
+    proto = onnx.load(str(path))
+    (proto.graph.output[0].type.tensor_type.shape.dim[1]).dim_value = len(HEADS)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = VERIFIER_METADATA_KEY, meta.to_json()
+    onnx.save(proto, str(path))
+    return meta
