@@ -66,9 +66,19 @@ class InferenceConfig:
     triton_fallback: bool = field(default=False, metadata=_help(
         "when no Triton endpoint can score a batch, score it in-process with model.path (onnx); "
         "false: the batch's streams end with an error"))
+    stall_timeout_s: float = field(default=10.0, metadata=_help(
+        "a model call (one batch) running this long counts as hung: /healthz and /readyz answer 503 "
+        "(inference_stalled) and the systemd watchdog is no longer fed, so the daemon gets restarted. "
+        "Far above the slowest batch (a 64-hop batch takes ~10 ms on a CPU core, 4096 hops under 1 s)"))
 
     def validate(self) -> None:
         _require("model.path", bool(self.path), "must not be empty")
+        _require("model.stall_timeout_s", 0.1 <= self.stall_timeout_s <= 3600, "must be 0.1..3600")
+        if self.backend == "triton":
+            worst_s = self.triton_timeout_s * (self.triton_retries + 1)
+            _require("model.stall_timeout_s", self.stall_timeout_s > worst_s,
+                     f"must be above model.triton_timeout_s x (model.triton_retries + 1) = {worst_s:g} s, "
+                     "the longest a Triton batch may take before it fails over")
         _require("model.triton_endpoints", len(self.triton_endpoints) > 0 and
                  all(":" in e and "://" not in e for e in self.triton_endpoints),
                  "must list at least one gRPC HOST:PORT (no scheme)")
