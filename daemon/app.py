@@ -15,6 +15,7 @@ import asyncio
 import importlib
 import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import zmq.asyncio
 
 from daemon.auth import TokenStore, http_middleware
 from daemon.batcher import Batcher
-from daemon.config import DaemonConfig
+from daemon.config import PUB_LINGER_S, DaemonConfig
 from daemon.console import WebConsole
 from daemon.errors import ModelNotFoundError
 from daemon.health import DaemonHealth, InferenceStallCheck
@@ -52,6 +53,8 @@ from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model, pa
 from streaming_models.runtime.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
+
+INFERENCE_THREAD_PREFIX = "spoofwatch-inference"
 
 
 def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
@@ -101,7 +104,9 @@ class Daemon:
         self.config = config
         self.backend = backend
         self.state = DaemonState(config, backend.metadata)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoofwatch-inference")
+        # named per daemon, so `inference_threads` never counts another daemon's (tests run several)
+        self._inference_threads = f"{INFERENCE_THREAD_PREFIX}-{id(self):x}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._inference_threads)
         self._context = zmq.asyncio.Context()
         self.publisher: ResultPublisher | None = None
         self.batcher: Batcher | None = None
@@ -133,7 +138,7 @@ class Daemon:
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
                                          count_drops=cfg.zmq.pub_count_drops,
                                          sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve,
-                                         connect=cfg.zmq.pub_connect)
+                                         connect=cfg.zmq.pub_connect, linger_ms=int(PUB_LINGER_S * 1000))
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
@@ -151,8 +156,11 @@ class Daemon:
                        self._supervised("idle-reaper", self.hub.run_idle_reaper),
                        self._supervised("loop-lag-watchdog", self.watchdog.run),
                        self._supervised("inference-stall-check", self.stall_check.run),
-                       self._supervised("pub-connections", self.publisher.watch_connections),
-                       self._supervised("pub-subscriptions", self.publisher.run_subscriptions)]
+                       self._supervised("pub-connections", self.publisher.watch_connections)]
+        # loops that return at once when they have nothing to do are not started (a supervisor
+        # restarts a loop that returns)
+        if self._curve is not None:
+            self._tasks.append(self._supervised("pub-subscriptions", self.publisher.run_subscriptions))
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, refusals=self.refusals, model_id=meta.model_id,
                                    hop_ms=meta.hop_ms, context=self._context, curve=self._curve)
@@ -179,6 +187,11 @@ class Daemon:
             elif isinstance(adapter, WebConsole):
                 counts["console-relay"] = adapter.relay_restarts
         return counts
+
+    def inference_threads(self) -> list[threading.Thread]:
+        """This daemon's inference threads still alive: after shutdown, only one stuck in a model call."""
+        return [thread for thread in threading.enumerate()
+                if thread.name.startswith(f"{self._inference_threads}_") and thread.is_alive()]
 
     def _inference_in_flight_s(self) -> float:
         return self.batcher.in_flight_s() if self.batcher is not None else 0.0
@@ -275,7 +288,8 @@ class Daemon:
         """Stop accepting, drain, then release everything. Safe to call once."""
         assert self.hub is not None and self.batcher is not None and self.publisher is not None
         self.state.shutting_down = True
-        log.info("shutdown_started", open_streams=len(self.hub.registry))
+        log.info("shutdown_started", open_streams=len(self.hub.registry),
+                 at_most_s=self.config.graceful_stop_s)
         self.systemd.stopping(f"draining {len(self.hub.registry)} streams")
         self.hub.stop_accepting()
         try:

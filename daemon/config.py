@@ -32,6 +32,13 @@ from streaming_models.runtime.settings import coerce, read_toml
 
 ENV_PREFIX = "SPOOFWATCH__"
 
+# The fixed parts of a graceful stop (DaemonConfig.graceful_stop_s): how long the HTTP server waits
+# for its handlers once its features have stopped, how long the results socket lingers so the last
+# `closed` summaries leave, and how long the exit waits for an inference thread to finish its call.
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+PUB_LINGER_S = 1.0
+INFERENCE_EXIT_WAIT_S = 1.0
+
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -454,6 +461,19 @@ class DaemonConfig:
         if self.auth_enabled_anywhere and self.webhooks_configured:
             _require("auth.webhook_secret", bool(self.auth.webhook_secret),
                      "webhooks must be signed while authentication is on; set a secret of 16+ characters")
+
+    @property
+    def graceful_stop_s(self) -> float:
+        """The longest a graceful stop takes, from SIGTERM to exit (`Daemon.shutdown`, then
+        `daemon.__main__.serve`): the streams may end by themselves for shutdown.drain_wait_s,
+        pending webhooks get one webhooks.timeout_s, the HTTP server HTTP_SHUTDOWN_TIMEOUT_S, the
+        drain shutdown.timeout_s, the results socket PUB_LINGER_S, a hung inference thread
+        INFERENCE_EXIT_WAIT_S. A process manager must wait at least this long before SIGKILL
+        (systemd's TimeoutStopSec, `docker stop`'s --stop-timeout; tests/test_deploy.py holds the
+        shipped ones to it)."""
+        webhooks_s = self.webhooks.timeout_s if self.webhooks_configured else 0.0
+        return (self.shutdown.drain_wait_s + webhooks_s + HTTP_SHUTDOWN_TIMEOUT_S + self.shutdown.timeout_s
+                + PUB_LINGER_S + INFERENCE_EXIT_WAIT_S)
 
     def _auth_for(self, loopback: bool) -> bool:
         return self.auth.mode == "on" or (self.auth.mode == "auto" and not loopback)

@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,9 +26,11 @@ import zmq
 import zmq.asyncio
 from daemon_harness import Client, Subscriber, is_event, settings, wait_subscribed
 from prometheus_client.parser import text_string_to_metric_families
+from running_daemon import REPO_ROOT, free_port
 from structlog.testing import capture_logs
 from test_systemd_notify import NotifySocket
 
+from clients.local_daemon import wait_for_pong
 from daemon.app import Daemon
 from daemon.config import build_config
 from daemon.errors import ConfigError
@@ -194,3 +200,67 @@ def test_stall_timeout_is_validated(model: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError, match="model.stall_timeout_s") as error:
         build_config({"model": model})
     assert needle in str(error.value)
+
+
+HANGING_DAEMON = """
+import sys, threading
+from daemon.__main__ import serve
+from daemon.config import build_config
+from streaming_models.runtime.onnx_backend import OnnxBackend
+
+class NeverReturns:
+    def __init__(self, path):
+        self._inner = OnnxBackend(path, providers=["CPUExecutionProvider"])
+        self.metadata = self._inner.metadata
+    def initial_states(self, batch):
+        return self._inner.initial_states(batch)
+    def run(self, audio, states):
+        print("model_call_hung", flush=True)
+        threading.Event().wait()
+
+config = build_config({"zmq": {"ingest_endpoint": sys.argv[2], "pub_endpoint": sys.argv[3]},
+                       "webrtc": {"enabled": False, "port": int(sys.argv[4])},
+                       "model": {"providers": ["CPUExecutionProvider"], "stall_timeout_s": 0.5},
+                       "shutdown": {"timeout_s": 1.0}})
+sys.exit(serve(config, NeverReturns(sys.argv[1])))
+"""
+
+
+def test_a_daemon_whose_model_call_never_returns_still_exits_on_sigterm_within_its_stop_budget(
+        tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """The hung call's thread would hold the interpreter's exit until SIGKILL: `serve` exits past it,
+    within DaemonConfig.graceful_stop_s, with the graceful status."""
+    ingest, results = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    budget_s = build_config({"shutdown": {"timeout_s": 1.0}}).graceful_stop_s
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-c", HANGING_DAEMON, str(tiny_model[0]), ingest, results,
+                                    str(free_port())], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_for_pong(ingest, process)
+        context = zmq.Context()
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(ingest)
+        dealer.send_multipart(OpenMessage("s", F16).to_frames())
+        assert dealer.poll(5000) and dealer.recv_multipart()
+        dealer.send_multipart(hop_of_audio(0))
+        deadline = time.monotonic() + 10
+        while b"model_call_hung" not in log_path.read_bytes():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        dealer.close()
+        context.term()
+        time.sleep(1.0)  # past stall_timeout_s: the daemon knows it is stalled
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=budget_s + 15)
+        took_s = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log_path.read_text()
+    assert status == 0, output[-3000:]
+    assert "inference_stalled" in output and "exiting_past_hung_inference" in output, output[-3000:]
+    assert took_s <= budget_s + 1.0, (took_s, budget_s)  # + the interpreter's own teardown
