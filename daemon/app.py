@@ -32,6 +32,7 @@ from daemon.config import PUB_LINGER_S, DaemonConfig
 from daemon.console import WebConsole
 from daemon.errors import ModelNotFoundError
 from daemon.health import DaemonHealth, InferenceStallCheck
+from daemon.heap_trim import HeapTrimmer
 from daemon.http import HttpServer
 from daemon.hub import DaemonHub
 from daemon.ingest.audiofork import AudioForkIngest
@@ -129,6 +130,7 @@ class Daemon:
         self.systemd = SystemdNotifier.from_environ(os.environ, self.health.healthy, obs.lag_window_s,
                                                     problem=self.health.problem)
         self.metrics.watch_task_restarts(self.task_restarts)
+        self.heap_trimmer = HeapTrimmer(config.memory.trim_interval_s, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
@@ -161,6 +163,8 @@ class Daemon:
         # restarts a loop that returns)
         if self._curve is not None:
             self._tasks.append(self._supervised("pub-subscriptions", self.publisher.run_subscriptions))
+        if self.heap_trimmer.enabled:
+            self._tasks.append(self._supervised("heap-trim", self.heap_trimmer.run))
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, refusals=self.refusals, model_id=meta.model_id,
                                    hop_ms=meta.hop_ms, context=self._context, curve=self._curve)

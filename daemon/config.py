@@ -419,6 +419,18 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    trim_interval_s: float = field(default=60.0, metadata=_help(
+        "every this long, hand the heap's free memory back to the system (glibc malloc_trim; well "
+        "under 1 ms): without it, bursts of large inputs leave RSS higher although nothing leaks "
+        "(docs/performance.md, \"Hostile input against a live daemon\"); 0 = never"))
+
+    def validate(self) -> None:
+        _require("memory.trim_interval_s", self.trim_interval_s == 0 or 0.1 <= self.trim_interval_s <= 86400,
+                 "must be 0 (never) or 0.1..86400")
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     model: InferenceConfig = field(default_factory=InferenceConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -435,6 +447,7 @@ class DaemonConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def validate(self) -> None:
         for section in dataclasses.fields(self):

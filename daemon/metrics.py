@@ -96,6 +96,9 @@ class DaemonMetrics:
                                   "Worst event-loop lag within the watchdog window", registry=r)
         self.loop_lag_hist = Histogram("spoofwatch_event_loop_lag_histogram_seconds",
                                        "Event-loop lag per watchdog tick", buckets=LAG_BUCKETS, registry=r)
+        self.heap_trimmed = Counter("spoofwatch_heap_trimmed_bytes",
+                                    "RSS handed back to the system by malloc_trim (memory.trim_interval_s)",
+                                    registry=r)
         self.ready = Gauge("spoofwatch_ready", "1 when /readyz answers 200", registry=r)
         self.healthy = Gauge("spoofwatch_healthy", "1 when /healthz answers 200", registry=r)
         r.register(RefusalCollector(refusals if refusals is not None else Refusals()))

@@ -19,6 +19,7 @@ from daemon_harness import Client, Subscriber, is_event, running_daemon, wait_su
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from clients.commands.keys import generate_keys
 from daemon.app import Daemon
 from daemon.batcher import Batcher
 from daemon.console import WebConsole
@@ -185,3 +186,21 @@ async def test_a_dead_console_relay_is_restarted_and_browsers_get_later_events(
         assert (await restarts_metric(daemon))["console-relay"] == 1
         assert ("task_restarted", "console-relay") in [(e["event"], e.get("task")) for e in logs]
         client.close()
+
+
+@pytest.mark.parametrize("auth", ["off", "on"])
+async def test_a_healthy_daemon_restarts_nothing(tiny_model: tuple[Path, Path], tmp_path: Path, auth: str) -> None:
+    """Every supervised loop keeps running: none returns at once (a supervisor would restart it)."""
+    sections: dict[str, Any] = {"memory": {"trim_interval_s": 0.1}}
+    if auth == "on":  # CURVE: the results socket's subscription loop runs too
+        generate_keys("server", tmp_path / "zmq")
+        tokens = tmp_path / "tokens.txt"
+        tokens.write_text(f"ops monitor {'m' * 40}\n")
+        sections["auth"] = {"mode": "on", "zmq_keys_dir": str(tmp_path / "zmq"), "tokens_file": str(tokens)}
+    async with running_daemon(tiny_model[0], **sections) as daemon:
+        await asyncio.sleep(0.5)
+        restarts = daemon.task_restarts()
+        assert {"batcher", "idle-reaper", "loop-lag-watchdog", "inference-stall-check", "pub-connections",
+                "zmq-ingest"} <= set(restarts)
+        assert ("pub-subscriptions" in restarts) == (auth == "on")
+        assert all(count == 0 for count in restarts.values()), restarts
