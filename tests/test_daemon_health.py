@@ -39,7 +39,7 @@ from daemon.wire.zmq_messages import AudioMessage, OpenedReply, OpenMessage
 from streaming_models.runtime.onnx_backend import OnnxBackend
 
 F16 = AudioFormat("pcm_f32le", 16000, 1)
-STALL_S = 0.5
+STALL_S = 1.0  # far above the time a request takes under load: "not yet stalled" is checked first
 
 
 class BlockingBackend:
