@@ -3,7 +3,7 @@
 #
 #   docker build -t spoofwatch .
 #   docker run --rm spoofwatch demo                       # the demo, inside the container
-#   docker run -d --name spoofwatch -p 5555:5555 -p 5556:5556 -p 8080:8080 \
+#   docker run -d --name spoofwatch --stop-timeout 30 -p 5555:5555 -p 5556:5556 -p 8080:8080 \
 #       -v /etc/spoofwatch/tokens.txt:/etc/spoofwatch/tokens.txt:ro \
 #       -v /etc/spoofwatch/zmq:/etc/spoofwatch/zmq:ro spoofwatch
 #
@@ -45,7 +45,9 @@ USER 10001:10001
 WORKDIR /var/lib/spoofwatch
 # ZeroMQ ingest, ZeroMQ results, HTTP (WHIP, Twilio, audio-fork, console, /metrics, /healthz), AudioSocket
 EXPOSE 5555 5556 8080 9019
-# SIGTERM drains every stream (at most shutdown.timeout_s, 10 s) and exits 0: stop with `-t 30`
+# SIGTERM drains every stream and exits 0, within shutdown.drain_wait_s + webhooks.timeout_s (webhooks on)
+# + shutdown.timeout_s + 4 s (14 s with deploy/daemon.toml). `docker stop` sends SIGKILL after 10 s:
+# run with --stop-timeout 30 (or compose's stop_grace_period: 30s, deploy/compose.yaml)
 STOPSIGNAL SIGTERM
 # /healthz: the event-loop lag watchdog (503 while the loop lags; a blocked loop times out)
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \

@@ -2,6 +2,7 @@
 
     python benchmarks/fuzz.py --cases 100000 --max-seconds 3600
     python benchmarks/fuzz.py --cases 2000 --model PATH --seed 7
+    python benchmarks/fuzz.py --cases 10000 --set memory.trim_interval_s=0   # without the heap trim
 
 Starts `python -m daemon` on free loopback ports (ZeroMQ, HTTP with WHIP, Twilio, audio-fork and
 the console, AudioSocket; authentication off, as on loopback) and sends seeded random malformed
@@ -404,6 +405,9 @@ def start_daemon(args: argparse.Namespace, ports: dict[str, int], log: Any) -> s
                "--audiosocket.enabled", "true", "--audiosocket.host", "127.0.0.1",
                "--audiosocket.port", str(ports["audiosocket"]), "--audiosocket.read-timeout-s", "2",
                "--streams.idle-timeout-s", "2", "--logging.level", "warning"]
+    for setting in args.set:
+        key, _, value = setting.partition("=")
+        command += [f"--{key}", value]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     wait_for_pong(f"tcp://127.0.0.1:{ports['ingest']}", process)
     return process
@@ -457,6 +461,8 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> int:
     growth = (figures["rss_after_kib"] - figures["rss_before_kib"]) / max(1, figures["rss_before_kib"])
     print(f"cases: {figures['cases']} in {figures['elapsed_s']:.1f} s (seed {args.seed}); "
           + ", ".join(f"{k} {v}" for k, v in sorted(tally.cases.items())))
+    if args.set:
+        print("daemon settings: " + " ".join(args.set))
     print(f"crashes: {tally.crashes}")
     print(f"hangs: {len(tally.hangs)}" + (f" ({', '.join(tally.hangs[:10])})" if tally.hangs else ""))
     print(f"control streams: {tally.control_streams}, lost control results: {tally.control_lost}")
@@ -487,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "fill the console's 200 tracked streams and every path's first allocations)")
     parser.add_argument("--max-rss-growth", type=float, default=0.05, help="pass threshold (fraction, 0.05)")
     parser.add_argument("--progress", action="store_true", help="a line on stderr after each batch")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a daemon setting, e.g. --set memory.trim_interval_s=0 (repeatable)")
     parser.add_argument("--ingress", nargs="+", choices=INGRESSES, default=list(INGRESSES),
                         help="fuzz only these (default all)")
     return parser

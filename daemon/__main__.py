@@ -14,16 +14,22 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 import typing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 import zmq
 
-from daemon.config import DaemonConfig, load_config, section_fields, sections
+from daemon.config import INFERENCE_EXIT_WAIT_S, DaemonConfig, load_config, section_fields, sections
 from daemon.errors import ConfigError, DaemonError, ModelNotFoundError
 from daemon.logsetup import configure_logging
 from streaming_models.runtime.errors import BackendError, ModelFormatError
+
+if TYPE_CHECKING:
+    from daemon.verifier import WindowScorer
+    from streaming_models.runtime.backend import Backend
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     log = structlog.get_logger("daemon")
     # imported here so `--help` and config errors stay fast
-    from daemon.app import Daemon, build_backend, resolve_model_path
+    from daemon.app import build_backend, resolve_model_path
     from daemon.verifier import load_verifier
 
     try:
@@ -99,8 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    return serve(config, backend, verifier)
+
+
+def serve(config: DaemonConfig, backend: Backend, verifier: WindowScorer | None = None) -> int:
+    """Run the daemon until a signal; the exit status (module docstring)."""
+    from daemon.app import Daemon
+
+    log = structlog.get_logger("daemon")
+    daemon = Daemon(config, backend, verifier)
     try:
-        return asyncio.run(Daemon(config, backend, verifier).run_until_signal())
+        status = asyncio.run(daemon.run_until_signal())
     except zmq.ZMQError as exc:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: cannot bind a ZeroMQ endpoint: {exc}", file=sys.stderr)
@@ -113,6 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         log.error("startup_failed", error=str(exc))
         print(f"spoofwatch serve: cannot listen: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    exit_past_hung_inference(daemon.inference_threads(), status)
+    return status
+
+
+def exit_past_hung_inference(threads: list[threading.Thread], status: int) -> None:
+    """A model call that never returned keeps its executor thread alive, and the interpreter joins
+    that thread at exit: the drained daemon would wait for SIGKILL. Exit without it instead."""
+    hung = list(threads)
+    for thread in hung:
+        thread.join(INFERENCE_EXIT_WAIT_S)
+    if any(thread.is_alive() for thread in hung):
+        structlog.get_logger("daemon").error("exiting_past_hung_inference", status=status,
+                                             threads=sum(thread.is_alive() for thread in hung))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import asyncio
 import importlib
 import os
 import signal
+import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +28,11 @@ import zmq.asyncio
 
 from daemon.auth import TokenStore, http_middleware
 from daemon.batcher import Batcher
-from daemon.config import DaemonConfig
+from daemon.config import PUB_LINGER_S, DaemonConfig
 from daemon.console import WebConsole
 from daemon.errors import ModelNotFoundError
+from daemon.health import DaemonHealth, InferenceStallCheck
+from daemon.heap_trim import HeapTrimmer
 from daemon.http import HttpServer
 from daemon.hub import DaemonHub
 from daemon.ingest.audiofork import AudioForkIngest
@@ -40,6 +44,7 @@ from daemon.metrics import DaemonMetrics, LoopLagWatchdog, add_routes
 from daemon.policy import early_thresholds, resolve_thresholds
 from daemon.publisher import ResultPublisher
 from daemon.refusals import Refusals
+from daemon.supervise import Supervisor
 from daemon.systemd_notify import SystemdNotifier
 from daemon.verifier import VerifierBatcher, WindowScorer, load_verifier
 from daemon.webhooks import WebhookSender
@@ -50,6 +55,8 @@ from streaming_models.runtime.default_model import DEFAULT_MODEL, find_model, pa
 from streaming_models.runtime.model_format import ModelMetadata
 
 log = structlog.get_logger(__name__)
+
+INFERENCE_THREAD_PREFIX = "spoofwatch-inference"
 
 
 def resolve_model_path(path: str, cwd: Path | None = None) -> Path:
@@ -84,12 +91,6 @@ def build_backend(config: DaemonConfig, model_path: Path | None) -> Backend:
                         intra_op_threads=config.model.intra_op_threads)
 
 
-def _report_unexpected_end(task: asyncio.Task[Any]) -> None:
-    """The batcher and the reaper run until cancelled; anything else is a bug worth shouting about."""
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("background_task_died", task=task.get_name(), error=repr(task.exception()))
-
-
 @dataclass
 class DaemonState:
     """The daemon-wide mutable state, created by the app and passed down explicitly."""
@@ -106,7 +107,9 @@ class Daemon:
         self.config = config
         self.backend = backend
         self.state = DaemonState(config, backend.metadata)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spoofwatch-inference")
+        # named per daemon, so `inference_threads` never counts another daemon's (tests run several)
+        self._inference_threads = f"{INFERENCE_THREAD_PREFIX}-{id(self):x}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._inference_threads)
         if config.verifier.enabled and verifier is None:
             verifier = load_verifier(config.verifier, backend.metadata)
         self.verifier_model = verifier if config.verifier.enabled else None
@@ -118,6 +121,7 @@ class Daemon:
         self.hub: DaemonHub | None = None
         self.adapters: list[IngestAdapter] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._supervisors: list[Supervisor] = []
         # this daemon's refused inputs and metrics, its own (never process-global)
         self.refusals = Refusals()
         self.metrics = DaemonMetrics(self.refusals)
@@ -126,9 +130,14 @@ class Daemon:
         self._console_keys: tuple[bytes, bytes] | None = None  # the console's own monitor key pair
         obs = config.observability
         self.watchdog = LoopLagWatchdog(self.metrics, obs.lag_interval_s, obs.lag_threshold_s, obs.lag_window_s)
-        # under systemd (Type=notify): READY/STOPPING, and WatchdogSec fed by the same lag watchdog
-        self.systemd = SystemdNotifier.from_environ(os.environ, lambda: self.watchdog.report().healthy,
-                                                    obs.lag_window_s)
+        self.stall_check = InferenceStallCheck(self._inference_in_flight_s, config.model.stall_timeout_s,
+                                               self.metrics, self._inference_in_flight_size)
+        self.health = DaemonHealth(self.watchdog, self.stall_check, self.metrics)
+        # under systemd (Type=notify): READY/STOPPING, and WatchdogSec fed while /healthz is healthy
+        self.systemd = SystemdNotifier.from_environ(os.environ, self.health.healthy, obs.lag_window_s,
+                                                    problem=self.health.problem)
+        self.metrics.watch_task_restarts(self.task_restarts)
+        self.heap_trimmer = HeapTrimmer(config.memory.trim_interval_s, self.metrics)
 
     async def start(self) -> None:
         cfg = self.config
@@ -138,7 +147,7 @@ class Daemon:
         self.publisher = ResultPublisher(self._context, cfg.zmq.pub_endpoint, cfg.zmq.pub_hwm,
                                          count_drops=cfg.zmq.pub_count_drops,
                                          sndbuf_bytes=cfg.zmq.pub_sndbuf_bytes, curve=self._curve,
-                                         connect=cfg.zmq.pub_connect)
+                                         connect=cfg.zmq.pub_connect, linger_ms=int(PUB_LINGER_S * 1000))
         self.state.endpoints["pub"] = self.publisher.endpoint
         self.metrics.subscriber_gauge("zmq_pub", lambda: self.publisher.connections if self.publisher else 0)
         self.batcher = Batcher(self.backend, cfg.batching.max_batch, cfg.batching.max_wait_ms, self._executor,
@@ -161,15 +170,19 @@ class Daemon:
                      fusion=cfg.verifier.fusion)
         self.hub = DaemonHub(meta, self.batcher, self.publisher, cfg.streams, decision, early, metrics=self.metrics,
                              verifier=self.verifier)
-        self._tasks = [asyncio.create_task(self.batcher.run_batches(), name="batcher"),
-                       asyncio.create_task(self.hub.run_idle_reaper(), name="idle-reaper"),
-                       asyncio.create_task(self.watchdog.run(), name="loop-lag-watchdog"),
-                       asyncio.create_task(self.publisher.watch_connections(), name="pub-connections"),
-                       asyncio.create_task(self.publisher.run_subscriptions(), name="pub-subscriptions")]
+        self._tasks = [self._supervised("batcher", self.batcher.run_batches),
+                       self._supervised("idle-reaper", self.hub.run_idle_reaper),
+                       self._supervised("loop-lag-watchdog", self.watchdog.run),
+                       self._supervised("inference-stall-check", self.stall_check.run),
+                       self._supervised("pub-connections", self.publisher.watch_connections)]
+        # loops that return at once when they have nothing to do are not started (a supervisor
+        # restarts a loop that returns)
+        if self._curve is not None:
+            self._tasks.append(self._supervised("pub-subscriptions", self.publisher.run_subscriptions))
+        if self.heap_trimmer.enabled:
+            self._tasks.append(self._supervised("heap-trim", self.heap_trimmer.run))
         if self.verifier is not None:
-            self._tasks.append(asyncio.create_task(self.verifier.run(), name="verifier"))
-        for task in self._tasks:
-            task.add_done_callback(_report_unexpected_end)
+            self._tasks.append(self._supervised("verifier", self.verifier.run))
         if cfg.zmq.enabled:
             zmq_ingest = ZmqIngest(self.hub, cfg.zmq, refusals=self.refusals, model_id=meta.model_id,
                                    hop_ms=meta.hop_ms, context=self._context, curve=self._curve)
@@ -180,6 +193,33 @@ class Daemon:
         log.info("daemon_ready", model_id=meta.model_id, sample_rate_hz=meta.sample_rate_hz,
                  hop_samples=meta.hop_samples, **{f"{k}_endpoint": v for k, v in self.state.endpoints.items()})
         self.systemd.ready(f"serving {meta.model_id} on " + " ".join(self.state.endpoints.values()))
+
+    def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """A long-running loop that is restarted (and logged) if a bug ends it (daemon/supervise.py)."""
+        supervisor = Supervisor(name, run)
+        self._supervisors.append(supervisor)
+        return asyncio.create_task(supervisor.run(), name=name)
+
+    def task_restarts(self) -> dict[str, int]:
+        """How often each supervised loop died and was restarted, the adapters' own included."""
+        counts = {supervisor.name: supervisor.restarts for supervisor in self._supervisors}
+        for adapter in self.adapters:
+            if isinstance(adapter, ZmqIngest):
+                counts["zmq-ingest"] = adapter.restarts
+            elif isinstance(adapter, WebConsole):
+                counts["console-relay"] = adapter.relay_restarts
+        return counts
+
+    def inference_threads(self) -> list[threading.Thread]:
+        """This daemon's inference threads still alive: after shutdown, only one stuck in a model call."""
+        return [thread for thread in threading.enumerate()
+                if thread.name.startswith(f"{self._inference_threads}_") and thread.is_alive()]
+
+    def _inference_in_flight_s(self) -> float:
+        return self.batcher.in_flight_s() if self.batcher is not None else 0.0
+
+    def _inference_in_flight_size(self) -> int:
+        return self.batcher.in_flight_size if self.batcher is not None else 0
 
     async def _start_front_doors(self) -> None:
         """WHIP, the WebSocket telephony adapters and the web console share one HTTP server (at
@@ -203,7 +243,7 @@ class Daemon:
             http = HttpServer(cfg.webrtc.host, cfg.webrtc.port, middlewares)  # the console rides along
             self.adapters.append(http)
             if cfg.observability.enabled:
-                add_routes(http.app, self.metrics, self.watchdog, self.readiness)
+                add_routes(http.app, self.metrics, self.health.report, self.readiness)
             features: list[IngestAdapter] = []
             if cfg.webrtc.enabled:
                 features += self._whip_ingest(http)
@@ -246,12 +286,14 @@ class Daemon:
         return (*self._console_keys, self._curve.public)
 
     def readiness(self) -> dict[str, bool]:
-        """What `/readyz` checks: the model is loaded, the daemon is not draining, and a new
-        stream would be admitted (fewer than streams.max_streams are open)."""
+        """What `/readyz` checks: the model is loaded, the daemon is not draining, a new stream
+        would be admitted (fewer than streams.max_streams are open), and no model call has hung
+        (a stalled daemon would take calls and never score them)."""
         hub = self.hub
         return {"model_loaded": self.backend is not None and hub is not None,
                 "not_draining": hub is not None and hub.accepting and not self.state.shutting_down,
-                "under_admission_limit": hub is not None and not hub.at_capacity}
+                "under_admission_limit": hub is not None and not hub.at_capacity,
+                "inference_progressing": not self.stall_check.report().stalled}
 
     def _whip_ingest(self, http: HttpServer) -> list[IngestAdapter]:
         assert self.hub is not None
@@ -268,7 +310,8 @@ class Daemon:
         """Stop accepting, drain, then release everything. Safe to call once."""
         assert self.hub is not None and self.batcher is not None and self.publisher is not None
         self.state.shutting_down = True
-        log.info("shutdown_started", open_streams=len(self.hub.registry))
+        log.info("shutdown_started", open_streams=len(self.hub.registry),
+                 at_most_s=self.config.graceful_stop_s)
         self.systemd.stopping(f"draining {len(self.hub.registry)} streams")
         self.hub.stop_accepting()
         try:

@@ -11,11 +11,17 @@ into the batch, runs the backend, and cuts each row's state out; the batcher wri
 the slot. A slot is in at most one batch at a time (a second hop of the same stream waits for the
 next batch), so states stay in order.
 `release(slot)` frees the state when the stream closes.
+
+The app runs `run_batches` under `daemon/supervise.Supervisor`: if a bug ends the loop it is
+restarted, and the hops of a batch it had taken (their states and outcome unknown) fail, which
+ends just their streams with `error`. While a model call runs, `in_flight_s()` says for how long,
+so a call that never returns is noticed (`daemon/health.InferenceStallCheck`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -34,6 +40,10 @@ log = structlog.get_logger(__name__)
 
 class BatcherClosed(RuntimeError):
     """The batcher stopped before this hop was scored."""
+
+
+class BatchAbandoned(RuntimeError):
+    """The batching loop died while this hop's batch was taken; the loop was restarted."""
 
 
 class StreamSlot:
@@ -78,6 +88,9 @@ class Batcher:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._taken: list[_Item] = []  # the batch being scored, until its futures are settled
+        self._call_started: float | None = None  # time.monotonic() when the model call in flight began
+        self._call_size = 0
         self.stats = BatcherStats()
 
     def open_slot(self, name: str) -> StreamSlot:
@@ -106,8 +119,9 @@ class Batcher:
         return await future
 
     async def run_batches(self) -> None:
-        """The batching loop; owned and cancelled by the app."""
+        """The batching loop; owned and cancelled by the app, restarted by its supervisor."""
         loop = asyncio.get_running_loop()
+        self._fail_abandoned()
         while True:
             while not self._queue:
                 self._idle.set()
@@ -124,7 +138,30 @@ class Batcher:
                         await self._wake.wait()
                 except TimeoutError:
                     break
-            await self._run(self._take_batch())
+            self._taken = self._take_batch()
+            await self._run(self._taken)
+            self._taken = []
+
+    def _fail_abandoned(self) -> None:
+        """After a restart: the batch the dead loop had taken is failed, not retried (its states may
+        be half written, and retrying a batch that killed the loop could kill it again)."""
+        abandoned, self._taken = self._taken, []
+        self._call_started = None
+        for item in abandoned:
+            if not item.future.done():
+                self._fail(item, BatchAbandoned("the batcher failed while scoring this hop"))
+        if abandoned:
+            log.error("batch_abandoned", size=len(abandoned))
+
+    def in_flight_s(self) -> float:
+        """How long the model call now running has been running (0.0 when none is)."""
+        started = self._call_started
+        return 0.0 if started is None else max(0.0, time.monotonic() - started)
+
+    @property
+    def in_flight_size(self) -> int:
+        """Hops in the model call now running (0 when none is)."""
+        return self._call_size if self._call_started is not None else 0
 
     def _distinct_waiting(self) -> int:
         if len(self._queue) < self.max_batch:
@@ -182,7 +219,11 @@ class Batcher:
         started = loop.time()
         for item in items:
             self.metrics.queue_wait.observe(started - item.enqueued_at)
-        probs, new_states = await loop.run_in_executor(self._executor, self._scorer.score_hops, audio, states)
+        self._call_started, self._call_size = time.monotonic(), len(items)
+        try:
+            probs, new_states = await loop.run_in_executor(self._executor, self._scorer.score_hops, audio, states)
+        finally:
+            self._call_started = None
         self.metrics.inference.observe(loop.time() - started)
         self.stats.batches += 1
         self.stats.hops += len(items)

@@ -32,6 +32,13 @@ from streaming_models.runtime.settings import coerce, read_toml
 
 ENV_PREFIX = "SPOOFWATCH__"
 
+# The fixed parts of a graceful stop (DaemonConfig.graceful_stop_s): how long the HTTP server waits
+# for its handlers once its features have stopped, how long the results socket lingers so the last
+# `closed` summaries leave, and how long the exit waits for an inference thread to finish its call.
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+PUB_LINGER_S = 1.0
+INFERENCE_EXIT_WAIT_S = 1.0
+
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -66,9 +73,19 @@ class InferenceConfig:
     triton_fallback: bool = field(default=False, metadata=_help(
         "when no Triton endpoint can score a batch, score it in-process with model.path (onnx); "
         "false: the batch's streams end with an error"))
+    stall_timeout_s: float = field(default=10.0, metadata=_help(
+        "a model call (one batch) running this long counts as hung: /healthz and /readyz answer 503 "
+        "(inference_stalled) and the systemd watchdog is no longer fed, so the daemon gets restarted. "
+        "Far above the slowest batch (a 64-hop batch takes ~10 ms on a CPU core, 4096 hops under 1 s)"))
 
     def validate(self) -> None:
         _require("model.path", bool(self.path), "must not be empty")
+        _require("model.stall_timeout_s", 0.1 <= self.stall_timeout_s <= 3600, "must be 0.1..3600")
+        if self.backend == "triton":
+            worst_s = self.triton_timeout_s * (self.triton_retries + 1)
+            _require("model.stall_timeout_s", self.stall_timeout_s > worst_s,
+                     f"must be above model.triton_timeout_s x (model.triton_retries + 1) = {worst_s:g} s, "
+                     "the longest a Triton batch may take before it fails over")
         _require("model.triton_endpoints", len(self.triton_endpoints) > 0 and
                  all(":" in e and "://" not in e for e in self.triton_endpoints),
                  "must list at least one gRPC HOST:PORT (no scheme)")
@@ -449,6 +466,18 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    trim_interval_s: float = field(default=60.0, metadata=_help(
+        "every this long, hand the heap's free memory back to the system (glibc malloc_trim; well "
+        "under 1 ms): without it, bursts of large inputs leave RSS higher although nothing leaks "
+        "(docs/performance.md, \"Hostile input against a live daemon\"); 0 = never"))
+
+    def validate(self) -> None:
+        _require("memory.trim_interval_s", self.trim_interval_s == 0 or 0.1 <= self.trim_interval_s <= 86400,
+                 "must be 0 (never) or 0.1..86400")
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     model: InferenceConfig = field(default_factory=InferenceConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -466,6 +495,7 @@ class DaemonConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def validate(self) -> None:
         for section in dataclasses.fields(self):
@@ -492,6 +522,19 @@ class DaemonConfig:
         if self.auth_enabled_anywhere and self.webhooks_configured:
             _require("auth.webhook_secret", bool(self.auth.webhook_secret),
                      "webhooks must be signed while authentication is on; set a secret of 16+ characters")
+
+    @property
+    def graceful_stop_s(self) -> float:
+        """The longest a graceful stop takes, from SIGTERM to exit (`Daemon.shutdown`, then
+        `daemon.__main__.serve`): the streams may end by themselves for shutdown.drain_wait_s,
+        pending webhooks get one webhooks.timeout_s, the HTTP server HTTP_SHUTDOWN_TIMEOUT_S, the
+        drain shutdown.timeout_s, the results socket PUB_LINGER_S, a hung inference thread
+        INFERENCE_EXIT_WAIT_S. A process manager must wait at least this long before SIGKILL
+        (systemd's TimeoutStopSec, `docker stop`'s --stop-timeout; tests/test_deploy.py holds the
+        shipped ones to it)."""
+        webhooks_s = self.webhooks.timeout_s if self.webhooks_configured else 0.0
+        return (self.shutdown.drain_wait_s + webhooks_s + HTTP_SHUTDOWN_TIMEOUT_S + self.shutdown.timeout_s
+                + PUB_LINGER_S + INFERENCE_EXIT_WAIT_S)
 
     def _auth_for(self, loopback: bool) -> bool:
         return self.auth.mode == "on" or (self.auth.mode == "auto" and not loopback)

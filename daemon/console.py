@@ -9,13 +9,15 @@
 The console is one more subscriber of the PUB socket (a SUB socket on the daemon's own
 ZeroMQ context), so it sees exactly what other subscribers see and needs no hook in the
 hub. Each browser has a bounded queue: a slow browser loses events (counted per client
-and in total), never stalls the relay or the daemon.
+and in total), never stalls the relay or the daemon. The relay runs under
+`daemon/supervise.Supervisor`: a bug that ends it is logged and the relay restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections import OrderedDict, deque
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from aiohttp import web
 
 from daemon.config import ConsoleConfig
 from daemon.http import HttpServer
+from daemon.supervise import Supervisor
 from daemon.wire.results import decode_pub
 from daemon.zmq_auth import make_client
 
@@ -131,6 +134,7 @@ class WebConsole:
         self.state = ConsoleState(config.max_tracked_streams, config.history_points)
         self._clients: set[ConsoleClient] = set()
         self._relay: asyncio.Task[None] | None = None
+        self._relay_supervisor: Supervisor | None = None
         self._socket: zmq.asyncio.Socket | None = None
         self.events_relayed = 0
         self.events_dropped = 0
@@ -156,8 +160,14 @@ class WebConsole:
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(self._pub_endpoint)
         self._socket = socket
-        self._relay = asyncio.create_task(self.run_relay(socket), name="console-relay")
+        self._relay_supervisor = Supervisor("console-relay", functools.partial(self.run_relay, socket))
+        self._relay = asyncio.create_task(self._relay_supervisor.run(), name="console-relay")
         log.info("console_ready", pub_endpoint=self._pub_endpoint)
+
+    @property
+    def relay_restarts(self) -> int:
+        """How often the relay died and was restarted."""
+        return self._relay_supervisor.restarts if self._relay_supervisor is not None else 0
 
     async def stop(self) -> None:
         for client in list(self._clients):

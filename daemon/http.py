@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from daemon.config import HTTP_SHUTDOWN_TIMEOUT_S
+
 log = structlog.get_logger(__name__)
 
 # SDP offers are a few KiB; anything near this is not an offer.
@@ -52,7 +54,9 @@ class HttpServer:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app, access_log=None)
+        # at shutdown, handlers still running get this long (aiohttp's default is 60 s), so a stop
+        # stays within DaemonConfig.graceful_stop_s
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.requested_port)
         try:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one daemon, and the event-loop lag watchdog behind `/healthz`.
+"""Prometheus metrics of one daemon, the event-loop lag watchdog behind `/healthz`, and the routes.
 
 `DaemonMetrics` owns its own `CollectorRegistry`: the composition root (`daemon.app.Daemon`)
 creates one per daemon and hands it to the parts that observe something (batcher, hub,
@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -29,6 +29,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from daemon.refusals import Refusals
+
+if TYPE_CHECKING:
+    from daemon.health import HealthReport
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +103,11 @@ class DaemonMetrics:
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.inference = Histogram("spoofwatch_inference_seconds", "Duration of one model call (one batch)",
                                    buckets=INFERENCE_BUCKETS, registry=r)
+        self.inference_in_flight = Gauge("spoofwatch_inference_in_flight_seconds",
+                                         "How long the model call now running has run (0 when none is)",
+                                         registry=r)
+        self.inference_stalls = Counter("spoofwatch_inference_stalls",
+                                        "Model calls that ran model.stall_timeout_s or longer", registry=r)
         self.hop_latency = Histogram("spoofwatch_hop_latency_seconds",
                                      "From a hop's last sample arriving to its result being published",
                                      buckets=LATENCY_BUCKETS, registry=r)
@@ -111,6 +119,9 @@ class DaemonMetrics:
                                   "Worst event-loop lag within the watchdog window", registry=r)
         self.loop_lag_hist = Histogram("spoofwatch_event_loop_lag_histogram_seconds",
                                        "Event-loop lag per watchdog tick", buckets=LAG_BUCKETS, registry=r)
+        self.heap_trimmed = Counter("spoofwatch_heap_trimmed_bytes",
+                                    "RSS handed back to the system by malloc_trim (memory.trim_interval_s)",
+                                    registry=r)
         self.ready = Gauge("spoofwatch_ready", "1 when /readyz answers 200", registry=r)
         self.healthy = Gauge("spoofwatch_healthy", "1 when /healthz answers 200", registry=r)
         r.register(RefusalCollector(refusals if refusals is not None else Refusals()))
@@ -141,6 +152,20 @@ class DaemonMetrics:
                 yield family
 
         self.registry.register(WebhookCollector())
+
+    def watch_task_restarts(self, restarts: Callable[[], Mapping[str, int]]) -> None:
+        """`spoofwatch_task_restarts_total{task}`: supervised loops restarted after dying
+        (daemon/supervise.py), read from the supervisors at scrape time."""
+
+        class RestartCollector(Collector):
+            def collect(self) -> Iterator[Metric]:
+                family = CounterMetricFamily("spoofwatch_task_restarts",
+                                             "Supervised background loops restarted after an error", labels=["task"])
+                for task, count in sorted(restarts().items()):
+                    family.add_metric([task], count)
+                yield family
+
+        self.registry.register(RestartCollector())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -200,22 +225,24 @@ class LoopLagWatchdog:
         since = time.monotonic() - self._last_tick
         worst = max(self.max_lag_s(), since - self.interval_s)
         healthy = worst < self.threshold_s
-        self.metrics.healthy.set(1 if healthy else 0)
         return LagReport(healthy, self.last_lag_s, worst, self.window_s, self.threshold_s, since)
 
 
-def add_routes(app: web.Application, metrics: DaemonMetrics, watchdog: LoopLagWatchdog,
+def add_routes(app: web.Application, metrics: DaemonMetrics, health: Callable[[], HealthReport],
                readiness: Callable[[], dict[str, bool]]) -> None:
-    """`GET /metrics` (Prometheus text), `/healthz` (the lag watchdog), `/readyz` (`readiness()`)."""
+    """`GET /metrics` (Prometheus text), `/healthz` (`health()`: the lag watchdog and the inference
+    stall check, daemon/health.py), `/readyz` (`readiness()`)."""
 
     async def handle_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def handle_healthz(request: web.Request) -> web.Response:
-        report = watchdog.report()
-        body = {"status": "ok" if report.healthy else "event_loop_lagging",
-                "event_loop_lag_s": round(report.last_lag_s, 6), "max_lag_s": round(report.max_lag_s, 6),
-                "window_s": report.window_s, "threshold_s": report.threshold_s}
+        report = health()
+        lag, stall = report.lag, report.stall
+        body = {"status": report.reasons[0] if report.reasons else "ok", "reasons": report.reasons,
+                "event_loop_lag_s": round(lag.last_lag_s, 6), "max_lag_s": round(lag.max_lag_s, 6),
+                "window_s": lag.window_s, "threshold_s": lag.threshold_s,
+                "inference_in_flight_s": round(stall.in_flight_s, 3), "stall_timeout_s": stall.limit_s}
         return web.json_response(body, status=200 if report.healthy else 503)
 
     async def handle_readyz(request: web.Request) -> web.Response:

@@ -4,10 +4,12 @@ Under a `Type=notify` unit systemd sets `$NOTIFY_SOCKET`: a path, or `@name` for
 abstract namespace. Each notification is one datagram of `KEY=VALUE` lines. The daemon sends:
 
 - `READY=1` (with `STATUS=`) once every listener is bound and the model is loaded;
-- `WATCHDOG=1` every half of `$WATCHDOG_USEC` (what `WatchdogSec=` sets) **while the event-loop
-  lag watchdog behind `/healthz` says the loop is healthy**. The pings come from a task on the
-  event loop, so a loop blocked outright sends none, and a loop that keeps lagging holds them back
-  too; either way systemd kills and restarts the daemon once `WatchdogSec` passes without one;
+- `WATCHDOG=1` every half of `$WATCHDOG_USEC` (what `WatchdogSec=` sets) **while `/healthz` says
+  the daemon is healthy** (daemon/health.py: the event-loop lag watchdog, and no model call hung
+  past `model.stall_timeout_s`). The pings come from a task on the event loop, so a loop blocked
+  outright sends none, and a loop that keeps lagging or an inference call that never returns holds
+  them back too; either way systemd kills and restarts the daemon once `WatchdogSec` passes
+  without one;
 - `STOPPING=1` when a graceful shutdown begins (it drains, then exits).
 
 Outside systemd (no `$NOTIFY_SOCKET`) every call does nothing. A notification that cannot be sent
@@ -56,10 +58,12 @@ class SystemdNotifier:
     """Sends notifications to `$NOTIFY_SOCKET`; the watchdog feed runs as one asyncio task."""
 
     def __init__(self, notify_socket: str | None, ping_interval_s: float | None,
-                 healthy: Callable[[], bool], lag_window_s: float = 0.0) -> None:
+                 healthy: Callable[[], bool], lag_window_s: float = 0.0,
+                 problem: Callable[[], str] = lambda: "event loop lagging") -> None:
         self._address = socket_address(notify_socket) if notify_socket else None
         self.ping_interval_s = ping_interval_s if self._address is not None else None
         self._healthy = healthy
+        self._problem = problem
         self._lag_window_s = lag_window_s
         self._status = ""
         self._socket: socket.socket | None = None
@@ -68,11 +72,13 @@ class SystemdNotifier:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], healthy: Callable[[], bool],
-                     lag_window_s: float = 0.0) -> SystemdNotifier:
-        """`healthy` is the lag watchdog's verdict (what `/healthz` answers); `lag_window_s` how long
-        one lag spike keeps it unhealthy (only to warn when `WatchdogSec=` is too short for it)."""
+                     lag_window_s: float = 0.0,
+                     problem: Callable[[], str] = lambda: "event loop lagging") -> SystemdNotifier:
+        """`healthy` is what `/healthz` answers, `problem` why not (for the STATUS= line);
+        `lag_window_s` how long one lag spike keeps it unhealthy (only to warn when `WatchdogSec=`
+        is too short for it)."""
         return cls(environ.get("NOTIFY_SOCKET") or None, watchdog_interval_s(environ, os.getpid()), healthy,
-                   lag_window_s)
+                   lag_window_s, problem)
 
     @property
     def enabled(self) -> bool:
@@ -125,7 +131,7 @@ class SystemdNotifier:
             self._socket = None
 
     async def feed_watchdog(self, ping_interval_s: float) -> None:
-        """WATCHDOG=1 every `ping_interval_s` while `healthy()`; none while the loop lags."""
+        """WATCHDOG=1 every `ping_interval_s` while `healthy()`; none while it is not."""
         check_interval_s = min(MAX_CHECK_INTERVAL_S, ping_interval_s)
         last_ping: float | None = None
         held_back = False
@@ -141,6 +147,7 @@ class SystemdNotifier:
                     last_ping = now
             elif not held_back:
                 held_back = True
-                log.warning("systemd_watchdog_held_back", reason="event loop lagging (/healthz 503)")
-                self.notify("STATUS=event loop lagging: watchdog pings held back")
+                problem = self._problem()
+                log.warning("systemd_watchdog_held_back", reason=f"{problem} (/healthz 503)")
+                self.notify(f"STATUS={problem}: watchdog pings held back")
             await asyncio.sleep(check_interval_s)

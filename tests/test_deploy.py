@@ -20,8 +20,10 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from clients.doctor.ports import listeners, tcp_endpoint
 from daemon.config import DaemonConfig, load_config
@@ -457,3 +459,54 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- stop timeouts vs the drain
+
+COMPOSE = REPO_ROOT / "deploy" / "compose.yaml"
+OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
+
+
+def compose_service() -> dict[str, Any]:
+    service: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]["spoofwatch"]
+    return service
+
+
+def stop_timeouts() -> dict[str, list[float]]:
+    """Every time before SIGKILL the shipped files give the daemon: `--stop-timeout N` and
+    `docker stop -t N` in the Dockerfiles' and docs/operations.md's commands, the unit's
+    TimeoutStopSec, Compose's stop_grace_period."""
+    docker_flag = re.compile(r"(?:--stop-timeout[ =]|docker stop -t )(\d+)")
+    found = {name: [float(n) for n in docker_flag.findall((REPO_ROOT / name).read_text())]
+             for name in (*sorted(DOCKERFILES), "docs/operations.md")}
+    found["deploy/systemd/spoofwatch.service"] = [
+        seconds(v) for v in unit_settings(UNIT.read_text())["Service"].get("TimeoutStopSec", [])]
+    found["deploy/compose.yaml"] = [seconds(str(compose_service()["stop_grace_period"]))]
+    return found
+
+
+def short_of(config: DaemonConfig) -> list[str]:
+    """The shipped files whose stop timeout would SIGKILL a daemon on `config` before its graceful
+    stop can end (or that give none)."""
+    return [f"{name}: {values} < {config.graceful_stop_s} s" for name, values in stop_timeouts().items()
+            if not values or min(values) < config.graceful_stop_s]
+
+
+def test_stop_timeouts_cover_the_deployed_configs_graceful_stop() -> None:
+    deployed = load_config(DEPLOY_CONFIG, environ={})
+    assert deployed.graceful_stop_s == deployed.shutdown.drain_wait_s + deployed.shutdown.timeout_s + 4
+    assert short_of(deployed) == []
+    compose = compose_service()
+    assert compose["stop_signal"] == "SIGTERM" and compose["build"]["dockerfile"] == "Dockerfile"
+    assert {int(p.split(":")[-1]) for p in compose["ports"]} <= default_ports()
+
+
+def test_stop_timeouts_check_fails_when_the_drain_outgrows_them() -> None:
+    """What the check above reports when someone raises the drain without the deploy files."""
+    longer = load_config(DEPLOY_CONFIG, environ={"SPOOFWATCH__SHUTDOWN__DRAIN_WAIT_S": "60"})
+    assert len(short_of(longer)) == len(stop_timeouts()) == 5
+    with_webhooks = load_config(DEPLOY_CONFIG, environ={
+        "SPOOFWATCH__SHUTDOWN__TIMEOUT_S": "20", "SPOOFWATCH__WEBHOOKS__TIMEOUT_S": "10",
+        "SPOOFWATCH__TWILIO__ENABLED": "true", "SPOOFWATCH__TWILIO__WEBHOOK_URL": "https://hooks.example/x",
+        "SPOOFWATCH__AUTH__WEBHOOK_SECRET": "s" * 16})
+    assert with_webhooks.graceful_stop_s == 34 and short_of(with_webhooks)
