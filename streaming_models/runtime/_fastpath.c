@@ -3,8 +3,8 @@
    One HopCutter per stream holds, in C arrays, what the pure-Python path keeps in numpy arrays
    and lists: the polyphase FIR's input history (SoxrFirUpsampler in resample.py, soxr's own HQ
    taps, or no filter when the rates match) and the model-rate samples not yet cut into hops.
-   `push` filters one message's samples (float32, or G.711 / PCM bytes decoded on the way in)
-   straight into that buffer, so a message costs one call instead of a chain of numpy calls.
+   `push` filters one message's float32 samples straight into that buffer, so a message costs one
+   call instead of a chain of numpy calls.
 
    It reproduces the Python path's bookkeeping exactly, so that `StreamBuffer` behaves the same
    whichever path runs: the FIR's output is "settled" (counted in buffered samples and
@@ -18,31 +18,10 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #define BLOCK 32 /* outputs per register block of the FIR */
-
-enum { ENC_F32 = 0, ENC_S16 = 1, ENC_MULAW = 2, ENC_ALAW = 3 };
-
-static float mulaw_table[256], alaw_table[256];
-
-/* ITU-T G.711 as in the Sun reference g711.c (daemon/wire/g711.py builds the same tables). */
-static void build_tables(void) {
-    for (int i = 0; i < 256; i++) {
-        int code = ~i & 0xFF;
-        int magnitude = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4);
-        int linear = (code & 0x80) ? 0x84 - magnitude : magnitude - 0x84;
-        mulaw_table[i] = (float)(int16_t)linear * (1.0f / 32768.0f);
-        int a = i ^ 0x55;
-        int segment = (a & 0x70) >> 4;
-        int value = (a & 0x0F) << 4;
-        value = segment == 0 ? value + 8 : value + 0x108;
-        if (segment > 1) value <<= segment - 1;
-        alaw_table[i] = (float)(int16_t)((a & 0x80) ? value : -value) * (1.0f / 32768.0f);
-    }
-}
 
 typedef struct {
     PyObject_HEAD
@@ -161,39 +140,6 @@ static void settle(HopCutter *self, int force) {
     drop_over_cap(self);
 }
 
-static int decode_into(float *dest, const char *data, Py_ssize_t frames, int encoding, int channels) {
-    const unsigned char *bytes = (const unsigned char *)data;
-    for (Py_ssize_t i = 0; i < frames; i++) {
-        float sum = 0.0f;
-        for (int c = 0; c < channels; c++) {
-            Py_ssize_t k = i * channels + c;
-            float v;
-            switch (encoding) {
-            case ENC_MULAW: v = mulaw_table[bytes[k]]; break;
-            case ENC_ALAW: v = alaw_table[bytes[k]]; break;
-            case ENC_S16: {
-                int16_t s = (int16_t)(bytes[2 * k] | (bytes[2 * k + 1] << 8));
-                v = (float)s * (1.0f / 32768.0f);
-                break;
-            }
-            default: {
-                uint32_t u = (uint32_t)bytes[4 * k] | ((uint32_t)bytes[4 * k + 1] << 8) |
-                             ((uint32_t)bytes[4 * k + 2] << 16) | ((uint32_t)bytes[4 * k + 3] << 24);
-                memcpy(&v, &u, sizeof(v));
-                if (!isfinite(v)) return -1;
-            }
-            }
-            if (channels == 1) {
-                sum = v;
-            } else {
-                sum += v;
-            }
-        }
-        dest[i] = channels == 1 ? sum : sum / (float)channels;
-    }
-    return 0;
-}
-
 static int check_open(HopCutter *self) {
     if (self->ended) {
         PyErr_SetString(PyExc_ValueError, "push after flush(): the stream has ended");
@@ -205,7 +151,7 @@ static int check_open(HopCutter *self) {
 static int is_native_float32(const Py_buffer *view) {
     const char *f = view->format;
     if (view->itemsize != 4 || f == NULL) return 0;
-    if (f[0] == '@' || f[0] == '=' ) f++;
+    if (f[0] == '@' || f[0] == '=') f++;
 #if PY_LITTLE_ENDIAN
     else if (f[0] == '<') f++;
 #else
@@ -237,47 +183,6 @@ static PyObject *HopCutter_push(HopCutter *self, PyObject *samples) {
         for (Py_ssize_t i = 0; i < n; i++) memcpy(dest + i, (const char *)view.buf + i * stride, sizeof(float));
     }
     PyBuffer_Release(&view);
-    self->win_len += n;
-    if (run_filter(self) < 0) return NULL;
-    settle(self, 0);
-    return PyLong_FromSsize_t(self->settled);
-}
-
-/* push_encoded(payload, encoding, channels): the same for wire bytes (encoding: 0 pcm_f32le,
-   1 pcm_s16le, 2 mulaw, 3 alaw; stereo averaged), whose length the caller has validated.
-   ValueError for non-finite float samples, before anything is kept. */
-static PyObject *HopCutter_push_encoded(HopCutter *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "push_encoded(payload, encoding, channels)");
-        return NULL;
-    }
-    if (check_open(self) < 0) return NULL;
-    long encoding = PyLong_AsLong(args[1]), channels = PyLong_AsLong(args[2]);
-    if (PyErr_Occurred()) return NULL;
-    if (encoding < ENC_F32 || encoding > ENC_ALAW || channels < 1 || channels > 2) {
-        PyErr_SetString(PyExc_ValueError, "unknown encoding or channel count");
-        return NULL;
-    }
-    static const int width[] = {4, 2, 1, 1};
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
-    Py_ssize_t frame_bytes = (Py_ssize_t)width[encoding] * channels;
-    if (view.len % frame_bytes) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "payload is not a whole number of frames");
-        return NULL;
-    }
-    Py_ssize_t n = view.len / frame_bytes;
-    if (grow(&self->win, &self->win_cap, self->win_len + n) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int bad = decode_into(self->win + self->win_len, view.buf, n, (int)encoding, (int)channels);
-    PyBuffer_Release(&view);
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "pcm_f32le payload contains NaN or infinite samples");
-        return NULL;
-    }
     self->win_len += n;
     if (run_filter(self) < 0) return NULL;
     settle(self, 0);
@@ -398,8 +303,6 @@ static PyGetSetDef HopCutter_getset[] = {
 
 static PyMethodDef HopCutter_methods[] = {
     {"push", (PyCFunction)HopCutter_push, METH_O, "push(float32 samples) -> buffered samples"},
-    {"push_encoded", (PyCFunction)(void (*)(void))HopCutter_push_encoded, METH_FASTCALL,
-     "push_encoded(payload, encoding, channels) -> buffered samples"},
     {"push_zeros", (PyCFunction)HopCutter_push_zeros, METH_O, "push_zeros(n) -> buffered samples"},
     {"take", (PyCFunction)HopCutter_take, METH_O, "take(float32 out of k hops) -> start sample"},
     {"flush", (PyCFunction)HopCutter_flush, METH_NOARGS, "end of stream: the filter's tail"},
@@ -420,11 +323,13 @@ static PyTypeObject HopCutterType = {
 };
 
 static struct PyModuleDef fastpath_module = {
-    PyModuleDef_HEAD_INIT, "_fastpath", "The compiled per-message audio path of StreamBuffer.", -1, NULL,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastpath",
+    .m_doc = "The compiled per-message audio path of StreamBuffer.",
+    .m_size = -1,
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    build_tables();
     if (PyType_Ready(&HopCutterType) < 0) return NULL;
     PyObject *module = PyModule_Create(&fastpath_module);
     if (module == NULL) return NULL;
