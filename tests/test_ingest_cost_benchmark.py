@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 import pytest
-
 from benchmark_modules import load_benchmark
+
 from streaming_models.runtime import fastpath
 from streaming_models.runtime.hops import StreamBuffer
 
