@@ -238,3 +238,23 @@ def test_buffer_tests_pass_on_the_forced_python_path() -> None:
                            "tests/test_daemon_streams.py", "tests/test_resample.py"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@needs_extension
+def test_compiled_buffers_give_memory_back_after_a_spike() -> None:
+    """A 1 s message or a long gap grows the C arrays; the next steady messages shrink them again."""
+    buffer = StreamBuffer(8000, MODEL_RATE, HOP, max_buffered_s=5.0, compiled=True)
+    cutter = buffer._cutter  # the compiled state, only to read what it holds
+    signal = _noise(1.0, 8000, seed=8)
+    for m in range(10):
+        buffer.push(signal[m * 160:(m + 1) * 160], m)
+        buffer.pop_hops()
+    assert cutter.allocated_bytes < 16_000
+    buffer.push(np.tile(signal, 4), 10)  # 4 s in one message
+    buffer.push(signal[:160], 10**6)  # and a gap filled with 5 s of silence
+    assert cutter.allocated_bytes > 400_000
+    buffer.pop_hops()
+    for m in range(10):
+        buffer.push(signal[m * 160:(m + 1) * 160], 10**6 + 1 + m)
+        buffer.pop_hops()
+    assert cutter.allocated_bytes < 24_000  # what a stream of 20 ms messages needs, and a little room

@@ -53,6 +53,20 @@ static int grow(float **buffer, Py_ssize_t *capacity, Py_ssize_t needed) {
     return 0;
 }
 
+/* After a spike (a 1 s message, a long gap filled with silence) give the memory back: keep at most
+   twice what is in use, or `floor`, the steady state's need. */
+static void trim(float **buffer, Py_ssize_t *capacity, Py_ssize_t used, Py_ssize_t floor) {
+    Py_ssize_t target = 2 * used > floor ? 2 * used : floor;
+    if (*capacity <= 2 * target) return;
+    float *smaller = PyMem_Realloc(*buffer, (size_t)target * sizeof(float));
+    if (smaller != NULL) {
+        *buffer = smaller;
+        *capacity = target;
+    }
+}
+
+#define STEADY 1024 /* floats: a 20 ms message at 16 kHz, or at 8 kHz upsampled, is 320 */
+
 /* One phase over `ready` outputs, register-blocked: BLOCK accumulators stay in vector registers
    while the taps stream past. The taps are summed in runs of CHUNK, each run's partial sum then
    added to the output's total: a straight float sum over ~400 taps drifts by ~1e-6 from the exact
@@ -116,6 +130,8 @@ static int run_filter(HopCutter *self) {
     self->out_len += ready * R;
     memmove(self->win, self->win + ready, (size_t)H * sizeof(float));
     self->win_len = H;
+    trim(&self->win, &self->win_cap, H, H + STEADY);
+    trim(&self->acc, &self->acc_cap, 0, STEADY);
     return 0;
 }
 
@@ -223,7 +239,11 @@ static PyObject *HopCutter_take(HopCutter *self, PyObject *dest) {
     self->out_len -= count;
     self->settled -= count;
     self->consumed += count;
-    if (!self->out_len) self->out_start = 0;
+    if (self->out_start) {
+        memmove(self->out, self->out + self->out_start, (size_t)self->out_len * sizeof(float));
+        self->out_start = 0;
+    }
+    trim(&self->out, &self->out_cap, self->out_len, self->hop + STEADY);
     return PyLong_FromLongLong(start);
 }
 
@@ -292,12 +312,16 @@ static PyObject *get_buffered(HopCutter *self, void *unused) { return PyLong_Fro
 static PyObject *get_consumed(HopCutter *self, void *unused) { return PyLong_FromLongLong(self->consumed); }
 static PyObject *get_samples_out(HopCutter *self, void *unused) { return PyLong_FromLongLong(self->samples_out); }
 static PyObject *get_dropped(HopCutter *self, void *unused) { return PyLong_FromLongLong(self->dropped); }
+static PyObject *get_allocated(HopCutter *self, void *unused) {
+    return PyLong_FromSsize_t((self->win_cap + self->out_cap + self->acc_cap) * (Py_ssize_t)sizeof(float));
+}
 
 static PyGetSetDef HopCutter_getset[] = {
     {"buffered", (getter)get_buffered, NULL, "model-rate samples stored and not yet cut", NULL},
     {"consumed", (getter)get_consumed, NULL, "model-rate samples removed from the front (cut or dropped)", NULL},
     {"samples_out", (getter)get_samples_out, NULL, "model-rate samples stored so far", NULL},
     {"dropped", (getter)get_dropped, NULL, "model-rate samples dropped for the cap", NULL},
+    {"allocated_bytes", (getter)get_allocated, NULL, "memory held for the sample buffers", NULL},
     {NULL},
 };
 
