@@ -12,7 +12,8 @@ setup(
         Extension(
             "streaming_models.runtime._fastpath",
             sources=["streaming_models/runtime/_fastpath.c"],
-            extra_compile_args=["-O3"],
+            # no contraction into fused multiply-adds: every kernel sums in the same order, same bits
+            extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         )
     ]

@@ -22,7 +22,7 @@ import soxr
 
 from streaming_models.runtime import fastpath
 from streaming_models.runtime.hops import StreamBuffer
-from streaming_models.runtime.resample import FIR_TOLERANCE
+from streaming_models.runtime.resample import FIR_TOLERANCE, polyphase_taps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_RATE = 16000
@@ -258,3 +258,29 @@ def test_compiled_buffers_give_memory_back_after_a_spike() -> None:
         buffer.push(signal[m * 160:(m + 1) * 160], 10**6 + 1 + m)
         buffer.pop_hops()
     assert cutter.allocated_bytes < 24_000  # what a stream of 20 ms messages needs, and a little room
+
+
+@needs_extension
+@pytest.mark.parametrize("sizes", [[160], [1, 7, 33, 80, 159, 161, 8000], [9, 41, 300]])
+def test_every_fir_kernel_gives_the_same_bits(sizes: list[int]) -> None:
+    """The kernel chosen at import (AVX2 on most x86-64) against the portable one, over message
+    sizes that reach each of their blocks (32 outputs, 8, single)."""
+    extension = fastpath.load_extension()
+    assert extension is not None
+    taps, half = polyphase_taps(8000, 2, "HQ")
+    reversed_taps = np.ascontiguousarray(taps[:, ::-1]).tobytes()
+    signal = _noise(3.0, 8000, seed=11)
+    outputs = []
+    for portable in (True, False):
+        cutter = extension.HopCutter(reversed_taps, 2, half, HOP, 10 * MODEL_RATE, portable=portable)
+        offset, i = 0, 0
+        while offset < len(signal):
+            cutter.push(signal[offset:offset + sizes[i % len(sizes)]])
+            offset += sizes[i % len(sizes)]
+            i += 1
+        cutter.flush()
+        out = np.empty(cutter.buffered // HOP * HOP, dtype=np.float32)
+        cutter.take(out)
+        outputs.append(out)
+    assert len(outputs[0]) == 48000 // HOP * HOP  # 3 s at 16 kHz, the last partial hop left
+    np.testing.assert_array_equal(outputs[0], outputs[1])

@@ -37,6 +37,7 @@ typedef struct {
     Py_ssize_t acc_cap;
     long long consumed, samples_out, dropped;
     int ended;
+    void (*kernel)(const float *, const float *, int, Py_ssize_t, float *);
 } HopCutter;
 
 static int grow(float **buffer, Py_ssize_t *capacity, Py_ssize_t needed) {
@@ -69,13 +70,14 @@ static void trim(float **buffer, Py_ssize_t *capacity, Py_ssize_t used, Py_ssize
 
 /* One phase over `ready` outputs, register-blocked: BLOCK accumulators stay in vector registers
    while the taps stream past. The taps are summed in runs of CHUNK, each run's partial sum then
-   added to the output's total: a straight float sum over ~400 taps drifts by ~1e-6 from the exact
-   value, runs keep it near numpy's (tests/test_fastpath.py). No fast-math: every output is the
-   same sum in the same order, whatever the message size. */
+   added to the output's total: a straight float sum over ~200 taps drifts by ~1e-6 from the exact
+   value, runs keep it near numpy's (tests/test_fastpath.py). No fast-math and no fused
+   multiply-add: every output is the same sum in the same order, whatever the message size and
+   whichever kernel runs (the portable one and the AVX2 one give the same bits). */
 #define CHUNK 32
 
-/* outputs i0 .. i0 + WIDTH of one phase; WIDTH is a constant at each use, so its accumulators
-   stay in registers */
+/* outputs i0 .. i0 + WIDTH; WIDTH is a constant at each use, so the compiler keeps its
+   accumulators in registers */
 #define FIR_BLOCK(WIDTH)                                                                   \
     do {                                                                                   \
         float total[WIDTH] = {0};                                                          \
@@ -92,15 +94,68 @@ static void trim(float **buffer, Py_ssize_t *capacity, Py_ssize_t used, Py_ssize
         memcpy(acc + i0, total, sizeof(total));                                            \
     } while (0)
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void fir_phase(const float *win, const float *taps, int taps_len, Py_ssize_t ready, float *acc) {
+typedef void (*fir_kernel)(const float *win, const float *taps, int taps_len, Py_ssize_t ready, float *acc);
+
+static void fir_portable(const float *win, const float *taps, int taps_len, Py_ssize_t ready, float *acc) {
     Py_ssize_t i0 = 0;
     for (; i0 + BLOCK <= ready; i0 += BLOCK) FIR_BLOCK(BLOCK);
     for (; i0 + 8 <= ready; i0 += 8) FIR_BLOCK(8);
     for (; i0 < ready; i0++) FIR_BLOCK(1);
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_AVX2_KERNEL 1
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4))); /* an unaligned load */
+#define LOAD8(p) (*(const v8u *)(p))
+
+/* The same sums, written with 8-float vectors (4 accumulators for 32 outputs): about a quarter
+   faster than what the compiler makes of fir_portable for AVX2, and chosen at import where the
+   CPU has AVX2 (x86-64 is built for SSE2 only). */
+__attribute__((target("avx2")))
+static void fir_avx2(const float *win, const float *taps, int taps_len, Py_ssize_t ready, float *acc) {
+    Py_ssize_t i0 = 0;
+    for (; i0 + 32 <= ready; i0 += 32) {
+        v8 total[4] = {{0}};
+        for (int j0 = 0; j0 < taps_len; j0 += CHUNK) {
+            const int j1 = j0 + CHUNK < taps_len ? j0 + CHUNK : taps_len;
+            v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int j = j0; j < j1; j++) {
+                const float *w = win + i0 + j;
+                const float t = taps[j];
+                const v8 x = {t, t, t, t, t, t, t, t};
+                a0 += LOAD8(w) * x;
+                a1 += LOAD8(w + 8) * x;
+                a2 += LOAD8(w + 16) * x;
+                a3 += LOAD8(w + 24) * x;
+            }
+            total[0] += a0;
+            total[1] += a1;
+            total[2] += a2;
+            total[3] += a3;
+        }
+        memcpy(acc + i0, total, sizeof(total));
+    }
+    for (; i0 + 8 <= ready; i0 += 8) {
+        v8 total = {0};
+        for (int j0 = 0; j0 < taps_len; j0 += CHUNK) {
+            const int j1 = j0 + CHUNK < taps_len ? j0 + CHUNK : taps_len;
+            v8 a = {0};
+            for (int j = j0; j < j1; j++) {
+                const float t = taps[j];
+                const v8 x = {t, t, t, t, t, t, t, t};
+                a += LOAD8(win + i0 + j) * x;
+            }
+            total += a;
+        }
+        memcpy(acc + i0, &total, sizeof(total));
+    }
+    for (; i0 < ready; i0++) FIR_BLOCK(1);
+}
+#endif
+
+static fir_kernel fastest_kernel = fir_portable;
+static const char *fastest_kernel_name = "portable";
 
 /* Room for `more` output samples after the buffered ones. */
 static int reserve_out(HopCutter *self, Py_ssize_t more) {
@@ -123,7 +178,7 @@ static int run_filter(HopCutter *self) {
     } else {
         if (grow(&self->acc, &self->acc_cap, ready) < 0) return -1;
         for (int p = 0; p < R; p++) {
-            fir_phase(self->win, self->rtaps + (Py_ssize_t)p * self->taps_len, self->taps_len, ready, self->acc);
+            self->kernel(self->win, self->rtaps + (Py_ssize_t)p * self->taps_len, self->taps_len, ready, self->acc);
             for (Py_ssize_t i = 0; i < ready; i++) dest[i * R + p] = self->acc[i];
         }
     }
@@ -264,11 +319,13 @@ static PyObject *HopCutter_flush(HopCutter *self, PyObject *Py_UNUSED(ignored)) 
 }
 
 static int HopCutter_init(HopCutter *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"taps", "ratio", "half", "hop_samples", "cap_samples", NULL};
+    static char *names[] = {"taps", "ratio", "half", "hop_samples", "cap_samples", "portable", NULL};
     Py_buffer taps;
-    int ratio, half;
+    int ratio, half, portable = 0;
     Py_ssize_t hop, cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iinn", names, &taps, &ratio, &half, &hop, &cap)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iinn|$p", names, &taps, &ratio, &half, &hop, &cap,
+                                     &portable))
+        return -1;
     int taps_len = 2 * half + 1;
     if (ratio < 1 || half < 0 || hop <= 0 || cap < hop ||
         taps.len != (Py_ssize_t)ratio * taps_len * (Py_ssize_t)sizeof(float)) {
@@ -285,6 +342,7 @@ static int HopCutter_init(HopCutter *self, PyObject *args, PyObject *kwargs) {
     }
     memcpy(self->rtaps, taps.buf, (size_t)taps.len);
     PyBuffer_Release(&taps);
+    self->kernel = portable ? fir_portable : fastest_kernel;
     self->ratio = ratio;
     self->half = half;
     self->taps_len = taps_len;
@@ -354,9 +412,20 @@ static struct PyModuleDef fastpath_module = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
+#ifdef HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        fastest_kernel = fir_avx2;
+        fastest_kernel_name = "avx2";
+    }
+#endif
     if (PyType_Ready(&HopCutterType) < 0) return NULL;
     PyObject *module = PyModule_Create(&fastpath_module);
     if (module == NULL) return NULL;
+    if (PyModule_AddStringConstant(module, "KERNEL", fastest_kernel_name) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
     Py_INCREF(&HopCutterType);
     if (PyModule_AddObject(module, "HopCutter", (PyObject *)&HopCutterType) < 0) {
         Py_DECREF(&HopCutterType);

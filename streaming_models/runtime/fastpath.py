@@ -46,10 +46,10 @@ def ingest_path() -> IngestPath:
     """The process's choice, made and logged once (the environment is read then)."""
     if forced_python():
         path = IngestPath(False, f"{FORCE_PYTHON_ENV} is set")
-    elif load_extension() is None:
+    elif (extension := load_extension()) is None:
         path = IngestPath(False, "the compiled extension streaming_models.runtime._fastpath is not built "
                                  "(no C compiler at install time?); reinstall with gcc to get it")
     else:
-        path = IngestPath(True, "streaming_models.runtime._fastpath")
+        path = IngestPath(True, f"streaming_models.runtime._fastpath, {extension.KERNEL} FIR kernel")
     log.info("ingest_path", path="compiled" if path.compiled else "python", reason=path.reason)
     return path
