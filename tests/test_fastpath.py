@@ -284,3 +284,54 @@ def test_every_fir_kernel_gives_the_same_bits(sizes: list[int]) -> None:
         outputs.append(out)
     assert len(outputs[0]) == 48000 // HOP * HOP  # 3 s at 16 kHz, the last partial hop left
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@needs_extension
+@pytest.mark.parametrize(("rate", "model_rate"), [(8000, 24000), (16000, 48000), (24000, 24000)])
+def test_other_integer_ratios_give_the_python_paths_hops(rate: int, model_rate: int) -> None:
+    """A model at another rate: the FIR x3 (where it reproduces soxr) and equal rates."""
+    signal = _noise(2.0, rate, seed=12)
+    runs = []
+    for compiled in (True, False):
+        buffer = StreamBuffer(rate, model_rate, 1200, max_buffered_s=0.2, compiled=compiled)
+        steps = []
+        for m, offset in enumerate(range(0, len(signal), rate // 40)):
+            buffer.push(signal[offset:offset + rate // 40], m)
+            if m % 3:
+                steps.append([(i, s, a) for i, s, a in buffer.pop_hop_spans()])
+            steps.append(_state(buffer))
+        buffer.flush()
+        steps.append([(i, s, a) for i, s, a in buffer.pop_hop_spans()])
+        steps.append(_state(buffer))
+        runs.append(steps)
+    for got, expected in zip(*runs, strict=True):
+        if isinstance(expected, tuple):
+            assert got == expected
+            continue
+        assert [(i, s) for i, s, _ in got] == [(i, s) for i, s, _ in expected]
+        for (_, _, a), (_, _, b) in zip(got, expected, strict=True):
+            assert float(np.abs(a - b).max()) <= 1e-6
+
+
+@needs_extension
+def test_the_extension_refuses_misuse() -> None:
+    extension = fastpath.load_extension()
+    assert extension is not None
+    bare = extension.HopCutter.__new__(extension.HopCutter)
+    with pytest.raises(ValueError, match="not initialised"):
+        bare.push(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="not initialised"):
+        bare.take(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="taps"):
+        extension.HopCutter(np.ones(3, dtype=np.float32).tobytes(), 1, 0, 4, 8)
+    cutter = extension.HopCutter(np.ones(1, dtype=np.float32).tobytes(), 1, 0, 4, 8)
+    cutter.push(np.arange(8, dtype=np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        cutter.push(np.zeros(3, dtype=np.float64))
+    with pytest.raises(ValueError, match="complete hops"):
+        cutter.take(np.zeros(2, dtype=np.float64))  # 16 bytes, but not float32
+    with pytest.raises(ValueError, match="complete hops"):
+        cutter.take(np.zeros(12, dtype=np.float32))  # three hops, two complete
+    out = np.zeros(8, dtype=np.float32)
+    assert cutter.take(out) == 0
+    np.testing.assert_array_equal(out, np.arange(8))

@@ -211,7 +211,16 @@ static void settle(HopCutter *self, int force) {
     drop_over_cap(self);
 }
 
+static int initialised(HopCutter *self) {
+    if (self->rtaps == NULL) {
+        PyErr_SetString(PyExc_ValueError, "HopCutter not initialised");
+        return 0;
+    }
+    return 1;
+}
+
 static int check_open(HopCutter *self) {
+    if (!initialised(self)) return -1;
     if (self->ended) {
         PyErr_SetString(PyExc_ValueError, "push after flush(): the stream has ended");
         return -1;
@@ -279,10 +288,12 @@ static PyObject *HopCutter_push_zeros(HopCutter *self, PyObject *arg) {
 /* take(out): fill a writable float32 buffer of k whole hops from the front; returns the start
    sample (model rate, from the stream's start) of the first. */
 static PyObject *HopCutter_take(HopCutter *self, PyObject *dest) {
+    if (!initialised(self)) return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(dest, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(dest, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
     Py_ssize_t count = view.len / (Py_ssize_t)sizeof(float);
-    if (view.len % ((Py_ssize_t)sizeof(float) * self->hop) || count > self->settled) {
+    if (!is_native_float32(&view) || view.len % ((Py_ssize_t)sizeof(float) * self->hop) ||
+        count > self->settled) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "take: not a whole number of complete hops");
         return NULL;
@@ -304,6 +315,7 @@ static PyObject *HopCutter_take(HopCutter *self, PyObject *dest) {
 
 /* flush(): end of stream: the filter's tail (K zeros of look-ahead) comes out; idempotent. */
 static PyObject *HopCutter_flush(HopCutter *self, PyObject *Py_UNUSED(ignored)) {
+    if (!initialised(self)) return NULL;
     if (!self->ended) {
         self->ended = 1;
         settle(self, 1);
