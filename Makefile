@@ -10,7 +10,8 @@ EXTRAS ?= cpu,dev,train,mic,pipecat,livekit,verifier,triton
 
 .PHONY: setup demo test serve lint clean resynthesis corpus triton-env
 
-$(STAMP): pyproject.toml scripts/system-packages.txt scripts/install-system-packages.sh
+# setup.py and the C source: the install compiles StreamBuffer's per-message path (gcc, group build)
+$(STAMP): pyproject.toml setup.py streaming_models/runtime/_fastpath.c scripts/system-packages.txt scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -9,6 +9,9 @@ the same samples as `SoxrFirUpsampler` fed the same messages. Hop cutting and ev
 it are not in (b): this measures what compiling the per-sample work would save, not a daemon.
 
     python benchmarks/ingest_c_prototype.py [--streams 1000] [--seconds 5]
+
+The prototype that led to the built path: StreamBuffer's compiled per-message path
+(streaming_models/runtime/_fastpath.c); `benchmarks/ingest_cost.py --paths` measures that one.
 """
 
 from __future__ import annotations

@@ -15,12 +15,15 @@ machine, unlike latency.
 
 With `--batched` every 20 ms frame of all streams arrives as one `audio_batch` message (a
 gateway's), and the figure is per stream-message (entry); `--compare` runs both, alternating.
+`--paths ROUNDS` compares StreamBuffer's compiled per-message path (`_fastpath.c`) with the pure
+Python one (`SPOOFWATCH_PURE_PYTHON_INGEST`), single and batched, alternating.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +44,7 @@ from daemon.refusals import Refusals
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import decode_payload, encode_samples
 from daemon.wire.zmq_messages import AudioBatchMessage, AudioMessage, OpenMessage, parse_request
+from streaming_models.runtime import fastpath
 from streaming_models.runtime.hops import StreamBuffer
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
@@ -72,18 +76,37 @@ def per_call_us(function: Callable[[int], object], calls: int) -> float:
 def stage_costs(payloads: list[bytes], streams: int) -> dict[str, float]:
     frames = AudioMessage("load300-12345-1700000000-123", 7, payloads[0]).to_frames()
     samples = decode_payload(payloads[0], FORMAT)
-    buffers = [StreamBuffer(8000, 16000, 1600, quality="HQ") for _ in range(streams)]
-
-    def push(i: int) -> None:
-        buffer = buffers[i % streams]
-        buffer.push(samples, i // streams)
-        buffer.pop_hop_spans()
-
-    return {
+    costs = {
         "parse_request": per_call_us(lambda i: parse_request(frames), 50_000),
         "decode_payload": per_call_us(lambda i: decode_payload(payloads[i % len(payloads)], FORMAT), 50_000),
-        "StreamBuffer push+pop (HQ)": per_call_us(push, 50_000),
     }
+    wideband = np.zeros(2 * len(samples), dtype=np.float32)  # 20 ms at 16 kHz: no resampling
+    for rate, chunk in ((8000, samples), (16000, wideband)):
+        for compiled in (False, True):
+            if compiled and fastpath.load_extension() is None:
+                continue
+            buffers = [StreamBuffer(rate, 16000, 1600, quality="HQ", compiled=compiled) for _ in range(streams)]
+
+            def push(i: int, buffers: list[StreamBuffer] = buffers, chunk: np.ndarray = chunk) -> None:
+                buffer = buffers[i % streams]
+                buffer.push(chunk, i // streams)
+                buffer.pop_hop_spans()
+
+            name = f"StreamBuffer push+pop {rate // 1000} kHz ({'compiled' if compiled else 'Python'})"
+            costs[name] = per_call_us(push, 50_000)
+    return costs
+
+
+def choose_path(compiled: bool) -> str:
+    """Make the daemon's StreamBuffers run the given path (the process-wide choice, redone)."""
+    if compiled:
+        os.environ.pop(fastpath.FORCE_PYTHON_ENV, None)
+    else:
+        os.environ[fastpath.FORCE_PYTHON_ENV] = "1"
+    fastpath.ingest_path.cache_clear()
+    if fastpath.ingest_path().compiled != compiled:
+        raise SystemExit("the compiled path is not built (pip install -e . with a C compiler)")
+    return "compiled" if compiled else "Python"
 
 
 async def replay(streams: int, seconds: float, payloads: list[bytes], batched: bool = False) -> tuple[float, int, int]:
@@ -136,6 +159,8 @@ def main() -> int:
     parser.add_argument("--batched", action="store_true", help="one audio_batch message per frame of all streams")
     parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
                         help="ROUNDS x (single, batched), alternating; the per-stage lines are skipped")
+    parser.add_argument("--paths", type=int, default=0, metavar="ROUNDS",
+                        help="ROUNDS x (single, batched) x (Python, compiled StreamBuffer path), alternating")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     payloads = [encode_samples((0.1 * rng.standard_normal(MESSAGE_SAMPLES)).astype(np.float32), FORMAT)
@@ -145,13 +170,21 @@ def main() -> int:
             for batched in (False, True):
                 whole_handler(args.streams, args.seconds, payloads, batched)
         return 0
+    if args.paths:
+        for name, cost in stage_costs(payloads, args.streams).items():
+            print(f"{name:42s} {cost:6.1f} us per message (alone)", flush=True)
+        for _ in range(args.paths):
+            for batched in (False, True):
+                for compiled in (False, True):
+                    whole_handler(args.streams, args.seconds, payloads, batched, choose_path(compiled))
+        return 0
     for name, cost in stage_costs(payloads, args.streams).items():
-        print(f"{name:28s} {cost:6.1f} us per message (alone)")
+        print(f"{name:42s} {cost:6.1f} us per message (alone)")
     whole_handler(args.streams, args.seconds, payloads, args.batched)
     return 0
 
 
-def whole_handler(streams: int, seconds: float, payloads: list[bytes], batched: bool) -> None:
+def whole_handler(streams: int, seconds: float, payloads: list[bytes], batched: bool, path: str = "") -> None:
     # building the messages runs in the loop too; subtract its cost (the sender's, not the daemon's)
     if batched:
         ids = [f"bench-{i}" for i in range(streams)]
@@ -162,7 +195,8 @@ def whole_handler(streams: int, seconds: float, payloads: list[bytes], batched: 
     cpu_s, messages, published = asyncio.run(replay(streams, seconds, payloads, batched))
     per_message = 1e6 * cpu_s / messages - build
     kind = "audio_batch entry" if batched else "audio message"
-    print(f"whole handler, {streams} streams x {seconds:.0f} s: {per_message:.1f} us per {kind} on the "
+    where = f" ({path} StreamBuffer path)" if path else ""
+    print(f"whole handler{where}, {streams} streams x {seconds:.0f} s: {per_message:.1f} us per {kind} on the "
           f"event-loop thread ({published} results published; socket receive, loop wakeups and inference "
           f"not included)", flush=True)
 

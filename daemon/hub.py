@@ -24,6 +24,7 @@ from daemon.policy import DecisionTracker
 from daemon.stream_api import StreamSpec
 from daemon.streams import StreamRegistry
 from daemon.verifier import VerifierBatcher
+from streaming_models.runtime.fastpath import ingest_path
 from streaming_models.runtime.hops import StreamBuffer
 from streaming_models.runtime.model_format import ModelMetadata
 from streaming_models.runtime.resample import prepare_low_delay
@@ -52,6 +53,7 @@ class DaemonHub:
         self.metrics.streams_max.set(streams_config.max_streams)
         if streams_config.low_delay_resampling:
             prepare_low_delay(metadata.sample_rate_hz, streams_config.resample_quality)
+        ingest_path()  # chosen and logged once at start: StreamBuffer's compiled or pure-Python path
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper_wake = asyncio.Event()
         self._emptied = asyncio.Event()  # set whenever the last open stream has finished

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 def test_make_corpus_resumes_interrupted_models_and_skips_finished_ones(tmp_path: Path) -> None:
-    for name in ("pyproject.toml", "scripts"):
+    for name in ("pyproject.toml", "setup.py", "streaming_models", "scripts"):  # what the install stamp depends on
         (tmp_path / name).symlink_to(REPO / name)
     models = tmp_path / "artifacts" / "resynthesis"
     (models / "codec_comp6k").mkdir(parents=True)

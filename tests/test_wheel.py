@@ -14,14 +14,16 @@ import shutil
 import site
 import subprocess
 import sys
+import sysconfig
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("daemon", "streaming_models", "clients")
-SOURCES = ("pyproject.toml", "README.md", *PACKAGES)
+SOURCES = ("pyproject.toml", "setup.py", "README.md", *PACKAGES)
 
 SCORE = textwrap.dedent("""
     import sys
@@ -42,6 +44,9 @@ SCORE = textwrap.dedent("""
     assert venv in DEFAULT_MODEL_PATH.resolve().parents, DEFAULT_MODEL_PATH
     assert resolve_model_path(DEFAULT_MODEL) == DEFAULT_MODEL_PATH
     assert b"console.js" in static_file("index.html")
+    from streaming_models.runtime.fastpath import load_extension
+    extension = load_extension()  # the compiled ingest path, where the wheel has it
+    assert extension is None or venv in Path(extension.__file__).resolve().parents, extension
 
     rate = 16000
     t = np.arange(2 * rate) / rate
@@ -69,13 +74,17 @@ def test_installed_wheel_serves_demo_help_and_scores_outside_the_checkout(tmp_pa
     source = tmp_path / "source"
     for name in SOURCES:
         if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
         else:
             source.mkdir(exist_ok=True)
             shutil.copy2(REPO_ROOT / name, source / name)
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
          "-w", tmp_path / "dist", source], tmp_path, env)
     [wheel] = (tmp_path / "dist").glob("spoofwatch-*.whl")
+    if shutil.which("cc") and (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        with zipfile.ZipFile(wheel) as archive:  # the compiled ingest path (setup.py) is in the wheel
+            assert any(name.startswith("streaming_models/runtime/_fastpath.") and name.endswith(".so")
+                       for name in archive.namelist()), archive.namelist()
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)

@@ -3,6 +3,11 @@
 `StreamBuffer` is synchronous and transport-free: the daemon keeps one per live stream, and the
 offline tools feed whole files through it (`iter_file_hops`), so offline scores see exactly the
 hops a live stream of the same audio gets (same resampler, same hop boundaries).
+
+Two implementations sit behind the same methods: the compiled `HopCutter` (`_fastpath.c`) for
+the low-delay FIR and equal rates, and the pure-Python one (numpy, soxr) for every case;
+`runtime/fastpath.py` chooses (and `SPOOFWATCH_PURE_PYTHON_INGEST=1` forces Python). Both give
+the same hops, counters and hop timing (tests/test_fastpath.py).
 """
 
 from __future__ import annotations
@@ -10,11 +15,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from streaming_models.runtime.resample import SoxrFirUpsampler, make_stream_resampler
+from streaming_models.runtime.fastpath import ingest_path, load_extension
+from streaming_models.runtime.resample import (
+    SoxrFirUpsampler,
+    make_stream_resampler,
+    polyphase_taps,
+)
 
 
 @dataclass
@@ -40,10 +51,14 @@ class StreamBuffer:
       hop); above it the oldest samples are dropped and counted.
     - `flush()` ends the stream: the resampler's tail comes out, full hops can still be popped,
       and a final partial hop is NOT scored (counted in `samples_unscored`).
+
+    `compiled`: None chooses as `ingest_path()` says; True requires the compiled path (ValueError
+    where it cannot run: extension missing, or soxr's resampler needed); False the Python path.
     """
 
     def __init__(self, source_rate_hz: int, model_rate_hz: int, hop_samples: int,
-                 max_buffered_s: float = 5.0, quality: str = "HQ", low_delay: bool = True) -> None:
+                 max_buffered_s: float = 5.0, quality: str = "HQ", low_delay: bool = True,
+                 compiled: bool | None = None) -> None:
         if hop_samples <= 0:
             raise ValueError(f"hop_samples must be positive, got {hop_samples}")
         self.source_rate_hz = source_rate_hz
@@ -63,7 +78,41 @@ class StreamBuffer:
         self._next_sequence: int | None = None
         self._last_chunk_len = 0
         self._flushed = False
-        self.counters = BufferCounters()
+        self._counters = BufferCounters()
+        self._cutter = self._make_cutter(compiled, quality)
+
+    def _make_cutter(self, compiled: bool | None, quality: str) -> Any:
+        """The compiled `HopCutter` where it applies and is chosen, else None (the Python path)."""
+        if compiled is False or (compiled is None and not ingest_path().compiled):
+            return None
+        extension = load_extension()
+        fir = isinstance(self._resampler, SoxrFirUpsampler)
+        if extension is None or not (fir or self._resampler is None):
+            if compiled:
+                raise ValueError("the compiled path cannot run here: "
+                                 + ("extension not built" if extension is None else "soxr's resampler needed"))
+            return None
+        if fir:
+            ratio = self.model_rate_hz // self.source_rate_hz
+            taps, half = polyphase_taps(self.source_rate_hz, ratio, quality)
+            reversed_taps = np.ascontiguousarray(taps[:, ::-1], dtype=np.float32)
+        else:
+            ratio, half, reversed_taps = 1, 0, np.ones((1, 1), dtype=np.float32)
+        self._resampler = None  # the cutter holds the filter and its state now
+        return extension.HopCutter(reversed_taps.tobytes(), ratio, half, self.hop_samples, self.cap_samples)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether this buffer runs the compiled path."""
+        return self._cutter is not None
+
+    @property
+    def counters(self) -> BufferCounters:
+        cutter = self._cutter
+        if cutter is not None:  # the counts the compiled path keeps itself
+            self._counters.samples_out = cutter.samples_out
+            self._counters.samples_dropped_overflow = cutter.dropped
+        return self._counters
 
     @property
     def buffered_samples(self) -> int:
@@ -81,21 +130,29 @@ class StreamBuffer:
             raise ValueError(f"samples must be mono 1-D, got shape {samples.shape}")
         if sequence is not None:
             if self._next_sequence is not None and sequence < self._next_sequence:
-                self.counters.duplicates_dropped += 1
+                self._counters.duplicates_dropped += 1
                 return
             if self._next_sequence is not None and sequence > self._next_sequence:
                 missing_chunks = sequence - self._next_sequence
                 estimate = missing_chunks * (self._last_chunk_len or len(samples))
                 fill = min(estimate, self._max_fill_samples)
-                self.counters.gaps_filled += 1
-                self.counters.samples_filled += fill
-                self._append(np.zeros(fill, dtype=np.float32))
+                self._counters.gaps_filled += 1
+                self._counters.samples_filled += fill
+                if self._cutter is not None:
+                    self._counters.samples_in += fill
+                    self._buffered = self._cutter.push_zeros(fill)
+                else:
+                    self._append(np.zeros(fill, dtype=np.float32))
             self._next_sequence = sequence + 1
         self._last_chunk_len = len(samples)
+        if self._cutter is not None:
+            self._counters.samples_in += len(samples)
+            self._buffered = self._cutter.push(samples)
+            return
         self._append(samples)
 
     def _append(self, samples: npt.NDArray[np.float32]) -> None:
-        self.counters.samples_in += len(samples)
+        self._counters.samples_in += len(samples)
         if isinstance(self._resampler, SoxrFirUpsampler):
             self._deferred.append(samples.copy())  # the caller may reuse its array
             self._deferred_samples += len(samples)
@@ -116,11 +173,11 @@ class StreamBuffer:
         if len(out):
             self._pieces.append(out)
             self._buffered += len(out)
-            self.counters.samples_out += len(out)
+            self._counters.samples_out += len(out)
         excess = self._buffered - self.cap_samples
         if excess > 0:
             self._drop_front(excess)
-            self.counters.samples_dropped_overflow += excess
+            self._counters.samples_dropped_overflow += excess
 
     def _drop_front(self, count: int) -> None:
         self._buffered -= count
@@ -152,12 +209,25 @@ class StreamBuffer:
 
     def pop_hop_spans(self) -> list[tuple[int, int, npt.NDArray[np.float32]]]:
         """Every complete hop as (hop index, start sample within the stream at the model rate, audio)."""
+        if self._cutter is not None:
+            return self._pop_compiled()
         hops = []
         while self._buffered >= self.hop_samples:
             start = self._consumed
-            hops.append((self.counters.hops_cut, start, self._take_front(self.hop_samples)))
-            self.counters.hops_cut += 1
+            hops.append((self._counters.hops_cut, start, self._take_front(self.hop_samples)))
+            self._counters.hops_cut += 1
         return hops
+
+    def _pop_compiled(self) -> list[tuple[int, int, npt.NDArray[np.float32]]]:
+        count, hop = self._buffered // self.hop_samples, self.hop_samples
+        if not count:
+            return []
+        block = np.empty((count, hop), dtype=np.float32)
+        start = self._cutter.take(block)
+        self._buffered = self._cutter.buffered
+        first = self._counters.hops_cut
+        self._counters.hops_cut += count
+        return [(first + i, start + i * hop, block[i]) for i in range(count)]
 
     def pop_hops(self) -> list[npt.NDArray[np.float32]]:
         """Every complete hop, each exactly `hop_samples` float32 at the model rate."""
@@ -169,10 +239,15 @@ class StreamBuffer:
         if self._flushed:
             return
         self._flushed = True
+        if self._cutter is not None:
+            self._cutter.flush()
+            self._buffered = self._cutter.buffered
+            self._counters.samples_unscored = self._buffered % self.hop_samples
+            return
         self._resample_deferred()
         if self._resampler is not None:
             self._store(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        self.counters.samples_unscored = self._buffered % self.hop_samples
+        self._counters.samples_unscored = self._buffered % self.hop_samples
 
 
 def iter_file_hops(samples: npt.NDArray[np.float32], source_rate_hz: int, model_rate_hz: int,
