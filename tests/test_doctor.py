@@ -173,7 +173,8 @@ def test_a_verifier_window_other_than_the_trained_one_warns(tiny_verifier: Path)
 def test_a_verifier_missing_a_streaming_model_in_its_place_or_a_window_too_long_fails(
         tmp_path: Path, tiny_verifier: Path, tiny_model: tuple[Path, Path]) -> None:
     [missing] = check_verifier(verifier_on(tmp_path / "absent.onnx"), STREAMING)
-    assert missing.status == "FAIL" and "no such file" in missing.detail and "export_onnx" in missing.fix
+    assert missing.status == "FAIL" and "no such file" in missing.detail and "docs/verifier.md" in missing.fix
+    assert "verifier.enabled = false" in missing.fix
     [streaming_model] = check_verifier(verifier_on(tiny_model[0]), STREAMING)
     assert streaming_model.status == "FAIL" and "a streaming detector" in streaming_model.detail
     assert "model.path" in streaming_model.fix

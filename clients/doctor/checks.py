@@ -163,9 +163,9 @@ def check_verifier(config: DaemonConfig, streaming: ModelMetadata | None, cwd: P
         return [Finding("verifier", "FAIL", str(exc), "set verifier.window_s within what the message says "
                         "(the window the verifier was trained on is the usual choice)")]
     except VerifierError as exc:
-        fix = ("export the verifier (streaming_models.verifier.model.export_onnx, docs/verifier.md) and set "
-               "verifier.path to it (a relative path is from the daemon's working directory), or set "
-               "verifier.enabled = false" if not path.is_file() else
+        fix = ("set verifier.path to the exported verifier (docs/verifier.md); a relative path is taken from the "
+               f"directory serve starts in (doctor ran in {Path.cwd()}); or set verifier.enabled = false"
+               if not path.is_file() else
                "point verifier.path at an exported verifier (not the streaming model: that is model.path) "
                "whose sample rate is the streaming model's; re-export it if it does not load")
         return [Finding("verifier", "FAIL", str(exc), fix)]
