@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("clients.commands.keys", "make tokens and keys the daemon checks (docs/security.md)"),
     "demo": ("clients.commands.demo", "start the daemon on the default model and stream a bundled clip"),
     "proxy": ("clients.commands.proxy", "merge the results of several daemon replicas onto one endpoint"),
-    "doctor": ("clients.commands.doctor", "check this host for the daemon (model, ports, keys, codecs, packages)"),
+    "doctor": ("clients.commands.doctor", "check this host for the daemon (model, verifier, ports, keys, codecs, packages)"),
     "data": ("streaming_models.data.cli", "build the codec-aware training corpus"),
     "train": ("streaming_models.train", "train the streaming detector"),
     "evaluate": ("streaming_models.evaluate", "evaluate an exported model through the streaming path"),

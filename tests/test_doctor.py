@@ -23,16 +23,21 @@ from clients.doctor.checks import (
     check_config,
     check_corpus_codecs,
     check_debian_packages,
+    check_ingest_path,
     check_model,
     check_onnxruntime,
     check_python,
     check_shared_data,
+    check_verifier,
     check_webrtc_codecs,
 )
 from clients.doctor.ports import PortOwner, check_ports, looks_like_spoofwatch, port_owners
 from daemon.auth import new_token
 from daemon.config import DaemonConfig, build_config
+from streaming_models.runtime import fastpath
+from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 
+STREAMING = ModelMetadata("stream", 16000, 1600, (StateSpec("s_in", "s_out", (1,)),))  # 100 ms hops at 16 kHz
 LOOPBACK_ZMQ = {"ingest_endpoint": "tcp://127.0.0.1:*", "pub_endpoint": "tcp://127.0.0.1:*"}
 
 
@@ -69,31 +74,33 @@ def test_config_invalid_names_the_key_and_later_checks_are_skipped(tmp_path: Pat
     missing = check_config(tmp_path / "nope.toml", {})[1]
     assert missing.status == "FAIL" and "not found" in missing.detail
     report = run_checks(path, {}, shared_data_default=tmp_path)
-    assert {f.check for f in report if f.status == "SKIP"} == {"model", "onnxruntime", "port", "auth", "codecs"}
+    assert {f.check for f in report if f.status == "SKIP"} == {"model", "onnxruntime", "verifier", "port", "auth",
+                                                               "codecs"}
 
 
 # ---------------------------------------------------------------- model, onnxruntime
 
 
 def test_model_loads_with_its_metadata() -> None:
-    path, findings = check_model(config(model={"providers": ["CPUExecutionProvider"]}))
+    path, meta, findings = check_model(config(model={"providers": ["CPUExecutionProvider"]}))
     assert path is not None and path.name == "spoofwatch-default.onnx"
+    assert meta is not None and meta.sample_rate_hz == 16000
     assert statuses(findings) == ["OK"] and "16000 Hz" in findings[0].detail
 
 
 def test_model_missing_or_unreadable_fails(tmp_path: Path) -> None:
-    path, findings = check_model(config(model={"path": str(tmp_path / "absent.onnx")}))
-    assert path is None and statuses(findings) == ["FAIL"] and "spoofwatch export" in findings[0].fix
+    path, meta, findings = check_model(config(model={"path": str(tmp_path / "absent.onnx")}))
+    assert path is None and meta is None and statuses(findings) == ["FAIL"] and "spoofwatch export" in findings[0].fix
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model" * 100)
-    path, findings = check_model(config(model={"path": str(garbage)}))
-    assert path == garbage and statuses(findings) == ["FAIL"] and str(garbage) in findings[0].detail
+    path, meta, findings = check_model(config(model={"path": str(garbage)}))
+    assert path == garbage and meta is None and statuses(findings) == ["FAIL"] and str(garbage) in findings[0].detail
 
 
 def test_a_model_without_operating_thresholds_warns(tiny_model: tuple[Path, Path]) -> None:
-    _, findings = check_model(config(model={"path": str(tiny_model[0])}))
+    _, _, findings = check_model(config(model={"path": str(tiny_model[0])}))
     assert statuses(findings) == ["OK", "WARN"] and "threshold" in findings[1].detail
-    _, explicit = check_model(config(model={"path": str(tiny_model[0])}, decision={"thresholds": "config"}))
+    _, _, explicit = check_model(config(model={"path": str(tiny_model[0])}, decision={"thresholds": "config"}))
     assert statuses(explicit) == ["OK"]
 
 
@@ -119,10 +126,120 @@ def test_onnxruntime_listing_cuda_that_cannot_run_warns(monkeypatch: pytest.Monk
     """onnxruntime-gpu lists CUDA even without its libraries: the check opens the model on it."""
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime really has CUDA")
-    model, _ = check_model(config(model={"providers": ["CPUExecutionProvider"]}))
+    model, _, _ = check_model(config(model={"providers": ["CPUExecutionProvider"]}))
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     [finding] = check_onnxruntime(DaemonConfig(), model, is_installed=lambda name: name == "onnxruntime-gpu")
     assert finding.status == "WARN" and "cannot run on CUDA" in finding.detail and "cuDNN" in finding.fix
+
+
+# ---------------------------------------------------------------- verifier
+
+
+def verifier_on(path: Path, **settings: object) -> DaemonConfig:
+    return config(verifier={"enabled": True, "path": str(path), "providers": ["CPUExecutionProvider"],
+                            "window_s": 1.0, **settings})
+
+
+def test_the_verifier_off_is_ok_and_loads_neither_the_file_nor_onnxruntime() -> None:
+    # its own process: this one has onnxruntime loaded already
+    script = ("import sys\n"
+              "from clients.doctor.checks import check_verifier\n"
+              "from daemon.config import build_config\n"
+              "from streaming_models.runtime.model_format import ModelMetadata, StateSpec\n"
+              "streaming = ModelMetadata('stream', 16000, 1600, (StateSpec('s_in', 's_out', (1,)),))\n"
+              "off = build_config({'verifier': {'path': '/nonexistent/verifier.onnx'}})\n"
+              "[finding] = check_verifier(off, streaming)\n"
+              "loaded = [m for m in ('onnxruntime', 'streaming_models.runtime.verifier_onnx') if m in sys.modules]\n"
+              "print(finding.status, finding.detail, loaded)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "OK off (verifier.enabled = false): not checked []", done.stdout + done.stderr
+
+
+def test_the_verifier_on_loads_and_reports_its_model_and_window(tiny_verifier: Path) -> None:
+    [finding] = check_verifier(verifier_on(tiny_verifier), STREAMING)
+    assert finding.status == "OK" and finding.detail.startswith(f"{tiny_verifier}: tiny-verifier, window 1 s")
+    assert "up to 3 s" in finding.detail  # tiny_verifier.TINY_MAX_POSITIONS
+    relative = check_verifier(verifier_on(Path(tiny_verifier.name)), STREAMING, cwd=tiny_verifier.parent)
+    assert statuses(relative) == ["OK"] and str(tiny_verifier) in relative[0].detail
+
+
+def test_a_verifier_window_other_than_the_trained_one_warns(tiny_verifier: Path) -> None:
+    findings = check_verifier(verifier_on(tiny_verifier, window_s=2.0), STREAMING)
+    assert statuses(findings) == ["OK", "WARN"] and "window 2 s" in findings[0].detail
+    assert "trained on" in findings[1].detail and findings[1].fix.startswith("set verifier.window_s = 1")
+
+
+def test_a_verifier_missing_a_streaming_model_in_its_place_or_a_window_too_long_fails(
+        tmp_path: Path, tiny_verifier: Path, tiny_model: tuple[Path, Path]) -> None:
+    [missing] = check_verifier(verifier_on(tmp_path / "absent.onnx"), STREAMING)
+    assert missing.status == "FAIL" and "no such file" in missing.detail and "docs/verifier.md" in missing.fix
+    assert "verifier.enabled = false" in missing.fix
+    [streaming_model] = check_verifier(verifier_on(tiny_model[0]), STREAMING)
+    assert streaming_model.status == "FAIL" and "a streaming detector" in streaming_model.detail
+    assert "model.path" in streaming_model.fix
+    [too_long] = check_verifier(verifier_on(tiny_verifier, window_s=3.5), STREAMING)
+    assert too_long.status == "FAIL" and "verifier.window_s: 3.5 s is longer" in too_long.detail
+    assert too_long.fix.startswith("set verifier.window_s")
+    eight_khz = ModelMetadata("stream8k", 8000, 800, STREAMING.states)
+    [other_rate] = check_verifier(verifier_on(tiny_verifier), eight_khz)
+    assert other_rate.status == "FAIL" and "16000 Hz" in other_rate.detail
+    [skipped] = check_verifier(verifier_on(tiny_verifier), None)  # the streaming model did not load
+    assert skipped.status == "SKIP"
+
+
+def test_the_report_checks_the_configured_verifier(tmp_path: Path, tiny_verifier: Path) -> None:
+    path = tmp_path / "daemon.toml"
+    path.write_text('[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\npub_endpoint = "tcp://127.0.0.1:*"\n'
+                    '[webrtc]\nport = 0\n[model]\nproviders = ["CPUExecutionProvider"]\n'
+                    f'[verifier]\nenabled = true\npath = "{tiny_verifier}"\nwindow_s = 1.0\n'
+                    'providers = ["CPUExecutionProvider"]\n')
+    [finding] = [f for f in run_checks(path, {}, shared_data_default=tmp_path) if f.check == "verifier"]
+    assert finding.status == "OK" and "tiny-verifier" in finding.detail
+    [broken] = [f for f in run_checks(path, {"SPOOFWATCH__VERIFIER__WINDOW_S": "5"}, shared_data_default=tmp_path)
+                if f.check == "verifier"]
+    assert broken.status == "FAIL" and "verifier.window_s" in broken.detail
+
+
+# ---------------------------------------------------------------- ingest path
+
+
+@pytest.fixture
+def fresh_ingest_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """`fastpath.ingest_path` chooses once per process: forget its choice before and after."""
+    monkeypatch.delenv(fastpath.FORCE_PYTHON_ENV, raising=False)
+    fastpath.ingest_path.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    fastpath.ingest_path.cache_clear()
+
+
+@pytest.mark.skipif(fastpath.load_extension() is None, reason="the compiled extension is not built")
+def test_the_compiled_ingest_path_is_ok(fresh_ingest_choice: pytest.MonkeyPatch) -> None:
+    finding = check_ingest_path()
+    assert finding.status == "OK" and finding.detail.startswith("compiled") and "FIR kernel" in finding.detail
+
+
+def test_a_forced_python_ingest_path_warns_naming_the_variable(fresh_ingest_choice: pytest.MonkeyPatch) -> None:
+    fresh_ingest_choice.setenv(fastpath.FORCE_PYTHON_ENV, "1")
+    finding = check_ingest_path()
+    assert finding.status == "WARN" and "pure Python" in finding.detail
+    assert fastpath.FORCE_PYTHON_ENV in finding.detail and finding.fix.startswith(f"unset {fastpath.FORCE_PYTHON_ENV}")
+    if fastpath.load_extension() is not None:
+        assert "make setup" not in finding.fix  # built: the variable is the only reason
+
+
+def test_an_unbuilt_extension_warns_with_why_and_the_reinstall(fresh_ingest_choice: pytest.MonkeyPatch) -> None:
+    fresh_ingest_choice.setattr(fastpath, "load_extension", lambda: None)
+    bare = check_ingest_path(c_compiler=lambda: None, python_headers=lambda: None)
+    assert bare.status == "WARN" and "_fastpath is not built" in bare.detail
+    assert "lacks a C compiler and Python's headers" in bare.detail
+    assert "make setup" in bare.fix and "install-system-packages.sh build" in bare.fix and "python3-dev" in bare.fix
+    assert fastpath.FORCE_PYTHON_ENV not in bare.fix
+    no_headers = check_ingest_path(c_compiler=lambda: "/usr/bin/gcc", python_headers=lambda: None)
+    assert "lacks Python's headers" in no_headers.detail and "C compiler" not in no_headers.detail
+    equipped = check_ingest_path(c_compiler=lambda: "/usr/bin/gcc", python_headers=lambda: Path("Python.h"))
+    assert "installed without them" in equipped.detail and "make setup" in equipped.fix
 
 
 # ---------------------------------------------------------------- ports
@@ -322,19 +439,22 @@ def test_the_command_exits_0_when_nothing_fails(tmp_path: Path) -> None:
     done = doctor("--config", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    for check in ("python", "config", "model", "onnxruntime", "port", "auth", "codecs", "libportaudio2",
-                  "shared data"):
+    for check in ("python", "ingest path", "config", "model", "onnxruntime", "verifier", "port", "auth", "codecs",
+                  "libportaudio2", "shared data"):
         assert any(line.split()[1:2] == check.split()[:1] for line in lines), check
     assert all(line.split()[0] in ("OK", "WARN") for line in lines if line and not line[0].isdigit())
     assert "0 failed" in done.stdout
+    assert any(line.startswith("OK    verifier") and "verifier.enabled = false" in line for line in lines)
 
 
 def test_the_command_exits_1_on_a_failure_and_says_how_to_fix_it(tmp_path: Path) -> None:
     path = tmp_path / "daemon.toml"
     path.write_text('[webrtc]\nhost = "0.0.0.0"\nport = 0\n[zmq]\ningest_endpoint = "tcp://127.0.0.1:*"\n'
                     'pub_endpoint = "tcp://127.0.0.1:*"\n[auth]\ntokens_file = "/nonexistent/tokens.txt"\n')
-    done = doctor("--config", str(path))
+    done = doctor("--config", str(path), env={"SPOOFWATCH_PURE_PYTHON_INGEST": "1"})
     assert done.returncode == 1
+    [ingest] = [line for line in done.stdout.splitlines() if line.split()[1:2] == ["ingest"]]
+    assert ingest.startswith("WARN") and "Fix: unset SPOOFWATCH_PURE_PYTHON_INGEST" in ingest
     [line] = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     assert "auth" in line and "Fix: spoofwatch keys token" in line
     assert "1 failed" in done.stdout

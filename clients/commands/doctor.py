@@ -3,7 +3,8 @@
 One line per check: OK, WARN (something only another command needs, or worth a look), FAIL
 (the daemon would not start or not work), SKIP (depends on a check that failed). Exit status 1
 when any check FAILs, else 0. It reads the config as `serve` does (file < environment
-SPOOFWATCH__SECTION__KEY), loads the model, and binds nothing for longer than a probe.
+SPOOFWATCH__SECTION__KEY), loads the model (and the verifier, only when it is on), and binds
+nothing for longer than a probe.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from clients.doctor.checks import (
     check_config,
     check_corpus_codecs,
     check_debian_packages,
+    check_ingest_path,
     check_model,
     check_onnxruntime,
     check_python,
     check_shared_data,
+    check_verifier,
     check_webrtc_codecs,
 )
 from clients.doctor.ports import check_ports
@@ -32,16 +35,17 @@ from streaming_models.paths import default_shared_data_dir
 
 def run_checks(config_path: Path | None, environ: Mapping[str, str],
                shared_data_default: Path | None = None) -> list[Finding]:
-    findings = [check_python()]
+    findings = [check_python(), check_ingest_path()]
     config, finding = check_config(config_path, environ)
     findings.append(finding)
     if config is None:
         findings += [Finding(name, "SKIP", "needs a valid config")
-                     for name in ("model", "onnxruntime", "port", "auth", "codecs")]
+                     for name in ("model", "onnxruntime", "verifier", "port", "auth", "codecs")]
     else:
-        model, model_findings = check_model(config)
+        model, streaming, model_findings = check_model(config)
         findings += model_findings
         findings += check_onnxruntime(config, model)
+        findings += check_verifier(config, streaming)
         findings += check_ports(config)
         findings += check_auth(config)
         findings.append(check_webrtc_codecs(config))

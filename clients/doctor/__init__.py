@@ -1,8 +1,9 @@
 """`spoofwatch doctor`: checks of a host before (or beside) `spoofwatch serve`, each with its fix.
 
-The checks live in `checks.py` (Python, config, model, onnxruntime, credentials, codecs, Debian
-packages, shared data) and `ports.py` (listeners free to bind, or held by whom); the command is
-`clients/commands/doctor.py`. Each check returns `Finding`s; nothing here prints or exits.
+The checks live in `checks.py` (Python, the ingest path, config, model, onnxruntime, the verifier,
+credentials, codecs, Debian packages, shared data) and `ports.py` (listeners free to bind, or held
+by whom); the command is `clients/commands/doctor.py`. Each check returns `Finding`s; nothing here
+prints or exits.
 """
 
 from __future__ import annotations

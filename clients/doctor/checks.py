@@ -1,8 +1,9 @@
 """The host checks of `spoofwatch doctor` (ports: `ports.py`). Each returns findings with their fix.
 
-What the daemon needs is FAIL when missing (Python, config, model, onnxruntime, credentials when
-authentication is on, the WebRTC decoders when WHIP is on); what only other commands need is WARN
-(the microphone, the demo, the corpus builder's codecs, the shared data).
+What the daemon needs is FAIL when missing (Python, config, model, onnxruntime, the verifier when
+it is on, credentials when authentication is on, the WebRTC decoders when WHIP is on); what only
+other commands need, or what only costs speed (the pure-Python ingest path), is WARN (the
+microphone, the demo, the corpus builder's codecs, the shared data).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.metadata
 import shutil
 import stat
 import sys
+import sysconfig
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ from clients.doctor import Finding, Status
 from daemon.config import DaemonConfig, load_config
 from daemon.errors import ConfigError, ModelNotFoundError
 from streaming_models.paths import SHARED_DATA_ENV
+from streaming_models.runtime import fastpath
 from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.model_format import ModelMetadata
 
 MIN_PYTHON = (3, 11)
 ORT_CPU, ORT_GPU = "onnxruntime", "onnxruntime-gpu"
@@ -53,25 +57,26 @@ def check_config(path: Path | None, environ: Mapping[str, str]) -> tuple[DaemonC
     return config, Finding("config", "OK", f"{source}: valid{extra}")
 
 
-def check_model(config: DaemonConfig) -> tuple[Path | None, list[Finding]]:
-    """Loads the model the way `serve` does (the same backend and metadata checks)."""
+def check_model(config: DaemonConfig) -> tuple[Path | None, ModelMetadata | None, list[Finding]]:
+    """Loads the model the way `serve` does (the same backend and metadata checks); its metadata is
+    what the verifier is checked against."""
     from daemon.app import build_backend, resolve_model_path
     from daemon.policy import resolve_thresholds
 
     try:
         path = resolve_model_path(config.model.path)
     except ModelNotFoundError as exc:
-        return None, [Finding("model", "FAIL", f"model not found: {exc}",
-                              "set model.path to an exported .onnx (`spoofwatch export`), or reinstall "
-                              "spoofwatch: its default model ships in the package")]
+        return None, None, [Finding("model", "FAIL", f"model not found: {exc}",
+                                    "set model.path to an exported .onnx (`spoofwatch export`), or reinstall "
+                                    "spoofwatch: its default model ships in the package")]
     try:
         backend = build_backend(config, path)
     except ImportError as exc:  # the torch backend without the train extra
-        return path, [Finding("model", "FAIL", f"backend {config.model.backend!r} cannot load: {exc}",
-                              "use model.backend = \"onnx\" with an exported .onnx model")]
+        return path, None, [Finding("model", "FAIL", f"backend {config.model.backend!r} cannot load: {exc}",
+                                    "use model.backend = \"onnx\" with an exported .onnx model")]
     except (BackendError, ModelFormatError) as exc:
-        return path, [Finding("model", "FAIL", f"{path}: {exc}",
-                              "re-export the model (`spoofwatch export`) or point model.path at a good one")]
+        return path, None, [Finding("model", "FAIL", f"{path}: {exc}",
+                                    "re-export the model (`spoofwatch export`) or point model.path at a good one")]
     meta = backend.metadata
     findings = [Finding("model", "OK", f"{path}: {meta.model_id}, {meta.sample_rate_hz} Hz, hop {meta.hop_ms} ms, "
                         f"{len(meta.states)} state tensor(s)")]
@@ -81,7 +86,7 @@ def check_model(config: DaemonConfig) -> tuple[Path | None, list[Finding]]:
                                 "the configured decision.*_enter/_exit values are used",
                                 "export with thresholds (`spoofwatch export` after training), or set "
                                 "decision.thresholds = \"config\" to make the choice explicit"))
-    return path, findings
+    return path, meta, findings
 
 
 def installed(distribution: str) -> bool:
@@ -137,6 +142,78 @@ def _cuda_session(ort: Any, model: Path, detail: str) -> Finding:
     return Finding("onnxruntime", "WARN", f"{detail}; but the model cannot run on CUDA here (it falls back "
                    "to the CPU)", "install the CUDA and cuDNN libraries onnxruntime-gpu was built for and "
                    "the NVIDIA driver (the GPU image has them: Dockerfile.gpu), or drop CUDA from model.providers")
+
+
+def check_verifier(config: DaemonConfig, streaming: ModelMetadata | None, cwd: Path | None = None) -> list[Finding]:
+    """Loads the second-tier verifier as `serve` does (`daemon.verifier.load_verifier`: the file, its
+    format, its rate and window against the streaming model, one silent window scored); onnxruntime
+    and the file are touched only when verifier.enabled."""
+    settings = config.verifier
+    if not settings.enabled:
+        return [Finding("verifier", "OK", "off (verifier.enabled = false): not checked")]
+    if streaming is None:
+        return [Finding("verifier", "SKIP", "needs the streaming model (the verifier reuses its rate and hops)")]
+    from daemon.verifier import VerifierError, load_verifier
+
+    path = Path(settings.path).expanduser()
+    path = path if path.is_absolute() else (cwd or Path.cwd()) / path
+    try:
+        verifier = load_verifier(settings, streaming, cwd)
+    except ConfigError as exc:  # the window: longer than the file takes, or shorter than one hop
+        return [Finding("verifier", "FAIL", str(exc), "set verifier.window_s within what the message says "
+                        "(the window the verifier was trained on is the usual choice)")]
+    except VerifierError as exc:
+        fix = ("set verifier.path to the exported verifier (docs/verifier.md); a relative path is taken from the "
+               f"directory serve starts in (doctor ran in {Path.cwd()}); or set verifier.enabled = false"
+               if not path.is_file() else
+               "point verifier.path at an exported verifier (not the streaming model: that is model.path) "
+               "whose sample rate is the streaming model's; re-export it if it does not load")
+        return [Finding("verifier", "FAIL", str(exc), fix)]
+    meta = verifier.metadata
+    findings = [Finding("verifier", "OK", f"{path}: {meta.model_id}, window {settings.window_s:g} s (the file "
+                        f"takes up to {meta.max_window_s:g} s), {meta.sample_rate_hz} Hz; a silent window scores")]
+    if abs(settings.window_s - meta.window_s) > 1e-6:
+        findings.append(Finding("verifier", "WARN", f"verifier.window_s = {settings.window_s:g} s differs from the "
+                                f"{meta.window_s:g} s {meta.model_id} was trained on: its scores may shift",
+                                f"set verifier.window_s = {meta.window_s:g}, unless you measured the other window"))
+    return findings
+
+
+def check_ingest_path(c_compiler: Callable[[], str | None] | None = None,
+                      python_headers: Callable[[], Path | None] | None = None) -> Finding:
+    """Which per-message audio path the daemon's StreamBuffer runs here (`fastpath.ingest_path`, with
+    this process's environment, as `serve` reads it), and when it is the pure-Python one, why."""
+    chosen = fastpath.ingest_path()
+    if chosen.compiled:
+        return Finding("ingest path", "OK", f"compiled ({chosen.reason})")
+    whys, fixes = [], []
+    if fastpath.forced_python():
+        whys.append(f"{fastpath.FORCE_PYTHON_ENV} is set (it forces the slower path, to compare the two)")
+        fixes.append(f"unset {fastpath.FORCE_PYTHON_ENV} (or set it to 0)")
+    if fastpath.load_extension() is None:
+        compiler, headers = (c_compiler or _c_compiler)(), (python_headers or _python_headers)()
+        missing = [what for what, found in (("a C compiler", compiler), ("Python's headers (Python.h)", headers))
+                   if found is None]
+        lacks = (f"this host lacks {' and '.join(missing)}" if missing
+                 else f"the compiler {compiler} and Python.h are here now, so it was installed without them")
+        whys.append(f"the C extension streaming_models.runtime._fastpath is not built ({lacks})")
+        fixes.append("install the `build` group of scripts/system-packages.txt (gcc, python3-dev: sudo bash "
+                     "scripts/install-system-packages.sh build), then reinstall spoofwatch from its source: "
+                     "`make setup` in a checkout (after rm -f .venv/.installed, whose stamp skips an unchanged "
+                     "install), or pip install --force-reinstall --no-deps . in the source tree")
+    return Finding("ingest path", "WARN", f"pure Python, more CPU per message: {'; '.join(whys) or chosen.reason}",
+                   "; ".join(fixes))
+
+
+def _c_compiler() -> str | None:
+    """The compiler setuptools would call (sysconfig's CC, else cc), if it is on PATH."""
+    configured = (sysconfig.get_config_var("CC") or "cc").split()
+    return shutil.which(configured[0]) if configured else None
+
+
+def _python_headers() -> Path | None:
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return header if header.is_file() else None
 
 
 def _loose_permissions(path: Path) -> str:
