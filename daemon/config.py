@@ -467,7 +467,7 @@ class ShutdownConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    trim_interval_s: float = field(default=60.0, metadata=_help(
+    trim_interval_s: float = field(default=30.0, metadata=_help(
         "every this long, hand the heap's free memory back to the system (glibc malloc_trim; well "
         "under 1 ms): without it, bursts of large inputs leave RSS higher although nothing leaks "
         "(docs/performance.md, \"Hostile input against a live daemon\"); 0 = never"))
