@@ -205,7 +205,9 @@ def running_topology(name: str, args: argparse.Namespace, max_streams: int, *, r
         if backend == "triton":
             members["triton"], endpoint = start_triton(stack, args)
             extra += ["--model.backend", "triton", "--model.triton-endpoints", json.dumps([endpoint]),
-                      "--model.triton-timeout-s", str(args.triton_timeout_s)]
+                      "--model.triton-timeout-s", str(args.triton_timeout_s), "--model.triton-retries", "1",
+                      # the stall check must outlast a batch that times out and fails over once
+                      "--model.stall-timeout-s", str(2 * args.triton_timeout_s + 10.0)]
         xpub = None
         if proxy:
             proxy_process, xsub, xpub = start_proxy(stack, log_dir)
