@@ -8,7 +8,10 @@ imports torch and `spoofwatch train` never imports aiortc. Each module exposes
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spoofwatch: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    result: int = module.main(rest)
+    try:
+        result: int = module.main(rest)
+        sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # the reader went away (`spoofwatch doctor | head`): stop quietly, as Unix tools do, and keep
+        # the interpreter's final flush of stdout from raising the same error again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 
