@@ -30,8 +30,9 @@ from daemon.errors import ConfigError, DaemonError
 from daemon.metrics import VerifierMetrics
 from daemon.wire.results import VerifierFields
 from streaming_models.runtime.errors import BackendError, ModelFormatError
+from streaming_models.runtime.fusion import fused_p_spoof
 from streaming_models.runtime.model_format import ModelMetadata
-from streaming_models.runtime.verifier_format import VerifierMetadata, fused_p_spoof
+from streaming_models.runtime.verifier_format import VerifierMetadata
 
 log = structlog.get_logger(__name__)
 

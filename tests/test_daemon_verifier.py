@@ -33,9 +33,10 @@ from daemon.verifier import (
 from daemon.wire.frames import AudioFormat
 from daemon.wire.pcm import encode_samples
 from daemon.wire.zmq_messages import AudioMessage, CloseMessage, OpenMessage
+from streaming_models.runtime.fusion import fuse_log_odds_mean_scalar
 from streaming_models.runtime.model_format import ModelMetadata, StateSpec
 from streaming_models.runtime.onnx_backend import OnnxBackend
-from streaming_models.runtime.verifier_format import VerifierMetadata, fuse_log_odds_mean_scalar
+from streaming_models.runtime.verifier_format import VerifierMetadata
 from streaming_models.runtime.verifier_onnx import OnnxVerifier
 
 REPO = Path(__file__).resolve().parent.parent

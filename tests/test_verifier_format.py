@@ -13,13 +13,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from streaming_models.runtime.errors import BackendError, ModelFormatError
-from streaming_models.runtime.fusion import fuse_log_odds_mean
-from streaming_models.runtime.verifier_format import (
-    VERIFIER_METADATA_KEY,
-    VerifierMetadata,
+from streaming_models.runtime.fusion import (
+    fuse_log_odds_mean,
     fuse_log_odds_mean_scalar,
     fused_p_spoof,
 )
+from streaming_models.runtime.verifier_format import VERIFIER_METADATA_KEY, VerifierMetadata
 from streaming_models.runtime.verifier_onnx import OnnxVerifier
 
 CPU = ["CPUExecutionProvider"]

@@ -29,10 +29,6 @@ VERIFIER_FORMAT_VERSION = 1
 VERIFIER_AUDIO_INPUT = AUDIO_INPUT
 VERIFIER_LOGITS_OUTPUT = LOGITS_OUTPUT
 
-# The clip of runtime/fusion.py (float32 sigmoids reach 0.0 and 1.0 exactly, whose log-odds are
-# infinite); tests/test_verifier_format.py holds the scalar rule below equal to fusion.py's.
-FUSION_EPS = 1e-6
-FUSION_RULES = ("log_odds_mean",)
 
 
 @dataclass(frozen=True)
@@ -103,32 +99,3 @@ class VerifierMetadata:
             if head not in self.heads or not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
                 raise ModelFormatError(f"verifier operating threshold {head}={threshold!r}: needs a head and a "
                                        "probability")
-
-
-def log_odds(p: float) -> float:
-    p = min(max(p, FUSION_EPS), 1.0 - FUSION_EPS)
-    return math.log(p) - math.log1p(-p)
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def fuse_log_odds_mean_scalar(p_stream: float, p_verifier: float) -> float:
-    """runtime/fusion.py's `fuse_log_odds_mean` for two floats: sigmoid((logit(p_stream) +
-    logit(p_verifier)) / 2), the geometric mean of the two odds. The daemon fuses every hop of every
-    stream on its event loop, where numpy's per-call overhead would cost about 7x this."""
-    return sigmoid(0.5 * (log_odds(p_stream) + log_odds(p_verifier)))
-
-
-def fused_p_spoof(rule: str, p_stream: float, p_verifier: float | None) -> float:
-    """The fused spoof probability under `rule` (FUSION_RULES); the streaming score alone while the
-    verifier has not scored the stream yet."""
-    if rule not in FUSION_RULES:
-        raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(FUSION_RULES)}")
-    if p_verifier is None:
-        return p_stream
-    return fuse_log_odds_mean_scalar(p_stream, p_verifier)
