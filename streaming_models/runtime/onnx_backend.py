@@ -39,6 +39,22 @@ def choose_providers(wanted: Sequence[str]) -> list[str]:
     return chosen
 
 
+def open_session(path: Path, providers: Sequence[str], intra_op_threads: int,
+                 kind: str = "ONNX model") -> tuple[ort.InferenceSession, list[str]]:
+    """An onnxruntime session on `path` (one inter-op thread) with the wanted providers this build
+    has, and those providers; `kind` names the file in errors."""
+    if not path.is_file():
+        raise BackendError(f"{kind} not found: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    chosen = choose_providers(providers)
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=chosen), chosen
+    except Exception as exc:  # onnxruntime raises its own untyped exceptions
+        raise BackendError(f"onnxruntime could not load {kind} {path}: {exc}") from exc
+
+
 def read_metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
     props = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
@@ -63,16 +79,7 @@ class OnnxBackend:
         intra_op_threads: int = 1,
     ) -> None:
         path = Path(model_path)
-        if not path.is_file():
-            raise BackendError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        self.providers = choose_providers(providers)
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
-        except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            raise BackendError(f"onnxruntime could not load {path}: {exc}") from exc
+        self._session, self.providers = open_session(path, providers, intra_op_threads)
         self.metadata = read_metadata(self._session, path)
         self._output_names = [LOGITS_OUTPUT, *(s.output_name for s in self.metadata.states)]
         log.info("backend_loaded", backend="onnx", path=str(path), providers=self._session.get_providers(),

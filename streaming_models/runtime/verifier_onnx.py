@@ -18,7 +18,7 @@ import structlog
 from streaming_models.runtime.backend import sigmoid
 from streaming_models.runtime.errors import BackendError, ModelFormatError
 from streaming_models.runtime.model_format import METADATA_KEY
-from streaming_models.runtime.onnx_backend import DEFAULT_PROVIDERS, choose_providers
+from streaming_models.runtime.onnx_backend import DEFAULT_PROVIDERS, open_session
 from streaming_models.runtime.verifier_format import (
     VERIFIER_AUDIO_INPUT,
     VERIFIER_LOGITS_OUTPUT,
@@ -65,16 +65,7 @@ class OnnxVerifier:
     def __init__(self, model_path: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS,
                  intra_op_threads: int = 1) -> None:
         path = Path(model_path)
-        if not path.is_file():
-            raise BackendError(f"verifier ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        self.providers = choose_providers(providers)
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
-        except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            raise BackendError(f"onnxruntime could not load the verifier {path}: {exc}") from exc
+        self._session, self.providers = open_session(path, providers, intra_op_threads, kind="verifier ONNX model")
         self.path = path
         self.metadata = read_verifier_metadata(self._session, path)
         log.info("verifier_loaded", path=str(path), providers=self._session.get_providers(),
