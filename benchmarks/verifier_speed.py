@@ -32,16 +32,8 @@ from streaming_models.verifier.model import (
     export_onnx,
     load_checkpoint,
 )
+from streaming_models.verifier.score import one_core_session
 from streaming_models.verifier.whisper_encoder import SAMPLE_RATE_HZ, EncoderDims, WhisperEncoder
-
-
-def one_core_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def cpu_ms_per_call(run: Callable[[], object], seconds: float, warmup: int = 2) -> float:

@@ -48,6 +48,7 @@ def windows(audio: np.ndarray, window: int, ends: Iterable[int]) -> np.ndarray:
 
 
 def one_core_session(path: Path) -> ort.InferenceSession:
+    """One intra-op and one inter-op thread, sequential: the cost on one core (also benchmarks/verifier_speed.py)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
