@@ -24,22 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cross_source import absolute, family, metrics
-from tqdm import tqdm
 
-from streaming_models.audio_io import load_audio
 from streaming_models.data.manifest import CorpusItem, read_manifest
 from streaming_models.evaluate import EvalItem, load_items, stream_scores
 from streaming_models.metrics import eer, min_dcf
 from streaming_models.runtime.fusion import fuse_log_odds_mean
 from streaming_models.runtime.onnx_backend import OnnxBackend
-from streaming_models.verifier.score import scorer_from_checkpoint
-from streaming_models.verifier.whisper_encoder import SAMPLE_RATE_HZ
+from streaming_models.verifier.score import score_files
 
 STREAMING_HOP_S = 0.1
 
@@ -59,9 +55,7 @@ def verifier_scores(run: Path, files: dict[str, Path], every_s: float, cache_nam
         cached = np.load(cache)
         if all(key in cached.files for key in files):
             return {key: cached[key] for key in files}
-    with tempfile.TemporaryDirectory() as tmp:
-        scorer = scorer_from_checkpoint(run / "ckpt.pt", every_s, Path(tmp))
-        scores = {key: scorer.score(load_audio(path, SAMPLE_RATE_HZ)) for key, path in tqdm(files.items(), unit="file")}
+    scores = score_files(run / "ckpt.pt", files, every_s)
     np.savez_compressed(cache, **scores)
     return scores
 

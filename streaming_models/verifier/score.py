@@ -81,6 +81,13 @@ def scorer_from_checkpoint(checkpoint: Path, every_s: float, onnx_dir: Path) -> 
     return WindowScorer(one_core_session(path), window_s, every_s)
 
 
+def score_files(checkpoint: Path, files: dict[str, Path], every_s: float) -> dict[str, np.ndarray]:
+    """{key: [windows, 2] probabilities} of each {key: audio file}, by the checkpoint's verifier."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scorer = scorer_from_checkpoint(checkpoint, every_s, Path(tmp))
+        return {key: scorer.score(load_audio(path, SAMPLE_RATE_HZ)) for key, path in tqdm(files.items(), unit="file")}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="OUT/ckpt.pt of verifier.train")
@@ -93,10 +100,7 @@ def main(argv: list[str]) -> int:
     if args.ids:
         wanted = set(args.ids.read_text().split("\n")) - {""}
         items = [i for i in items if i.item_id in wanted]
-    with tempfile.TemporaryDirectory() as tmp:
-        scorer = scorer_from_checkpoint(args.checkpoint, args.every, Path(tmp))
-        scores = {i.item_id: scorer.score(load_audio(resolve_audio_path(args.manifest, i), SAMPLE_RATE_HZ))
-                  for i in tqdm(items, unit="file")}
+    scores = score_files(args.checkpoint, {i.item_id: resolve_audio_path(args.manifest, i) for i in items}, args.every)
     np.savez_compressed(args.out, **scores)
     print(f"{len(scores)} files scored -> {args.out}", file=sys.stderr)
     return 0
