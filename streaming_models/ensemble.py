@@ -7,7 +7,10 @@ Runs that differ only in seed disagree by several EER points on unseen systems
 (docs/labeling-study.md); averaging them is the cheapest way to keep what each learned
 and lose what each guessed. `--head NAME=I[,J...]` takes a head from the members listed
 (0-based, in --checkpoint order) instead of all of them: a recipe that helps one head and hurts
-the other (docs/model-card.md) then serves only the head it helps. The members must share the
+the other (docs/model-card.md) then serves only the head it helps. `--head spoof=0,1|2` fuses that
+head by "any of": the larger of group (0, 1)'s mean logit and member 2's, each group first calibrated
+on the dev split so that its own operating threshold sits at probability 0.5 (a specialist for one
+kind of synthesis beside a generalist; model.DetectorEnsemble). The members must share the
 label policy and the corpus; they may leave different generator or codec families out of training
 (only what every member left out stays out of the dev split the thresholds come from).
 The operating thresholds are chosen again for the fused scores, on the whole dev split of
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,9 @@ from streaming_models.data.manifest import ManifestError, read_manifest
 from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
 from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
-from streaming_models.train import evaluate_dev, excluding
-from streaming_models.training_data import load_clips
+from streaming_models.metrics import threshold_at_false_positive_rate
+from streaming_models.train import dev_scores, evaluate_dev, excluding, head_labels
+from streaming_models.training_data import Clip, load_clips
 
 log = structlog.get_logger(__name__)
 
@@ -53,24 +58,48 @@ def shared_exclusions(ckpts: list[dict[str, Any]]) -> tuple[list[str], list[str]
     return sorted(set.intersection(*families)), sorted(set.intersection(*generators))
 
 
-def parse_head_choices(texts: list[str]) -> dict[str, tuple[int, ...]]:
-    """['spoof=0,2', 'codec=1'] -> {'spoof': (0, 2), 'codec': (1,)}; each head at most once."""
-    chosen: dict[str, tuple[int, ...]] = {}
+def parse_head_choices(texts: list[str]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """['spoof=0,2|3', 'codec=1'] -> {'spoof': ((0, 2), (3,)), 'codec': ((1,),)}: each head's groups
+    (one group: the mean of its members; several: "any of", see fuse); each head at most once."""
+    chosen: dict[str, tuple[tuple[int, ...], ...]] = {}
     for text in texts:
         head, sep, indexes = text.partition("=")
         try:
             if not sep or not head.strip():
                 raise ValueError
-            members = tuple(int(i) for i in indexes.split(","))
+            groups = tuple(tuple(int(i) for i in group.split(",")) for group in indexes.split("|"))
         except ValueError:
-            raise ValueError(f"--head wants NAME=INDEX[,INDEX...] (members counted from 0), got {text!r}") from None
+            raise ValueError(f"--head wants NAME=INDEX[,INDEX...][|INDEX...] (members counted from 0), "
+                             f"got {text!r}") from None
         if head.strip() in chosen:
             raise ValueError("each head may be given once with --head")
-        chosen[head.strip()] = members
+        chosen[head.strip()] = groups
     return chosen
 
 
-def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str, tuple[int, ...]] | None = None
+def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_seconds: float, operating_fpr: float
+                         ) -> dict[str, tuple[float, ...]]:
+    """Each "any of" group's offset: the logit of the score that flags `operating_fpr` of the head's
+    dev negatives when the group's members alone are the head (their mean logit)."""
+    offsets: dict[str, tuple[float, ...]] = {}
+    members = ensemble.detectors()
+    for head, groups in ensemble.or_groups.items():
+        column = ensemble.config.heads.index(head)
+        negatives = head_labels(dev, head) == 0
+        if not negatives.any():
+            raise ValueError(f"the dev split has no negatives of head {head!r} to calibrate its groups on")
+        head_offsets = []
+        for group in groups:
+            scorer = members[group[0]] if len(group) == 1 else DetectorEnsemble([members[i] for i in group])
+            probs = dev_scores(scorer, dev, dev_seconds)[:, column]
+            threshold = min(max(threshold_at_false_positive_rate(probs[negatives], operating_fpr), 1e-6), 1 - 1e-6)
+            head_offsets.append(math.log(threshold / (1.0 - threshold)))
+        offsets[head] = tuple(head_offsets)
+    return offsets
+
+
+def fuse(paths: list[Path], manifest: Path | None = None,
+         head_groups: dict[str, tuple[tuple[int, ...], ...]] | None = None
          ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Return (the ensemble checkpoint, dev metrics per member and for the ensemble)."""
     if len(paths) < 2:
@@ -92,8 +121,14 @@ def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str
     config = {**ckpts[0]["config"], "exclude_codec_families": exclusions[0], "exclude_generators": exclusions[1]}
     dev_seconds, operating_fpr = config["dev_seconds"], config["operating_fpr"]  # the first member's recipe
     items = excluding([i for i in read_manifest(manifest) if i.split == "dev"], *exclusions)
-    ensemble = DetectorEnsemble(members, head_members).eval()
+    head_groups = head_groups or {}
+    head_members = {head: tuple(i for group in groups for i in group) for head, groups in head_groups.items()}
+    or_groups = {head: groups for head, groups in head_groups.items() if len(groups) > 1}
+    ensemble = DetectorEnsemble(members, head_members, or_groups).eval()
     dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")
+    if or_groups:
+        ensemble = DetectorEnsemble(members, head_members, or_groups,
+                                    calibrate_or_offsets(ensemble, dev, dev_seconds, operating_fpr)).eval()
     report: dict[str, dict[str, float]] = {}
     for path, (model, _) in zip(paths, loaded, strict=True):
         report[str(path)], _ = evaluate_dev(model, dev, dev_seconds, operating_fpr)
@@ -103,6 +138,8 @@ def fuse(paths: list[Path], manifest: Path | None = None, head_members: dict[str
         "members": [{"model_args": c["model_args"], "model": m.state_dict(), "step": int(c.get("step", 0)),
                      "source": str(p)} for p, (m, c) in zip(paths, loaded, strict=True)],
         "head_members": {head: list(indexes) for head, indexes in ensemble.head_members.items()},
+        "or_groups": {head: [list(g) for g in groups] for head, groups in ensemble.or_groups.items()},
+        "or_offsets": {head: list(offsets) for head, offsets in ensemble.or_offsets.items()},
         "policy": policy, "manifest": str(manifest), "corpus_hash": corpus_hash, "config": dict(config),
         "step": max(int(c.get("step", 0)) for c in ckpts), "thresholds": thresholds,
         "dev_metrics": report["ensemble"], "dev_items": len(dev),
@@ -116,8 +153,9 @@ def main(argv: list[str]) -> int:
                         help="a member's training checkpoint (.pt); give two or more")
     parser.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
     parser.add_argument("--manifest", type=Path, help="the members' corpus manifest (default: as recorded)")
-    parser.add_argument("--head", action="append", default=[], metavar="NAME=I[,J...]",
-                        help="take head NAME from these members only (0-based, --checkpoint order); "
+    parser.add_argument("--head", action="append", default=[], metavar="NAME=I[,J...][|K...]",
+                        help="take head NAME from these members only (0-based, --checkpoint order); groups "
+                             "split by | are fused by the larger calibrated logit ('any of'); "
                              "default: every head is the mean of all members")
     args = parser.parse_args(argv)
     log_to_stderr()

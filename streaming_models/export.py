@@ -81,6 +81,9 @@ def build_metadata(model: Network, ckpt: dict[str, Any]) -> ModelMetadata:
         extra["model_args"] = [m.config.to_dict() for m in model.detectors()]
         extra["members"] = [str(m.get("source", "")) for m in ckpt.get("members", [])]
         extra["head_members"] = {head: list(indexes) for head, indexes in model.head_members.items()}
+        if model.or_groups:
+            extra["or_groups"] = {head: [list(g) for g in groups] for head, groups in model.or_groups.items()}
+            extra["or_offsets"] = {head: list(offsets) for head, offsets in model.or_offsets.items()}
     extra.update({f"dev_{k}": float(v) for k, v in ckpt.get("dev_metrics", {}).items()})
     meta = ModelMetadata(
         model_id=f"spoofwatch-{kind}-{corpus_hash[:8]}-s{int(ckpt.get('step', 0))}",

@@ -112,10 +112,17 @@ def graft(checkpoint: Path, take_head: str, onnx_path: Path, onnx_head: str) -> 
                 "source": f"{onnx_path}#member{i}"} for m, i in zip(rebuilt, onnx_members, strict=True)]
     thresholds = dict(ckpt["thresholds"])
     thresholds[onnx_head] = meta.operating_thresholds[onnx_head]
+    if onnx_head in meta.extra.get("or_groups", {}):  # type: ignore[operator]
+        raise ValueError(f"{onnx_path}: head {onnx_head!r} is an 'any of' fusion; only a mean head can be grafted")
+    position = {member: i for i, member in enumerate(ours)}
+    or_groups = {take_head: [[position[m] for m in group] for group in ckpt["or_groups"][take_head]]
+                 } if take_head in ckpt.get("or_groups", {}) else {}
+    or_offsets = {take_head: list(ckpt["or_offsets"][take_head])} if or_groups else {}
     out = dict(ckpt)
     out.update(members=kept + grafted,
                head_members={take_head: list(range(len(kept))),
                              onnx_head: list(range(len(kept), len(kept) + len(grafted)))},
+               or_groups=or_groups, or_offsets=or_offsets,
                thresholds=thresholds, grafted={"onnx": str(onnx_path), "model_id": meta.model_id, "head": onnx_head,
                                                "members": onnx_members, "parity_max_diff": diff})
     return out

@@ -189,12 +189,24 @@ class DetectorEnsemble(nn.Module):
     rows of a full-band one's) share it: the widest member's spectrum is computed once and each
     member reads its bins from it, and one `audio_ctx` state serves all. The STFT is most of a
     member's cost, so a full-band + low-band pair then costs little more than one network.
+
+    `or_groups` fuses a head by "any of": {"spoof": ((0, 1), (2,))} gives that head the larger of
+    group (0, 1)'s mean logit and member 2's, each less its `or_offsets` entry (the logit of the
+    group's own operating threshold, so that every group is calibrated alike before the max). A
+    specialist that knows one kind of synthesis then raises the score without being averaged away
+    by members that never learned it. A head's `head_members` are then all of its groups' members.
     """
 
     head_weights: torch.Tensor
+    or_weights: torch.Tensor
+    or_offset_values: torch.Tensor
+    or_mask: torch.Tensor
+    or_heads: torch.Tensor
 
     def __init__(self, members: list[StreamingDetector],
-                 head_members: dict[str, tuple[int, ...]] | None = None) -> None:
+                 head_members: dict[str, tuple[int, ...]] | None = None,
+                 or_groups: dict[str, tuple[tuple[int, ...], ...]] | None = None,
+                 or_offsets: dict[str, tuple[float, ...]] | None = None) -> None:
         super().__init__()
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
@@ -207,15 +219,42 @@ class DetectorEnsemble(nn.Module):
                                  f"{(first.sample_rate_hz, first.hop_samples, first.heads)}")
         self.members = nn.ModuleList(members)
         self.config = first
-        self.head_members = resolve_head_members(head_members or {}, first.heads, len(members))
+        self.or_groups, self.or_offsets = resolve_or_groups(or_groups or {}, or_offsets or {}, first.heads)
+        chosen = dict(head_members or {})
+        for head, groups in self.or_groups.items():
+            union = tuple(i for group in groups for i in group)
+            if head in chosen and tuple(chosen[head]) != union:
+                raise ValueError(f"head {head!r}: head_members {list(chosen[head])} are not its or_groups' members "
+                                 f"{list(union)}")
+            chosen[head] = union
+        self.head_members = resolve_head_members(chosen, first.heads, len(members))
         weights = torch.zeros(len(members), len(first.heads))  # [members, heads]
         for column, head in enumerate(first.heads):
             chosen = self.head_members[head]
             weights[list(chosen), column] = 1.0 / len(chosen)
         self.register_buffer("head_weights", weights, persistent=False)
+        self._register_or_buffers(len(members))
         fronts = [m.frontend for m in members]
         self.shared_stft = all(f.shares_stft_with(fronts[0]) for f in fronts[1:])
         self.widest = max(range(len(members)), key=lambda i: fronts[i].bins)
+
+    def _register_or_buffers(self, members: int) -> None:
+        """or_weights [groups, members, heads] (1/len(group) at the group's head), or_offset_values [groups],
+        or_mask [groups, heads] (0 where the group feeds the head, else far below any logit), or_heads [heads]."""
+        heads = self.config.heads
+        rows = [(heads.index(head), group, offset) for head, head_groups in self.or_groups.items()
+                for group, offset in zip(head_groups, self.or_offsets[head], strict=True)]
+        weights = torch.zeros(max(1, len(rows)), members, len(heads))
+        offsets = torch.zeros(max(1, len(rows)))
+        mask = torch.full((max(1, len(rows)), len(heads)), -1e6)
+        for row, (column, group, offset) in enumerate(rows):
+            weights[row, list(group), column] = 1.0 / len(group)
+            offsets[row] = offset
+            mask[row, column] = 0.0
+        self.register_buffer("or_weights", weights, persistent=False)
+        self.register_buffer("or_offset_values", offsets, persistent=False)
+        self.register_buffer("or_mask", mask, persistent=False)
+        self.register_buffer("or_heads", torch.tensor([float(h in self.or_groups) for h in heads]), persistent=False)
 
     def detectors(self) -> list[StreamingDetector]:
         return [m for m in self.members if isinstance(m, StreamingDetector)]
@@ -253,7 +292,14 @@ class DetectorEnsemble(nn.Module):
             new_states.extend(member_states)
             start += count
         stacked = torch.stack(logits)  # [members, B, n, heads]
-        return (stacked * self.head_weights[:, None, None, :]).sum(0), new_states
+        fused = (stacked * self.head_weights[:, None, None, :]).sum(0)
+        if not self.or_groups:
+            return fused, new_states
+        # Written with the named buffers only (no indexing constants), so that the exported graph's unnamed
+        # initializers stay the members' weights (graft.members_from_onnx counts them).
+        groups = torch.einsum("mbnh,gmh->bng", stacked, self.or_weights) - self.or_offset_values
+        any_of = (groups[..., None] + self.or_mask).amax(-2)  # [B, n, heads]; -inf-like where no group
+        return fused * (1.0 - self.or_heads) + any_of * self.or_heads, new_states
 
     def num_parameters(self) -> int:
         return sum(member.num_parameters() for member in self.detectors())
@@ -277,6 +323,30 @@ def resolve_head_members(chosen: dict[str, tuple[int, ...]], heads: tuple[str, .
     return resolved
 
 
+def resolve_or_groups(groups: dict[str, tuple[tuple[int, ...], ...]], offsets: dict[str, tuple[float, ...]],
+                      heads: tuple[str, ...]) -> tuple[dict[str, tuple[tuple[int, ...], ...]], dict[str, tuple[float, ...]]]:
+    """Checked `or_groups` and their offsets (0 where none are given yet: before calibration)."""
+    unknown = sorted((set(groups) | set(offsets)) - set(heads))
+    if unknown:
+        raise ValueError(f"or_groups name unknown head(s) {unknown}: the members' heads are {list(heads)}")
+    if set(offsets) - set(groups):
+        raise ValueError(f"or_offsets given for head(s) without or_groups: {sorted(set(offsets) - set(groups))}")
+    resolved_groups, resolved_offsets = {}, {}
+    for head, head_groups in groups.items():
+        cleaned = tuple(tuple(int(i) for i in group) for group in head_groups)
+        if len(cleaned) < 2 or any(not group for group in cleaned):
+            raise ValueError(f"head {head!r}: an 'any of' fusion needs two or more non-empty groups, got "
+                             f"{[list(g) for g in cleaned]}")
+        flat = [i for group in cleaned for i in group]
+        if len(set(flat)) != len(flat):
+            raise ValueError(f"head {head!r}: a member may be in one group only, got {[list(g) for g in cleaned]}")
+        head_offsets = tuple(float(o) for o in offsets.get(head, (0.0,) * len(cleaned)))
+        if len(head_offsets) != len(cleaned):
+            raise ValueError(f"head {head!r}: {len(cleaned)} groups but {len(head_offsets)} offsets")
+        resolved_groups[head], resolved_offsets[head] = cleaned, head_offsets
+    return resolved_groups, resolved_offsets
+
+
 Network = StreamingDetector | DetectorEnsemble  # what training, export and ensembling handle
 
 
@@ -298,7 +368,10 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[Network, dict
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
     if isinstance(ckpt, dict) and isinstance(ckpt.get("members"), list):
         head_members = {head: tuple(indexes) for head, indexes in ckpt.get("head_members", {}).items()}
-        model: Network = DetectorEnsemble([_detector_from(entry, path) for entry in ckpt["members"]], head_members)
+        or_groups = {head: tuple(tuple(g) for g in groups) for head, groups in ckpt.get("or_groups", {}).items()}
+        or_offsets = {head: tuple(o) for head, o in ckpt.get("or_offsets", {}).items()}
+        model: Network = DetectorEnsemble([_detector_from(entry, path) for entry in ckpt["members"]], head_members,
+                                          or_groups, or_offsets)
     elif isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt:
         model = _detector_from(ckpt, path)
     else:

@@ -101,6 +101,26 @@ def evaluate_dev(model: Network, clips: list[Clip], dev_seconds: float, operatin
                  ) -> tuple[dict[str, float], dict[str, float]]:
     """Dev EER per head from the output after `dev_seconds` (or the clip's end), and the thresholds
     that flag `operating_fpr` of each head's negatives. Leaves the model in train mode."""
+    scores = dev_scores(model, clips, dev_seconds)
+    model.train()
+    metrics, thresholds = {}, {}
+    for col, head in enumerate(model.config.heads):
+        labels = head_labels(clips, head)
+        if 0 < labels.sum() < len(labels):
+            metrics[f"{head}_eer"] = eer(scores[:, col], labels)[0]
+        if (labels == 0).any():
+            fpr_threshold = threshold_at_false_positive_rate(scores[labels == 0, col], operating_fpr)
+            thresholds[head] = max(0.5, min(fpr_threshold, 0.999))
+    return metrics, thresholds
+
+
+def head_labels(clips: list[Clip], head: str) -> np.ndarray:
+    return np.array([clip.spoof if head == "spoof" else clip.codec for clip in clips])
+
+
+@torch.no_grad()
+def dev_scores(model: Network, clips: list[Clip], dev_seconds: float) -> np.ndarray:
+    """Each clip's probabilities [clips, heads] after `dev_seconds` (or at its end); model left in eval mode."""
     model.eval()
     hop = model.config.hop_samples
     max_hops = max(1, int(dev_seconds * model.config.sample_rate_hz) // hop)
@@ -115,16 +135,7 @@ def evaluate_dev(model: Network, clips: list[Clip], dev_seconds: float, operatin
             last[row] = max(1, len(pcm) // hop) - 1  # causal: padding after the end changes nothing before
         logits, _ = model(torch.from_numpy(audio), model.initial_states(len(group)))
         scores[lo:lo + len(group)] = torch.sigmoid(logits[torch.arange(len(group)), torch.from_numpy(last)]).numpy()
-    model.train()
-    metrics, thresholds = {}, {}
-    for col, head in enumerate(model.config.heads):
-        labels = np.array([clip.spoof if head == "spoof" else clip.codec for clip in clips])
-        if 0 < labels.sum() < len(labels):
-            metrics[f"{head}_eer"] = eer(scores[:, col], labels)[0]
-        if (labels == 0).any():
-            fpr_threshold = threshold_at_false_positive_rate(scores[labels == 0, col], operating_fpr)
-            thresholds[head] = max(0.5, min(fpr_threshold, 0.999))
-    return metrics, thresholds
+    return scores
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -147,6 +158,20 @@ def excluding(items: list[CorpusItem], codec_families: Iterable[str], generators
     if len(kept) < len(items):
         log.info("excluded", items=len(items) - len(kept), codec_families=sorted(dropped_families),
                  generators=sorted(dropped_generators))
+    return kept
+
+
+def only_spoofs_of(items: list[CorpusItem], generators: Iterable[str]) -> list[CorpusItem]:
+    """Every bona fide item and the spoofs of these generators only: the corpus of a specialist member
+    (an empty list keeps everything)."""
+    wanted = set(generators)
+    if not wanted:
+        return items
+    unknown = sorted(wanted - {i.generator for i in items if i.source == "spoof"})
+    if unknown:
+        raise SetupError(f"only_spoof_generators names {unknown}, which no spoof of the manifest has")
+    kept = [i for i in items if i.source != "spoof" or i.generator in wanted]
+    log.info("only_spoof_generators", generators=sorted(wanted), dropped_spoofs=len(items) - len(kept))
     return kept
 
 
@@ -176,7 +201,8 @@ def split_items(job: Job, items: list[CorpusItem]) -> tuple[list[CorpusItem], li
     """The train and dev items the recipe keeps, checked before any audio loads (a misspelt name
     then fails in a second, not after a minute)."""
     config = job.config
-    items = excluding(items, config.exclude_codec_families, config.exclude_generators)
+    items = only_spoofs_of(excluding(items, config.exclude_codec_families, config.exclude_generators),
+                           config.only_spoof_generators)
     train = seeded_subset([i for i in items if i.split == "train"], config.max_train_items, config.seed)
     dev = seeded_subset([i for i in items if i.split == "dev"], config.dev_max_items, config.seed)
     if not train or not dev:

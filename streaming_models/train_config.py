@@ -33,6 +33,7 @@ class TrainConfig:
     dev_seconds: float = 4.0  # a dev clip's score is the output after this much audio (or at its end)
     exclude_codec_families: tuple[str, ...] = ()  # neural codec families dropped from both splits
     exclude_generators: tuple[str, ...] = ()  # generator families dropped from both splits
+    only_spoof_generators: tuple[str, ...] = ()  # when set, the spoofs of every other generator are dropped from both splits (a specialist member)
     generator_weights: dict[str, float] = field(default_factory=dict)  # family -> sampling weight within its class (1 if unnamed)
     pair_fraction: float = 0.0  # share of each batch given to (spoof, its ground truth) pairs cropped alike
     pair_weight: float = 1.0  # weight of the pairs' ranking loss

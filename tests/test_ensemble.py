@@ -13,9 +13,12 @@ from synthetic_corpus import write_corpus
 
 from streaming_models import ensemble, train
 from streaming_models.api import Detector
+from streaming_models.data.manifest import read_manifest
 from streaming_models.export import export_checkpoint
+from streaming_models.metrics import threshold_at_false_positive_rate
 from streaming_models.model import DetectorEnsemble, ModelConfig, StreamingDetector, load_checkpoint
 from streaming_models.runtime.model_format import METADATA_KEY, ModelMetadata
+from streaming_models.training_data import load_clips
 
 
 def _member(seed: int, **kwargs: object) -> StreamingDetector:
@@ -94,6 +97,52 @@ def test_each_head_can_come_from_its_own_members() -> None:
     assert torch.allclose(whole[..., 1], (own[0][..., 1] + own[2][..., 1]) / 2, atol=1e-6)
     assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
     assert fused.head_members == {"spoof": (1,), "codec": (0, 2)}
+
+
+def test_any_of_groups_take_the_larger_calibrated_logit_hop_by_hop() -> None:
+    members = [_member(1), _member(2), _member(3)]
+    fused = DetectorEnsemble(members, or_groups={"spoof": ((0, 1), (2,))}, or_offsets={"spoof": (0.3, -0.2)}).eval()
+    assert fused.head_members == {"spoof": (0, 1, 2), "codec": (0, 1, 2)}
+    hop = fused.config.hop_samples
+    audio = 0.1 * torch.randn(2, 5 * hop, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        whole, _ = fused(audio, fused.initial_states(2))
+        own = [m(audio, m.initial_states(2))[0] for m in members]
+        states, per_hop = fused.initial_states(2), []
+        for i in range(5):
+            logits, states = fused(audio[:, i * hop:(i + 1) * hop], states)
+            per_hop.append(logits)
+    group = (own[0][..., 0] + own[1][..., 0]) / 2 - 0.3
+    specialist = own[2][..., 0] + 0.2
+    assert torch.allclose(whole[..., 0], torch.maximum(group, specialist), atol=1e-6)
+    for offsets, winner in (((-10.0, 10.0), group + 0.3 + 10.0), ((10.0, -10.0), specialist - 0.2 + 10.0)):
+        either = DetectorEnsemble(members, or_groups={"spoof": ((0, 1), (2,))}, or_offsets={"spoof": offsets}).eval()
+        with torch.no_grad():
+            assert torch.allclose(either(audio, either.initial_states(2))[0][..., 0], winner, atol=1e-5)
+    assert torch.allclose(whole[..., 1], sum(o[..., 1] for o in own) / 3, atol=1e-6)  # codec stays the mean
+    assert (torch.cat(per_hop, 1) - whole).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("groups,offsets,needle", [
+    ({"spoof": ((0, 1),)}, {}, "two or more"),
+    ({"spoof": ((0,), ())}, {}, "two or more"),
+    ({"spoof": ((0, 1), (1,))}, {}, "one group only"),
+    ({"spoof": ((0,), (1,))}, {"spoof": (0.0,)}, "2 groups but 1 offsets"),
+    ({"speaker": ((0,), (1,))}, {}, "unknown head"),
+    ({"spoof": ((0,), (1,))}, {"codec": (0.0, 0.0)}, "without or_groups"),
+])
+def test_an_any_of_fusion_that_cannot_work_is_refused(groups: dict[str, tuple[tuple[int, ...], ...]],
+                                                      offsets: dict[str, tuple[float, ...]], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        DetectorEnsemble([_member(1), _member(2)], or_groups=groups, or_offsets=offsets)
+    with pytest.raises(ValueError, match="not its or_groups' members"):
+        DetectorEnsemble([_member(1), _member(2)], {"spoof": (0,)}, or_groups={"spoof": ((0,), (1,))})
+
+
+def test_head_choices_parse_groups() -> None:
+    assert ensemble.parse_head_choices(["spoof=0,1|2", "codec=3"]) == {"spoof": ((0, 1), (2,)), "codec": ((3,),)}
+    with pytest.raises(ValueError, match="NAME=INDEX"):
+        ensemble.parse_head_choices(["spoof=0||1"])
 
 
 @pytest.mark.parametrize("choice,needle", [
@@ -202,6 +251,32 @@ def test_a_head_taken_from_one_member_survives_checkpoint_and_export(
         assert torch.allclose(fused[..., 1], codec_member(audio, codec_member.initial_states(1))[0][..., 1], atol=1e-6)
     meta = export_checkpoint(out, tmp_path / "split.onnx")  # raises if ONNX and PyTorch differ by more than 1e-4
     assert meta.extra["head_members"] == {"spoof": [0], "codec": [1]}
+
+
+@pytest.mark.slow
+def test_an_any_of_head_is_calibrated_per_group_on_the_dev_split_and_exports(
+        two_runs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus, first, second = two_runs
+    out = tmp_path / "or.pt"
+    assert ensemble.main(["--checkpoint", str(first), "--checkpoint", str(second), "--out", str(out),
+                          "--head", "spoof=0|1"]) == 0
+    capsys.readouterr()
+    model, ckpt = load_checkpoint(str(out))
+    assert isinstance(model, DetectorEnsemble) and ckpt["or_groups"] == {"spoof": [[0], [1]]}
+    # each group's offset is the logit of the score flagging operating_fpr of the dev negatives, by that member alone
+    config = ckpt["config"]
+    dev_items = [i for i in read_manifest(corpus) if i.split == "dev"]
+    dev = load_clips(corpus, dev_items, ckpt["policy"], model.config.sample_rate_hz, "dev")
+    negatives = train.head_labels(dev, "spoof") == 0
+    for member_path, offset in zip((first, second), ckpt["or_offsets"]["spoof"], strict=True):
+        member, _ = load_checkpoint(str(member_path))
+        probs = train.dev_scores(member, dev, config["dev_seconds"])[:, 0]
+        threshold = threshold_at_false_positive_rate(probs[negatives], config["operating_fpr"])
+        assert offset == pytest.approx(float(np.log(threshold / (1 - threshold))), abs=1e-5)
+    assert model.or_offsets["spoof"] == pytest.approx(tuple(ckpt["or_offsets"]["spoof"]))
+    meta = export_checkpoint(out, tmp_path / "or.onnx")  # raises if ONNX and PyTorch differ by more than 1e-4
+    assert meta.extra["or_groups"] == {"spoof": [[0], [1]]}
+    assert meta.extra["or_offsets"]["spoof"] == pytest.approx(ckpt["or_offsets"]["spoof"])
 
 
 @pytest.mark.slow

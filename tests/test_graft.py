@@ -71,3 +71,34 @@ def test_the_same_head_twice_is_refused(split_models: tuple[Path, Path], tmp_pat
     with pytest.raises(SystemExit):
         graft.main(["--checkpoint", str(ours), "--take-head", "spoof", "--onnx", str(onnx_path),
                     "--onnx-head", "spoof", "--out", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.slow
+def test_an_any_of_head_keeps_its_groups_and_offsets_when_grafted(split_models: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    ours, onnx_path = split_models
+    _, ours_ckpt = load_checkpoint(str(ours))
+    run1, run2 = (m["source"] for m in ours_ckpt["members"])
+    third = torch.load(run1, weights_only=False)  # run 1 nudged: the exporter would share identical weights
+    third["model"] = {k: v + 1e-3 if v.is_floating_point() else v for k, v in third["model"].items()}
+    run3 = str(tmp_path / "run3.pt")
+    torch.save(third, run3)
+    either = tmp_path / "either.pt"  # spoof: run 3's member or run 2's, whichever is surer; codec: run 1's
+    assert ensemble.main(["--checkpoint", run1, "--checkpoint", run2, "--checkpoint", run3, "--out", str(either),
+                          "--head", "spoof=2|1", "--head", "codec=0"]) == 0
+    out = tmp_path / "fused.pt"
+    assert graft.main(["--checkpoint", str(either), "--take-head", "spoof", "--onnx", str(onnx_path),
+                       "--onnx-head", "codec", "--out", str(out)]) == 0
+    fused, ckpt = load_checkpoint(str(out))
+    either_model, either_ckpt = load_checkpoint(str(either))
+    assert ckpt["head_members"] == {"spoof": [0, 1], "codec": [2]}
+    assert ckpt["or_groups"] == {"spoof": [[0], [1]]}  # members 2 and 1 of `either`, renumbered in their order
+    assert ckpt["or_offsets"] == either_ckpt["or_offsets"]
+    audio = 0.1 * torch.randn(2, 4 * fused.config.hop_samples, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        mine = fused(audio, fused.initial_states(2))[0][..., 0]
+        assert torch.allclose(mine, either_model(audio, either_model.initial_states(2))[0][..., 0], atol=1e-6)
+    export_checkpoint(out, tmp_path / "fused.onnx")  # its own ONNX/PyTorch parity check
+    # the any-of head adds no unnamed initializer, so a later graft still finds each member's weights
+    codec_member = graft.members_from_onnx(tmp_path / "fused.onnx", [2])[0]
+    assert graft.head_difference(codec_member, tmp_path / "fused.onnx", 1, 1) < graft.PARITY_TOLERANCE
