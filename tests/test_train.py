@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,18 @@ def test_leave_one_out_drops_a_codec_family_and_a_generator_from_both_splits(cor
     assert train.excluding(items, [], []) == items
     with pytest.raises(ValueError, match="inhouse-nosuch"):
         train.excluding(items, ["inhouse-nosuch"], [])
+
+
+def test_a_specialist_keeps_every_genuine_item_and_only_its_generators_spoofs(corpus: Path) -> None:
+    items = [dataclasses.replace(item, generator="espeak") if item.source == "spoof" and k % 2 else item
+             for k, item in enumerate(read_manifest(corpus))]
+    kept = train.only_spoofs_of(items, ["espeak"])
+    assert [i for i in kept if i.source == "bonafide"] == [i for i in items if i.source == "bonafide"]
+    assert {i.generator for i in kept if i.source == "spoof"} == {"espeak"}
+    assert len(kept) == sum(1 for i in items if i.source == "bonafide" or i.generator == "espeak")
+    assert train.only_spoofs_of(items, []) == items
+    with pytest.raises(ValueError, match="only_spoof_generators names \\['human'\\]"):  # genuine is no generator here
+        train.only_spoofs_of(items, ["human"])
 
 
 def test_generator_weight_tables_merge_across_recipe_files(tmp_path: Path) -> None:
