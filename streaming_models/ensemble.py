@@ -80,7 +80,10 @@ def parse_head_choices(texts: list[str]) -> dict[str, tuple[tuple[int, ...], ...
 def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_seconds: float, operating_fpr: float
                          ) -> dict[str, tuple[float, ...]]:
     """Each "any of" group's offset: the logit of the score that flags `operating_fpr` of the head's
-    dev negatives when the group's members alone are the head (their mean logit)."""
+    dev negatives at any hop of their first `dev_seconds` when the group's members alone are the head
+    (their mean logit). The peak, not the score at `dev_seconds`: the max passes on every spike of
+    every group, and a specialist that spikes on the first hops of genuine speech would otherwise
+    raise the fused head's false alarms at the start of every stream."""
     offsets: dict[str, tuple[float, ...]] = {}
     members = ensemble.detectors()
     for head, groups in ensemble.or_groups.items():
@@ -91,7 +94,7 @@ def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_second
         head_offsets = []
         for group in groups:
             scorer = members[group[0]] if len(group) == 1 else DetectorEnsemble([members[i] for i in group])
-            probs = dev_scores(scorer, dev, dev_seconds)[:, column]
+            probs = dev_scores(scorer, dev, dev_seconds, peak=True)[:, column]
             threshold = min(max(threshold_at_false_positive_rate(probs[negatives], operating_fpr), 1e-6), 1 - 1e-6)
             head_offsets.append(math.log(threshold / (1.0 - threshold)))
         offsets[head] = tuple(head_offsets)

@@ -119,8 +119,9 @@ def head_labels(clips: list[Clip], head: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def dev_scores(model: Network, clips: list[Clip], dev_seconds: float) -> np.ndarray:
-    """Each clip's probabilities [clips, heads] after `dev_seconds` (or at its end); model left in eval mode."""
+def dev_scores(model: Network, clips: list[Clip], dev_seconds: float, peak: bool = False) -> np.ndarray:
+    """Each clip's probabilities [clips, heads] after `dev_seconds` (or at its end), or with `peak` the
+    largest over its hops until then (what a stream flagged at any hop sees); model left in eval mode."""
     model.eval()
     hop = model.config.hop_samples
     max_hops = max(1, int(dev_seconds * model.config.sample_rate_hz) // hop)
@@ -134,7 +135,12 @@ def dev_scores(model: Network, clips: list[Clip], dev_seconds: float) -> np.ndar
             audio[row, :len(pcm)] = pcm / 32768.0
             last[row] = max(1, len(pcm) // hop) - 1  # causal: padding after the end changes nothing before
         logits, _ = model(torch.from_numpy(audio), model.initial_states(len(group)))
-        scores[lo:lo + len(group)] = torch.sigmoid(logits[torch.arange(len(group)), torch.from_numpy(last)]).numpy()
+        if peak:
+            after_end = torch.arange(max_hops)[None, :] > torch.from_numpy(last)[:, None]  # [B, hops]
+            chosen = logits.masked_fill(after_end[..., None], float("-inf")).amax(1)
+        else:
+            chosen = logits[torch.arange(len(group)), torch.from_numpy(last)]
+        scores[lo:lo + len(group)] = torch.sigmoid(chosen).numpy()
     return scores
 
 

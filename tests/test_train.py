@@ -180,3 +180,31 @@ def test_pair_ranking_loss_asks_the_spoof_to_outscore_its_truth_on_shared_hops_o
     assert float(separated) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-4.0))))
     swapped = pair_ranking_loss(logits, weight, pairs[:, ::-1].copy(), margin=1.0)
     assert float(swapped) > 5.0
+
+
+class _HopIndexLogits(torch.nn.Module):
+    """Logit of hop h is PATTERN[h] for every stream and head: a model whose every hop is known."""
+
+    PATTERN = (0.0, 3.0, 1.0, 5.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = ModelConfig()
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        return []
+
+    def forward(self, audio: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        hops = audio.shape[1] // self.config.hop_samples
+        per_hop = torch.tensor(self.PATTERN[:hops])
+        return per_hop[None, :, None].expand(audio.shape[0], hops, 2).clone(), []
+
+
+def test_dev_scores_read_the_last_hop_or_the_peak_until_the_clip_ends() -> None:
+    hop = ModelConfig().hop_samples
+    clips = [train.Clip(None, np.zeros(n * hop, np.int16), 0, 0) for n in (1, 3, 4, 9)]  # type: ignore[arg-type]
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    last = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4)[:, 0]
+    peak = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4, peak=True)[:, 0]
+    assert last == pytest.approx(sigmoid(np.array([0.0, 1.0, 5.0, 5.0])))  # a 9-hop clip is read at 0.4 s
+    assert peak == pytest.approx(sigmoid(np.array([0.0, 3.0, 5.0, 5.0])))  # the 3-hop clip peaks at hop 2
