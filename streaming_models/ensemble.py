@@ -33,8 +33,8 @@ import torch
 from streaming_models.data.manifest import ManifestError, read_manifest
 from streaming_models.hashing import file_hash
 from streaming_models.logs import log_to_stderr
-from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
 from streaming_models.metrics import threshold_at_false_positive_rate
+from streaming_models.model import DetectorEnsemble, StreamingDetector, load_checkpoint
 from streaming_models.train import dev_scores, evaluate_dev, excluding, head_labels
 from streaming_models.training_data import Clip, load_clips
 

@@ -230,8 +230,8 @@ class DetectorEnsemble(nn.Module):
         self.head_members = resolve_head_members(chosen, first.heads, len(members))
         weights = torch.zeros(len(members), len(first.heads))  # [members, heads]
         for column, head in enumerate(first.heads):
-            chosen = self.head_members[head]
-            weights[list(chosen), column] = 1.0 / len(chosen)
+            indexes = self.head_members[head]
+            weights[list(indexes), column] = 1.0 / len(indexes)
         self.register_buffer("head_weights", weights, persistent=False)
         self._register_or_buffers(len(members))
         fronts = [m.frontend for m in members]

@@ -75,11 +75,14 @@ def streaming_loss(model: StreamingDetector, audio: torch.Tensor, batch: Batch, 
     hops = logits.shape[1]
     ramp = torch.clamp((torch.arange(hops) + 1.0) / config.warmup_hops, max=1.0)  # [hops]
     weight = batch.hop_mask * ramp  # [B, hops]
+    spoof_weight = weight
+    if config.genuine_from_first_hop:
+        spoof_weight = batch.hop_mask * torch.where(batch.spoof[:, None] > 0.5, ramp, torch.ones_like(ramp))
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     spoof_logits = logits[..., 0]
-    loss = bce(spoof_logits, batch.spoof[:, None].expand(-1, hops), reduction="none")
-    loss = loss + config.codec_weight * bce(logits[..., 1], batch.codec[:, None].expand(-1, hops), reduction="none")
-    total = (loss * weight).sum() / weight.sum()
+    loss = bce(spoof_logits, batch.spoof[:, None].expand(-1, hops), reduction="none") * spoof_weight
+    loss = loss + config.codec_weight * bce(logits[..., 1], batch.codec[:, None].expand(-1, hops), reduction="none") * weight
+    total = loss.sum() / weight.sum()
     if len(batch.pair_rows):
         total = total + config.pair_weight * pair_ranking_loss(spoof_logits, weight, batch.pair_rows, config.pair_margin)
     return total

@@ -47,6 +47,8 @@ class TrainConfig:
     tilt_prob: float = 0.3  # share of crops given a random first-order spectral tilt
     # loss
     warmup_hops: int = 5  # a crop's per-hop loss weight ramps up linearly over its first hops (0.5 s)
+    genuine_from_first_hop: bool = False  # the ramp spares only spoof crops' spoof loss: genuine crops must
+    # score 'not spoof' from their first hop, so a member stays quiet until it has heard enough
     codec_weight: float = 1.0  # weight of the codec head's loss, the spoof head's being 1
     # optimizer: AdamW, linear warmup then cosine decay
     max_steps: int = 3000  # step budget

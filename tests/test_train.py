@@ -203,8 +203,28 @@ class _HopIndexLogits(torch.nn.Module):
 def test_dev_scores_read_the_last_hop_or_the_peak_until_the_clip_ends() -> None:
     hop = ModelConfig().hop_samples
     clips = [train.Clip(None, np.zeros(n * hop, np.int16), 0, 0) for n in (1, 3, 4, 9)]  # type: ignore[arg-type]
-    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))
     last = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4)[:, 0]
     peak = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4, peak=True)[:, 0]
     assert last == pytest.approx(sigmoid(np.array([0.0, 1.0, 5.0, 5.0])))  # a 9-hop clip is read at 0.4 s
     assert peak == pytest.approx(sigmoid(np.array([0.0, 3.0, 5.0, 5.0])))  # the 3-hop clip peaks at hop 2
+
+
+def test_genuine_from_first_hop_lifts_the_ramp_for_genuine_crops_only() -> None:
+    hop = ModelConfig().hop_samples
+    model = _HopIndexLogits()  # the same logits for every crop: 0, 3, 1, 5 over four hops
+    audio = torch.zeros(2, 4 * hop)
+    mask = torch.ones(2, 4)
+    genuine = train.Batch(audio, torch.zeros(2), torch.zeros(2), mask)
+    spoof = train.Batch(audio, torch.ones(2), torch.zeros(2), mask)
+    ramped = TrainConfig(warmup_hops=4)
+    quiet = dataclasses.replace(ramped, genuine_from_first_hop=True)
+    # a spoof crop's loss is untouched; a genuine crop's early hops now weigh as much as its last
+    assert float(train.streaming_loss(model, audio, spoof, quiet)) == pytest.approx(  # type: ignore[arg-type]
+        float(train.streaming_loss(model, audio, spoof, ramped)))  # type: ignore[arg-type]
+    bce = torch.nn.functional.softplus(torch.tensor(_HopIndexLogits.PATTERN))  # -log(1 - sigmoid(x)) per hop
+    ramp = torch.tensor([0.25, 0.5, 0.75, 1.0])
+    codec_part = (bce * ramp).sum() / ramp.sum()  # the codec head keeps its ramp
+    expected = bce.sum() / ramp.sum() + codec_part
+    assert float(train.streaming_loss(model, audio, genuine, quiet)) == pytest.approx(float(expected))  # type: ignore[arg-type]
+    assert float(train.streaming_loss(model, audio, genuine, ramped)) == pytest.approx(float(2 * codec_part))  # type: ignore[arg-type]
