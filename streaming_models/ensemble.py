@@ -77,13 +77,14 @@ def parse_head_choices(texts: list[str]) -> dict[str, tuple[tuple[int, ...], ...
     return chosen
 
 
-def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_seconds: float, operating_fpr: float
-                         ) -> dict[str, tuple[float, ...]]:
+def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_seconds: float, operating_fpr: float,
+                         smooth_hops: int = 1, min_hops: int = 1) -> dict[str, tuple[float, ...]]:
     """Each "any of" group's offset: the logit of the score that flags `operating_fpr` of the head's
     dev negatives at any hop of their first `dev_seconds` when the group's members alone are the head
     (their mean logit). The peak, not the score at `dev_seconds`: the max passes on every spike of
     every group, and a specialist that spikes on the first hops of genuine speech would otherwise
-    raise the fused head's false alarms at the start of every stream."""
+    raise the fused head's false alarms at the start of every stream. With `smooth_hops` > 1, the peak of
+    the daemon's decision window instead (its mean over that many hops, from hop `min_hops` on)."""
     offsets: dict[str, tuple[float, ...]] = {}
     members = ensemble.detectors()
     for head, groups in ensemble.or_groups.items():
@@ -94,7 +95,7 @@ def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_second
         head_offsets = []
         for group in groups:
             scorer = members[group[0]] if len(group) == 1 else DetectorEnsemble([members[i] for i in group])
-            probs = dev_scores(scorer, dev, dev_seconds, peak=True)[:, column]
+            probs = dev_scores(scorer, dev, dev_seconds, peak=True, smooth_hops=smooth_hops, min_hops=min_hops)[:, column]
             threshold = min(max(threshold_at_false_positive_rate(probs[negatives], operating_fpr), 1e-6), 1 - 1e-6)
             head_offsets.append(math.log(threshold / (1.0 - threshold)))
         offsets[head] = tuple(head_offsets)
@@ -102,7 +103,7 @@ def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_second
 
 
 def fuse(paths: list[Path], manifest: Path | None = None,
-         head_groups: dict[str, tuple[tuple[int, ...], ...]] | None = None
+         head_groups: dict[str, tuple[tuple[int, ...], ...]] | None = None, smooth_hops: int = 1, min_hops: int = 1
          ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Return (the ensemble checkpoint, dev metrics per member and for the ensemble)."""
     if len(paths) < 2:
@@ -131,7 +132,8 @@ def fuse(paths: list[Path], manifest: Path | None = None,
     dev = load_clips(manifest, items, policy, ensemble.config.sample_rate_hz, "loading dev")
     if or_groups:
         ensemble = DetectorEnsemble(members, head_members, or_groups,
-                                    calibrate_or_offsets(ensemble, dev, dev_seconds, operating_fpr)).eval()
+                                    calibrate_or_offsets(ensemble, dev, dev_seconds, operating_fpr,
+                                                         smooth_hops, min_hops)).eval()
     report: dict[str, dict[str, float]] = {}
     for path, (model, _) in zip(paths, loaded, strict=True):
         report[str(path)], _ = evaluate_dev(model, dev, dev_seconds, operating_fpr)
@@ -160,13 +162,21 @@ def main(argv: list[str]) -> int:
                         help="take head NAME from these members only (0-based, --checkpoint order); groups "
                              "split by | are fused by the larger calibrated logit ('any of'); "
                              "default: every head is the mean of all members")
+    parser.add_argument("--smooth-hops", type=int, default=1, metavar="N",
+                        help="calibrate 'any of' groups on the peak of an N-hop moving mean (the daemon's "
+                             "decision.window_hops) instead of the raw per-hop peak (1, the default)")
+    parser.add_argument("--min-hops", type=int, default=1, metavar="N",
+                        help="with --smooth-hops: ignore the first N-1 hops (the daemon's decision.min_hops)")
     args = parser.parse_args(argv)
+    if args.smooth_hops < 1 or args.min_hops < 1:
+        parser.error("--smooth-hops and --min-hops must be >= 1")
     log_to_stderr()
     missing = [str(p) for p in args.checkpoint if not p.is_file()]
     if missing:
         parser.error(f"checkpoint(s) not found: {', '.join(missing)}")
     try:
-        checkpoint, report = fuse(args.checkpoint, args.manifest, parse_head_choices(args.head))
+        checkpoint, report = fuse(args.checkpoint, args.manifest, parse_head_choices(args.head),
+                                  args.smooth_hops, args.min_hops)
     except (OSError, ValueError, ManifestError) as exc:
         print(f"spoofwatch ensemble: {exc}", file=sys.stderr)
         return 2

@@ -228,3 +228,15 @@ def test_genuine_from_first_hop_lifts_the_ramp_for_genuine_crops_only() -> None:
     expected = bce.sum() / ramp.sum() + codec_part
     assert float(train.streaming_loss(model, audio, genuine, quiet)) == pytest.approx(float(expected))  # type: ignore[arg-type]
     assert float(train.streaming_loss(model, audio, genuine, ramped)) == pytest.approx(float(2 * codec_part))  # type: ignore[arg-type]
+
+
+def test_a_smoothed_peak_reads_the_daemons_decision_window() -> None:
+    hop = ModelConfig().hop_samples
+    clips = [train.Clip(None, np.zeros(4 * hop, np.int16), 0, 0)]  # type: ignore[arg-type]
+    p = 1.0 / (1.0 + np.exp(-np.array(_HopIndexLogits.PATTERN)))  # per-hop probabilities 0, 3, 1, 5 as logits
+    window2 = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4, peak=True, smooth_hops=2)[0, 0]
+    assert window2 == pytest.approx(max(p[0], (p[0] + p[1]) / 2, (p[1] + p[2]) / 2, (p[2] + p[3]) / 2))
+    late = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4, peak=True, smooth_hops=3, min_hops=4)[0, 0]
+    assert late == pytest.approx((p[1] + p[2] + p[3]) / 3)  # only the fourth hop may call
+    raw = train.dev_scores(_HopIndexLogits(), clips, dev_seconds=0.4, peak=True)[0, 0]
+    assert raw == pytest.approx(p[3]) and window2 < raw
