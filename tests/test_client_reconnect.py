@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +34,26 @@ def tone(seconds: float) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
+def port_below_ephemeral_range() -> int:
+    """A free port that the kernel never hands out as the local port of an outgoing connection. The
+    restarted daemon binds the same ports again; a port from free_port() lies in the ephemeral range,
+    where a client reconnecting meanwhile can take it (seen in CI: the restart failed with EADDRINUSE)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
+        if Path("/proc/sys/net/ipv4/ip_local_port_range").is_file() else 32768
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def endpoints() -> dict[str, Any]:
-    return {"ingest": f"tcp://127.0.0.1:{free_port()}", "results": f"tcp://127.0.0.1:{free_port()}",
-            "http_port": free_port()}
+    return {"ingest": f"tcp://127.0.0.1:{port_below_ephemeral_range()}",
+            "results": f"tcp://127.0.0.1:{port_below_ephemeral_range()}",
+            "http_port": port_below_ephemeral_range()}
 
 
 @pytest.mark.parametrize("how", ["kill", "terminate"])
