@@ -83,8 +83,8 @@ def calibrate_or_offsets(ensemble: DetectorEnsemble, dev: list[Clip], dev_second
     dev negatives at any hop of their first `dev_seconds` when the group's members alone are the head
     (their mean logit). The peak, not the score at `dev_seconds`: the max passes on every spike of
     every group, and a specialist that spikes on the first hops of genuine speech would otherwise
-    raise the fused head's false alarms at the start of every stream. With `smooth_hops` > 1, the peak of
-    the daemon's decision window instead (its mean over that many hops, from hop `min_hops` on)."""
+    raise the fused head's false alarms at the start of every stream. `smooth_hops` and `min_hops` make it
+    the peak of the daemon's decision window instead (its mean over that many hops, from that hop on)."""
     offsets: dict[str, tuple[float, ...]] = {}
     members = ensemble.detectors()
     for head, groups in ensemble.or_groups.items():
@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
                         help="calibrate 'any of' groups on the peak of an N-hop moving mean (the daemon's "
                              "decision.window_hops) instead of the raw per-hop peak (1, the default)")
     parser.add_argument("--min-hops", type=int, default=1, metavar="N",
-                        help="with --smooth-hops: ignore the first N-1 hops (the daemon's decision.min_hops)")
+                        help="calibrate 'any of' groups from hop N on (the daemon's decision.min_hops; default 1)")
     args = parser.parse_args(argv)
     if args.smooth_hops < 1 or args.min_hops < 1:
         parser.error("--smooth-hops and --min-hops must be >= 1")

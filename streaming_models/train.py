@@ -121,13 +121,25 @@ def head_labels(clips: list[Clip], head: str) -> np.ndarray:
     return np.array([clip.spoof if head == "spoof" else clip.codec for clip in clips])
 
 
+def window_means(probs: torch.Tensor, window: int) -> torch.Tensor:
+    """Causal mean over the last `window` hops (fewer at the start) of [B, hops, heads]: the daemon's
+    DecisionTracker window. A window of 1 returns `probs` unchanged."""
+    if window <= 1:
+        return probs
+    total = probs.clone()
+    for shift in range(1, min(window, probs.shape[1])):
+        total[:, shift:] += probs[:, :-shift]
+    counts = torch.clamp(torch.arange(1, probs.shape[1] + 1), max=window).to(probs.dtype)
+    return total / counts[None, :, None]
+
+
 @torch.no_grad()
 def dev_scores(model: Network, clips: list[Clip], dev_seconds: float, peak: bool = False,
                smooth_hops: int = 1, min_hops: int = 1) -> np.ndarray:
     """Each clip's probabilities [clips, heads] after `dev_seconds` (or at its end), or with `peak` the
     largest over its hops until then (what a stream flagged at any hop sees); model left in eval mode.
-    With `smooth_hops` > 1 the peak is of the causal mean of the last `smooth_hops` probabilities, from
-    hop `min_hops` on: what the daemon's decision window sees (daemon/policy.py)."""
+    The peak is of the causal mean of the last `smooth_hops` probabilities (1: each hop's own), from hop
+    `min_hops` on: with the daemon's settings, what its decision window sees (daemon/policy.py)."""
     model.eval()
     hop = model.config.hop_samples
     max_hops = max(1, int(dev_seconds * model.config.sample_rate_hz) // hop)
@@ -141,23 +153,14 @@ def dev_scores(model: Network, clips: list[Clip], dev_seconds: float, peak: bool
             audio[row, :len(pcm)] = pcm / 32768.0
             last[row] = max(1, len(pcm) // hop) - 1  # causal: padding after the end changes nothing before
         logits, _ = model(torch.from_numpy(audio), model.initial_states(len(group)))
-        if peak and smooth_hops > 1:
-            probs = torch.sigmoid(logits)  # [B, hops, heads]
-            sums = torch.cumsum(probs, 1)
-            shifted = torch.cat([torch.zeros_like(sums[:, :smooth_hops]), sums[:, :-smooth_hops]], 1)[:, :max_hops]
-            counts = torch.clamp(torch.arange(1, max_hops + 1), max=smooth_hops).to(probs.dtype)
-            means = (sums - shifted) / counts[None, :, None]
+        if peak:
+            probs = window_means(torch.sigmoid(logits), smooth_hops)  # [B, hops, heads]
             hops_idx = torch.arange(max_hops)[None, :]
             early = hops_idx < min(min_hops, max_hops) - 1  # [1, hops]: before the daemon may call
-            after_end = hops_idx > torch.from_numpy(last)[:, None]
-            scores[lo:lo + len(group)] = means.masked_fill((early | after_end)[..., None], 0.0).amax(1).numpy()
-            continue
-        if peak:
-            after_end = torch.arange(max_hops)[None, :] > torch.from_numpy(last)[:, None]  # [B, hops]
-            chosen = logits.masked_fill(after_end[..., None], float("-inf")).amax(1)
+            after_end = hops_idx > torch.from_numpy(last)[:, None]  # [B, hops]
+            scores[lo:lo + len(group)] = probs.masked_fill((early | after_end)[..., None], 0.0).amax(1).numpy()
         else:
-            chosen = logits[torch.arange(len(group)), torch.from_numpy(last)]
-        scores[lo:lo + len(group)] = torch.sigmoid(chosen).numpy()
+            scores[lo:lo + len(group)] = torch.sigmoid(logits[torch.arange(len(group)), torch.from_numpy(last)]).numpy()
     return scores
 
 

@@ -38,8 +38,8 @@ def port_below_ephemeral_range() -> int:
     """A free port that the kernel never hands out as the local port of an outgoing connection. The
     restarted daemon binds the same ports again; a port from free_port() lies in the ephemeral range,
     where a client reconnecting meanwhile can take it (seen in CI: the restart failed with EADDRINUSE)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
-        if Path("/proc/sys/net/ipv4/ip_local_port_range").is_file() else 32768
+    port_range = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(port_range.read_text().split()[0]) if port_range.is_file() else 32768
     for port in random.sample(range(max(1024, low - 12000), low), 200):
         with socket.socket() as probe:
             try:
